@@ -1,0 +1,19 @@
+"""Engine.IO v4 on Trio: sessions, transports, the standalone server, the client."""
+
+from __future__ import annotations
+
+from .config import EngineConfig as EngineConfig
+from .config import RequestHead as RequestHead
+from .server import EngineServer as EngineServer
+from .server import HttpResponse as HttpResponse
+from .socket import EngineSocket as EngineSocket
+from .socket import SessionState as SessionState
+
+__all__ = [
+    "EngineConfig",
+    "EngineServer",
+    "EngineSocket",
+    "HttpResponse",
+    "RequestHead",
+    "SessionState",
+]

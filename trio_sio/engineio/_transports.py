@@ -1,0 +1,338 @@
+"""The two client transports, each as a small object that moves Engine.IO packets.
+
+- :class:`PollingTransport`: HTTP long-polling over two :class:`HTTPConnection` objects,
+  one for the parked GET and one for POSTs, so sending never waits behind receiving.
+- :class:`WebSocketTransport`: one packet per WebSocket frame, over trio-websocket.
+
+Errors are left as they come (``HTTPTransportError``, ``RemoteProtocolError``,
+``trio_websocket.ConnectionClosed``, ``OSError``); the client maps them to close reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+import trio_websocket
+
+from ..protocol.engineio import (
+    PING_PROBE,
+    PONG_PROBE,
+    PROTOCOL_VERSION,
+    Packet,
+    decode_packet,
+    decode_payload,
+    encode_packet,
+)
+from ..protocol.errors import RemoteProtocolError
+from ._http_client import HTTPConnection, HTTPResponse, HTTPTransportError
+
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "Endpoint",
+    "PollingTransport",
+    "WebSocketTransport",
+    "open_websocket_transport",
+    "probe_websocket",
+]
+
+logger = logging.getLogger("trio_sio.engineio.client")
+
+#: The largest HTTP body or WebSocket message accepted from the server.
+MAX_INCOMING_SIZE: Final = 16 * 1024 * 1024
+#: How many frames trio-websocket may buffer ahead of our receive loop.
+_WS_QUEUE_SIZE: Final = 16
+#: The exceptions a transport raises when it fails (besides ``trio_websocket.ConnectionClosed``,
+#: which means the WebSocket was closed).
+TRANSPORT_ERRORS: Final = (
+    HTTPTransportError,
+    RemoteProtocolError,
+    trio_websocket.HandshakeError,
+    trio.BrokenResourceError,
+    OSError,
+)
+#: Refuse polling payloads holding more packets than this.
+_MAX_PACKETS_PER_PAYLOAD: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to reach the Engine.IO server.
+
+    Attributes:
+        host: host name or IP address.
+        port: TCP port.
+        path: the Engine.IO path, with a trailing slash.
+        query: extra query parameters, sent with every request.
+        headers: extra header fields, sent with every request and the WebSocket handshake.
+        ssl_context: TLS settings, or None for plain http/ws.
+    """
+
+    host: str
+    port: int
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...]
+    ssl_context: ssl.SSLContext | None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> Endpoint:
+        """Build an endpoint from a URL and the client's options.
+
+        The URL's path is ignored (``path`` is used); its query is kept, and ``query``
+        overrides parameters of the same name. TLS is used for https/wss, with
+        ``ssl.create_default_context()`` unless ``ssl_context`` is given.
+
+        Raises:
+            ValueError: unsupported scheme, no host, or ``ssl_context`` for http/ws.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https", "ws", "wss"):
+            raise ValueError(f"URL scheme must be http, https, ws or wss: {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"URL has no host: {url!r}")
+        secure = parts.scheme in ("https", "wss")
+        if ssl_context is not None and not secure:
+            raise ValueError("ssl_context given for a plain http/ws URL")
+        if secure and ssl_context is None:
+            ssl_context = ssl.create_default_context()
+        params = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if query:
+            params = [(k, v) for k, v in params if k not in query] + list(query.items())
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (443 if secure else 80),
+            path=path.rstrip("/") + "/",
+            query=tuple(params),
+            headers=tuple((headers or {}).items()),
+            ssl_context=ssl_context,
+        )
+
+    def target(self, transport: str, sid: str | None) -> str:
+        """The request target (path and query) for ``transport`` and ``sid``."""
+        params = [(k, v) for k, v in self.query if k not in ("EIO", "transport", "sid")]
+        params += [("EIO", str(PROTOCOL_VERSION)), ("transport", transport)]
+        if sid is not None:
+            params.append(("sid", sid))
+        return f"{self.path}?{urllib.parse.urlencode(params)}"
+
+
+def _describe_refusal(response: HTTPResponse) -> str:
+    """A short description of a non-200 answer, using the JS server's JSON error body."""
+    detail = ""
+    try:
+        obj = json.loads(response.body)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+        detail = f": {obj['message']} (code {obj.get('code')})"
+    return f"HTTP {response.status}{detail}"
+
+
+class PollingTransport:
+    """HTTP long-polling for one session.
+
+    Args:
+        endpoint: the server.
+    """
+
+    name: Final = "polling"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self.sid: str | None = None
+
+        def connection() -> HTTPConnection:
+            return HTTPConnection(
+                endpoint.host,
+                endpoint.port,
+                ssl_context=endpoint.ssl_context,
+                max_body_size=MAX_INCOMING_SIZE,
+            )
+
+        self._get_conn = connection()
+        self._post_conn = connection()
+
+    async def poll(self) -> list[Packet]:
+        """One GET: wait for the server's next payload (the handshake when no sid is set).
+
+        Raises:
+            HTTPTransportError: the request failed or the server refused it.
+            RemoteProtocolError: the payload is malformed.
+
+        Cancellation:
+            Safe; the GET connection is then closed, which the server sees as an error.
+        """
+        response = await self._get_conn.request(
+            "GET",
+            self._endpoint.target(self.name, self.sid),
+            headers=[("Accept", "*/*"), *self._endpoint.headers],
+        )
+        if response.status != 200:
+            raise HTTPTransportError(f"polling GET refused: {_describe_refusal(response)}")
+        return decode_payload(response.body, max_packets=_MAX_PACKETS_PER_PAYLOAD)
+
+    async def post(self, payload: str) -> None:
+        """One POST carrying an encoded payload; returns once the server said ``ok``.
+
+        Raises:
+            HTTPTransportError: the request failed or the server did not answer ``ok``.
+
+        Cancellation:
+            Safe, but the server may or may not have received the payload.
+        """
+        response = await self._post_conn.request(
+            "POST",
+            self._endpoint.target(self.name, self.sid),
+            headers=[
+                ("Content-Type", "text/plain;charset=UTF-8"),
+                ("Accept", "*/*"),
+                *self._endpoint.headers,
+            ],
+            body=payload.encode("utf-8"),
+        )
+        if response.status != 200 or response.body != b"ok":
+            raise HTTPTransportError(f"polling POST refused: {_describe_refusal(response)}")
+
+    async def aclose(self) -> None:
+        """Close both HTTP connections (forcefully: nothing is in flight by then).
+
+        Cancellation:
+            The connections are closed even if cancelled.
+        """
+        await self._get_conn.aclose()
+        await self._post_conn.aclose()
+
+
+class WebSocketTransport(trio.abc.AsyncResource):
+    """One Engine.IO packet per WebSocket frame.
+
+    Args:
+        connection: an open trio-websocket connection.
+    """
+
+    name: Final = "websocket"
+
+    def __init__(self, connection: trio_websocket.WebSocketConnection) -> None:
+        self._ws = connection
+
+    async def receive(self) -> Packet:
+        """The next packet.
+
+        Raises:
+            trio_websocket.ConnectionClosed: the WebSocket is closed.
+            RemoteProtocolError: the frame is not a valid packet.
+
+        Cancellation:
+            Safe: a frame is either returned or left queued.
+        """
+        frame = await self._ws.get_message()
+        return decode_packet(frame)
+
+    async def send(self, packet: Packet) -> None:
+        """Send one packet as one frame.
+
+        Raises:
+            trio_websocket.ConnectionClosed: the WebSocket is closed.
+
+        Cancellation:
+            If cancelled the frame may have been partly written; the WebSocket is then
+            unusable.
+        """
+        await self._ws.send_message(encode_packet(packet))
+
+    async def aclose(self) -> None:
+        """Close the WebSocket with a closing handshake (code 1000).
+
+        Cancellation:
+            If cancelled the underlying stream is closed without the handshake.
+        """
+        await self._ws.aclose()
+
+
+async def open_websocket_transport(
+    endpoint: Endpoint,
+    sid: str | None,
+    *,
+    task_status: trio.TaskStatus[WebSocketTransport] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Connect a WebSocket and keep its reader task alive; use with ``nursery.start``.
+
+    ``task_status.started()`` hands over the transport once the HTTP upgrade succeeded.
+    This task ends when the WebSocket is closed; when it is cancelled, it closes the
+    WebSocket without a closing handshake.
+
+    Raises:
+        trio_websocket.HandshakeError: the server refused the upgrade.
+        OSError: connecting failed.
+
+    Cancellation:
+        Cancelling it before it started abandons the connection attempt.
+    """
+    connection: trio_websocket.WebSocketConnection | None = None
+    use_ssl: bool | ssl.SSLContext = endpoint.ssl_context or False
+    try:
+        async with trio.open_nursery() as nursery:
+            connection = await trio_websocket.connect_websocket(
+                nursery,
+                endpoint.host,
+                endpoint.port,
+                endpoint.target("websocket", sid),
+                use_ssl=use_ssl,
+                extra_headers=[(k.encode(), v.encode()) for k, v in endpoint.headers],
+                message_queue_size=_WS_QUEUE_SIZE,
+                max_message_size=MAX_INCOMING_SIZE,
+            )
+            task_status.started(WebSocketTransport(connection))
+    finally:
+        if connection is not None:
+            await trio.aclose_forcefully(connection)
+
+
+async def probe_websocket(
+    nursery: trio.Nursery, endpoint: Endpoint, sid: str
+) -> WebSocketTransport | None:
+    """Open a WebSocket for session ``sid`` and check it with ``2probe``/``3probe``.
+
+    Args:
+        nursery: where the WebSocket's reader task runs.
+        endpoint: the server.
+        sid: the session being upgraded.
+
+    Returns:
+        The probed transport, or None if the probe failed (the WebSocket is then closed).
+
+    Cancellation:
+        Safe: a cancelled probe leaves no WebSocket open (callers bound it with a timeout).
+    """
+    ws: WebSocketTransport | None = None
+    try:
+        ws = await nursery.start(open_websocket_transport, endpoint, sid)
+        await ws.send(PING_PROBE)
+        reply = await ws.receive()
+        if reply != PONG_PROBE:
+            raise RemoteProtocolError(f"unexpected answer to the probe: {reply!r}")
+    except (*TRANSPORT_ERRORS, trio_websocket.ConnectionClosed) as exc:
+        logger.info("websocket upgrade probe failed, staying on polling: %r", exc)
+    except BaseException:
+        if ws is not None:
+            await trio.aclose_forcefully(ws)
+        raise
+    else:
+        return ws
+    if ws is not None:
+        await trio.aclose_forcefully(ws)
+    return None

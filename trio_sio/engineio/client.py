@@ -1,0 +1,535 @@
+"""Engine.IO v4 client on Trio: HTTP long-polling, WebSocket, and the probe upgrade.
+
+Use :func:`open_engine_client`::
+
+    async with open_engine_client("http://localhost:3000") as client:
+        await client.send("hello")
+        async for message in client:
+            ...
+
+Each client runs its own tasks, all inside the ``async with`` block: a receive loop (GET
+loop or WebSocket reader), a send loop (the only writer: POST batches or one frame per
+packet), a heartbeat watchdog, and, when upgrading, the upgrade task. Leaving the block
+closes the session and ends every one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Final, final
+
+import trio
+import trio_websocket
+
+from ..protocol.engineio import (
+    CLOSE,
+    PONG,
+    UPGRADE,
+    CloseReason,
+    OpenInfo,
+    Packet,
+    PacketType,
+    decode_open,
+)
+from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
+from ._heartbeat import HeartbeatWatchdog
+from ._outbox import Outbox
+from ._transports import (
+    TRANSPORT_ERRORS,
+    Endpoint,
+    PollingTransport,
+    WebSocketTransport,
+    open_websocket_transport,
+    probe_websocket,
+)
+
+__all__ = ["ConnectError", "EngineClient", "UpgradeError", "open_engine_client"]
+
+logger = logging.getLogger("trio_sio.engineio.client")
+
+#: How long :meth:`EngineClient.aclose` tries to say goodbye before closing abruptly.
+CLOSE_GRACE: Final = 2.0
+
+
+class ConnectError(SocketIOError):
+    """Opening the Engine.IO session failed; the cause is chained (``__cause__``)."""
+
+
+class UpgradeError(SocketIOError):
+    """The session cannot move to WebSocket; it stays on HTTP long-polling."""
+
+
+@final
+class EngineClient:
+    """One Engine.IO session, seen from the client. Made by :func:`open_engine_client`.
+
+    Attributes:
+        close_reason: None while open; then why the session ended: ``"forced close"``
+            (we closed it), ``"transport close"`` (the server closed it), ``"transport
+            error"`` (I/O failed), ``"parse error"`` (the server sent bad data), or
+            ``"ping timeout"`` (the server went silent).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        transports: tuple[str, ...],
+        upgrade: bool,
+        message_queue_size: int,
+        send_queue_size: int,
+        connect_timeout: float,
+    ) -> None:
+        self._endpoint = endpoint
+        self._transports = transports
+        self._upgrade = upgrade
+        self._connect_timeout = connect_timeout
+        self._open_info: OpenInfo | None = None
+        self._transport: PollingTransport | WebSocketTransport | None = None
+        self._polling: PollingTransport | None = None
+        self._initial_packets: list[Packet] = []
+        self._watchdog: HeartbeatWatchdog | None = None
+        self.close_reason: str | None = None
+        # Received MESSAGE data, for receive(); bounded: a full queue pauses reading.
+        self._msg_send, self._msg_recv = trio.open_memory_channel[str | bytes](message_queue_size)
+        self._outbox = Outbox(send_queue_size)
+        self._send_lock = trio.Lock()  # held while a batch is written; the upgrade takes it
+        self._pause_requested = False
+        self._poll_paused = trio.Event()
+        self._switched = trio.Event()
+        self._upgrade_settled = trio.Event()
+        self._connected = False
+        self._closing = False
+        self._close_sent = trio.Event()
+        self._finished = trio.Event()
+        self._stopped = trio.Event()
+        self._tasks_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def open_info(self) -> OpenInfo:
+        """The server's handshake data (sid, upgrades, ping interval/timeout, maxPayload)."""
+        if self._open_info is None:
+            raise RuntimeError("the client is not connected yet")
+        return self._open_info
+
+    @property
+    def sid(self) -> str:
+        """The session id the server assigned."""
+        return self.open_info.sid
+
+    @property
+    def transport(self) -> str:
+        """The current transport: ``"polling"`` or ``"websocket"``."""
+        if self._transport is None:
+            raise RuntimeError("the client is not connected yet")
+        return self._transport.name
+
+    async def send(self, data: str | bytes) -> None:
+        """Queue a MESSAGE for the server (text or binary).
+
+        Blocks while the send queue (``send_queue_size`` messages not yet written) is full.
+
+        Raises:
+            ConnectionClosed: the session is closed or closing.
+            TypeError: ``data`` is neither ``str`` nor ``bytes``.
+
+        Cancellation:
+            If cancelled, the message was not queued and will not be sent; once this
+            returns, the message is queued and will be sent unless the session ends first.
+        """
+        packet = self._message(data)
+        self._check_open()
+        await self._outbox.reserve()
+        try:
+            self._check_open()
+        except ConnectionClosed:
+            self._outbox.unreserve()
+            raise
+        self._outbox.put_reserved(packet)
+
+    def send_nowait(self, data: str | bytes) -> None:
+        """Queue a MESSAGE without blocking.
+
+        Raises:
+            trio.WouldBlock: the send queue is full.
+            ConnectionClosed: the session is closed or closing.
+            TypeError: ``data`` is neither ``str`` nor ``bytes``.
+        """
+        packet = self._message(data)
+        self._check_open()
+        self._outbox.reserve_nowait()
+        self._outbox.put_reserved(packet)
+
+    async def receive(self) -> str | bytes:
+        """The next MESSAGE from the server, in order.
+
+        Messages that arrived before the session ended are still returned; after them
+        this raises.
+
+        Raises:
+            ConnectionClosed: the session is closed and every message was received;
+                ``reason`` is :attr:`close_reason`.
+
+        Cancellation:
+            Safe: a message is either returned or stays queued.
+        """
+        try:
+            return await self._msg_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionClosed(self.close_reason or "transport close") from None
+
+    def __aiter__(self) -> EngineClient:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """Like :meth:`receive`; iteration stops (no error) when the session ends.
+
+        Cancellation:
+            As :meth:`receive`.
+        """
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+    async def wait_upgraded(self) -> None:
+        """Block until the session runs on WebSocket.
+
+        Returns at once for a session that started on WebSocket.
+
+        Raises:
+            UpgradeError: the upgrade is disabled, not offered by the server, or failed.
+            ConnectionClosed: the session ended before the upgrade.
+
+        Cancellation:
+            Safe; it only waits.
+        """
+        await self._upgrade_settled.wait()
+        if isinstance(self._transport, WebSocketTransport):
+            return
+        if self._finished.is_set():
+            raise ConnectionClosed(self.close_reason or "transport close")
+        raise UpgradeError("the session stays on polling")
+
+    async def aclose(self) -> None:
+        """Close the session cleanly, then stop every task and close the transports.
+
+        Messages already queued by :meth:`send` are written first, then a CLOSE packet
+        (on WebSocket, followed by the closing handshake). If that takes longer than
+        ``CLOSE_GRACE`` seconds, or the session is already broken, it is closed
+        abruptly. Idempotent; :meth:`receive` still drains what was received.
+
+        Cancellation:
+            If cancelled, the goodbye is skipped; the transports are still closed and the
+            tasks ended before this returns (that last step is shielded and quick).
+        """
+        try:
+            if self._connected and not self._closing and not self._finished.is_set():
+                self._closing = True
+                self._outbox.put_control(CLOSE)
+                with trio.move_on_after(CLOSE_GRACE):
+                    await self._close_sent.wait()
+                    if isinstance(self._transport, WebSocketTransport):
+                        await self._transport.aclose()
+        finally:
+            self._closing = True
+            self._finish(CloseReason.FORCED_CLOSE)
+            with trio.CancelScope(shield=True):
+                await self._stopped.wait()
+
+    @staticmethod
+    def _message(data: str | bytes) -> Packet:
+        if not isinstance(data, str | bytes):
+            raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
+        return Packet(PacketType.MESSAGE, data)
+
+    def _check_open(self) -> None:
+        if self._closing or self._finished.is_set():
+            raise ConnectionClosed(self.close_reason or "forced close")
+
+    def _finish(self, reason: CloseReason) -> None:
+        """End the session (first reason wins) and cancel the tasks."""
+        if self.close_reason is None:
+            self.close_reason = (CloseReason.FORCED_CLOSE if self._closing else reason).value
+            forced = self.close_reason == CloseReason.FORCED_CLOSE.value
+            log = logger.debug if forced else logger.info
+            sid = None if self._open_info is None else self._open_info.sid
+            log("engine.io session %s closed: %s", sid, self.close_reason)
+        self._set_finished()
+        self._tasks_scope.cancel()
+
+    def _set_finished(self) -> None:
+        self._finished.set()
+        self._close_sent.set()  # wakes aclose()
+        self._upgrade_settled.set()  # wakes wait_upgraded()
+
+    def _enqueue_control(self, packet: Packet) -> None:
+        if not self._closing:
+            self._outbox.put_control(packet)
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host every task of the session until it is finished."""
+        try:
+            with self._tasks_scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            if self.close_reason is None:  # only if a task crashed
+                self.close_reason = CloseReason.TRANSPORT_ERROR.value
+            self._set_finished()
+            self._msg_send.close()
+            if self._polling is not None:
+                with trio.CancelScope(shield=True):
+                    await self._polling.aclose()
+            self._stopped.set()
+
+    async def _connect(self) -> None:
+        """Handshake on the first transport, then start the session's tasks.
+
+        Raises:
+            ConnectError: with the cause chained.
+        """
+        assert self._nursery is not None
+        first = self._transports[0]
+        try:
+            with trio.fail_after(self._connect_timeout):
+                if first == "polling":
+                    polling = PollingTransport(self._endpoint)
+                    self._transport = self._polling = polling
+                    packets = await polling.poll()
+                else:
+                    ws = await self._nursery.start(open_websocket_transport, self._endpoint, None)
+                    self._transport = ws
+                    packets = [await ws.receive()]
+                info = decode_open(packets[0])
+        except trio.TooSlowError as exc:
+            raise ConnectError(f"no handshake within {self._connect_timeout} s") from exc
+        except (*TRANSPORT_ERRORS, trio_websocket.ConnectionClosed) as exc:
+            raise ConnectError(f"engine.io handshake over {first} failed: {exc}") from exc
+        if isinstance(self._transport, PollingTransport):
+            self._transport.sid = info.sid
+        self._open_info = info
+        self._initial_packets = packets[1:]
+        self._connected = True
+        logger.debug("engine.io session %s open over %s: %s", info.sid, first, info)
+        self._watchdog = HeartbeatWatchdog((info.ping_interval + info.ping_timeout) / 1000)
+        self._nursery.start_soon(self._receive_loop)
+        self._nursery.start_soon(self._send_loop)
+        self._nursery.start_soon(self._watchdog_task, self._watchdog)
+        if (
+            first == "polling"
+            and self._upgrade
+            and "websocket" in self._transports
+            and "websocket" in info.upgrades
+        ):
+            self._nursery.start_soon(self._upgrade_task)
+        else:
+            self._upgrade_settled.set()
+
+    async def _watchdog_task(self, watchdog: HeartbeatWatchdog) -> None:
+        await watchdog.wait_expired()
+        logger.info("no packet from the server for %.3f s", watchdog.timeout)
+        self._finish(CloseReason.PING_TIMEOUT)
+
+    async def _handle(self, packet: Packet) -> bool:
+        """Act on one packet from the server; False once the session is over."""
+        assert self._watchdog is not None
+        self._watchdog.reset()
+        ptype = packet.type
+        if ptype is PacketType.MESSAGE:
+            await self._msg_send.send(packet.data)
+        elif ptype is PacketType.PING:
+            self._enqueue_control(PONG)
+        elif ptype is PacketType.CLOSE:
+            self._finish(CloseReason.TRANSPORT_CLOSE)
+            return False
+        elif ptype in (PacketType.OPEN, PacketType.UPGRADE):
+            raise RemoteProtocolError(f"unexpected {ptype.name} packet from the server")
+        # NOOP (releases a long-poll) and PONG need nothing.
+        return True
+
+    async def _receive_loop(self) -> None:
+        try:
+            for packet in self._initial_packets:
+                if not await self._handle(packet):
+                    return
+            self._initial_packets = []
+            while True:
+                transport = self._transport
+                if isinstance(transport, PollingTransport):
+                    if self._closing:  # our CLOSE may already have ended the session
+                        await trio.sleep_forever()
+                    for packet in await transport.poll():
+                        if not await self._handle(packet):
+                            return
+                    if self._pause_requested:
+                        self._poll_paused.set()
+                        await self._switched.wait()
+                else:
+                    assert transport is not None
+                    if not await self._handle(await transport.receive()):
+                        return
+        except trio_websocket.ConnectionClosed as exc:
+            logger.debug("websocket closed: %s", exc.reason)
+            if not self._closing:  # else aclose() is finishing the closing handshake
+                self._finish(CloseReason.TRANSPORT_CLOSE)
+        except RemoteProtocolError as exc:
+            logger.info("bad data from the server: %r", exc)
+            self._finish(CloseReason.PARSE_ERROR)
+        except TRANSPORT_ERRORS as exc:
+            logger.info("receiving failed: %r", exc)
+            self._finish(CloseReason.TRANSPORT_ERROR)
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                first = await self._outbox.get()
+                async with self._send_lock:
+                    transport = self._transport
+                    if isinstance(transport, PollingTransport):
+                        batch, body = self._outbox.get_batch(first, self.open_info.max_payload)
+                        await transport.post(body)
+                    else:
+                        assert transport is not None
+                        batch = [first]
+                        await transport.send(first)
+                self._outbox.sent(batch)
+                if batch[-1].type is PacketType.CLOSE:
+                    self._close_sent.set()
+                    return
+        except trio_websocket.ConnectionClosed:
+            self._finish(CloseReason.TRANSPORT_CLOSE)
+        except TRANSPORT_ERRORS as exc:
+            logger.info("sending failed: %r", exc)
+            self._finish(CloseReason.TRANSPORT_ERROR)
+
+    async def _upgrade_task(self) -> None:
+        assert self._nursery is not None
+        polling = self._transport
+        assert isinstance(polling, PollingTransport)
+        ws = None
+        with trio.move_on_after(self._connect_timeout) as scope:
+            ws = await probe_websocket(self._nursery, self._endpoint, self.sid)
+        if scope.cancelled_caught:
+            logger.info("websocket upgrade probe timed out, staying on polling")
+        if ws is None:
+            self._upgrade_settled.set()
+            return
+        if self._closing:
+            await trio.aclose_forcefully(ws)
+            return
+        logger.debug("probe answered; pausing polling")
+        # Let the parked GET come back (the server releases it with a NOOP) and keep no
+        # GET in flight; POSTs go on until we hold the send lock.
+        self._pause_requested = True
+        await self._poll_paused.wait()
+        async with self._send_lock:  # waits for an in-flight POST
+            try:
+                await ws.send(UPGRADE)
+            except trio_websocket.ConnectionClosed:
+                self._finish(CloseReason.TRANSPORT_CLOSE)
+                return
+            self._transport = ws
+            self._pause_requested = False
+            self._switched.set()
+            self._upgrade_settled.set()
+        logger.debug("engine.io session %s upgraded to websocket", self.sid)
+        await polling.aclose()
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The only leaf exception of a (nested) group, or None if it holds several."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+@asynccontextmanager
+async def open_engine_client(
+    url: str,
+    *,
+    path: str = "/engine.io/",
+    transports: Sequence[str] = ("polling", "websocket"),
+    upgrade: bool = True,
+    query: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    message_queue_size: int = 64,
+    send_queue_size: int = 64,
+    connect_timeout: float = 20.0,
+) -> AsyncIterator[EngineClient]:
+    """Open an Engine.IO v4 session; closing the block closes it.
+
+    The first name in ``transports`` is the transport the session starts on. Starting on
+    polling, the client probes a WebSocket when ``upgrade`` is true, ``"websocket"`` is
+    in ``transports`` and the server offers it; if the probe fails it stays on polling.
+
+    Args:
+        url: ``http(s)://`` or ``ws(s)://`` address of the server. Its path is ignored
+            (``path`` is used); its query is sent with every request.
+        path: the Engine.IO path (``"/socket.io/"`` under Socket.IO).
+        transports: ``"polling"`` and/or ``"websocket"``, in order of preference.
+        upgrade: whether a polling session may move to WebSocket.
+        query: extra query parameters for every request.
+        headers: extra HTTP header fields for every request and the WebSocket handshake.
+        ssl_context: TLS settings for https/wss (default: verified, system trust store).
+        message_queue_size: received messages kept for :meth:`EngineClient.receive`; when
+            full the client stops reading (and so stops answering pings: read promptly).
+        send_queue_size: messages :meth:`EngineClient.send` may queue before blocking.
+        connect_timeout: seconds allowed for the handshake (and for the upgrade probe).
+
+    Yields:
+        The connected client.
+
+    Raises:
+        ConnectError: the handshake failed or timed out (cause chained).
+        ValueError: an invalid argument.
+
+    Leaving the block calls :meth:`EngineClient.aclose` and ends every task. An exception
+    from the block propagates unchanged; an ``ExceptionGroup`` escapes only when several
+    exceptions happen at once (e.g. the block fails while a background task crashes).
+
+    Cancellation:
+        Cancelling during the handshake abandons it (no session is left behind). Being
+        cancelled while inside the block closes the session without the goodbye.
+    """
+    names = tuple(transports)
+    if not names or any(n not in ("polling", "websocket") for n in names):
+        raise ValueError(f"transports must be 'polling' and/or 'websocket', not {names!r}")
+    if message_queue_size < 0 or send_queue_size < 1:
+        raise ValueError("message_queue_size must be >= 0 and send_queue_size >= 1")
+    client = EngineClient(
+        Endpoint.from_url(url, path, query, headers, ssl_context),
+        transports=names,
+        upgrade=upgrade,
+        message_queue_size=message_queue_size,
+        send_queue_size=send_queue_size,
+        connect_timeout=connect_timeout,
+    )
+    single: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client._run)
+            try:
+                await client._connect()
+                yield client
+            finally:
+                await client.aclose()
+    except BaseExceptionGroup as group:
+        single = _single_leaf(group)
+        if single is None:
+            raise
+    if single is not None:
+        raise single

@@ -1,0 +1,113 @@
+"""Configuration of an Engine.IO server, and the view of an HTTP request it decides on."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..protocol.engineio import Transport
+
+__all__ = ["EngineConfig", "RequestHead"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What the server knows of an HTTP or WebSocket request before reading its body.
+
+    Attributes:
+        method: ``"GET"``, ``"POST"``, ...
+        path: the path, without the query string.
+        query: decoded query parameters (the first value of each name).
+        headers: header names in lower case, values as text (repeated headers joined by ``", "``).
+        client: the peer's ``(host, port)``, when known.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    client: tuple[str, int] | None = None
+
+
+AllowRequest = Callable[[RequestHead], Awaitable[bool] | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Engine.IO server settings. Times are in seconds, sizes in bytes.
+
+    Attributes:
+        ping_interval: seconds between two server pings.
+        ping_timeout: seconds to wait for the pong before closing the session.
+        upgrade_timeout: seconds a polling→WebSocket upgrade may take once the WebSocket is open.
+        max_http_buffer_size: the largest HTTP body or WebSocket message accepted (``maxPayload``).
+        transports: the transports accepted, in the order offered.
+        allow_upgrades: offer the polling→WebSocket upgrade.
+        cors_allowed_origins: ``None`` allows the same origin only; ``"*"`` any origin
+            (without credentials); a sequence lists the origins allowed (with credentials).
+            Requests without an ``Origin`` header (non-browser clients) are always allowed.
+        allow_request: an optional hook called with every handshake request; returning False
+            refuses it with 403. It may be sync or async.
+        cookie: when set, the handshake response sets a cookie of that name holding the sid.
+        max_queued_packets: bound of a session's send queue (packet groups); a full queue makes
+            ``send()`` wait and ``send_nowait()`` raise ``trio.WouldBlock``.
+        message_queue_size: bound of a session's queue of received messages; a full queue stops
+            reading from the peer (backpressure).
+        max_packets_per_payload: the most packets one polling POST may carry.
+        close_timeout: seconds a graceful close waits for queued packets to go out.
+        path: the URL path the server answers on.
+    """
+
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    upgrade_timeout: float = 10.0
+    max_http_buffer_size: int = 1_000_000
+    transports: Sequence[Transport] = (Transport.POLLING, Transport.WEBSOCKET)
+    allow_upgrades: bool = True
+    cors_allowed_origins: str | Sequence[str] | None = None
+    allow_request: AllowRequest | None = None
+    cookie: str | None = None
+    max_queued_packets: int = 1024
+    message_queue_size: int = 64
+    max_packets_per_payload: int = 10_000
+    close_timeout: float = 1.0
+    path: str = "/engine.io/"
+
+    def __post_init__(self) -> None:
+        if self.ping_interval <= 0 or self.ping_timeout <= 0:
+            raise ValueError("ping_interval and ping_timeout must be positive")
+        if self.max_http_buffer_size <= 0:
+            raise ValueError("max_http_buffer_size must be positive")
+        if not self.transports:
+            raise ValueError("at least one transport is needed")
+        if not self.path.startswith("/"):
+            raise ValueError("path must start with '/'")
+
+    def origin_allowed(self, head: RequestHead) -> bool:
+        """True when the request's ``Origin`` (if any) may use this server."""
+        origin = head.headers.get("origin")
+        if origin is None:
+            return True
+        allowed = self.cors_allowed_origins
+        if allowed == "*":
+            return True
+        if allowed is None:
+            host = head.headers.get("host")
+            return host is not None and urlsplit(origin).netloc == host
+        if isinstance(allowed, str):
+            return origin == allowed
+        return origin in allowed
+
+    def cors_headers(self, head: RequestHead) -> list[tuple[str, str]]:
+        """The CORS response headers for an allowed request (empty without ``Origin``)."""
+        origin = head.headers.get("origin")
+        if origin is None:
+            return []
+        if self.cors_allowed_origins == "*":
+            return [("Access-Control-Allow-Origin", "*")]
+        return [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Vary", "Origin"),
+        ]

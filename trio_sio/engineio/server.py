@@ -1,0 +1,382 @@
+"""The Engine.IO server: sessions, and the HTTP/WebSocket request handling they need.
+
+:class:`EngineServer` knows requests only as :class:`~trio_sio.engineio.config.RequestHead`
+plus a body iterator (polling) or a :class:`~trio_sio.engineio.transports.WebSocketChannel`
+(WebSocket), so the standalone h11 server (:mod:`trio_sio.engineio.http`) and an ASGI
+integration can share all of it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..protocol.engineio import (
+    NOOP,
+    CloseReason,
+    HandshakeError,
+    HandshakeErrorCode,
+    OpenInfo,
+    Packet,
+    Transport,
+    decode_payload,
+    encode_open,
+    encode_payload,
+    validate_request,
+)
+from ..protocol.errors import RemoteProtocolError
+from .config import EngineConfig, RequestHead
+from .socket import EngineSocket, Handler
+from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
+
+__all__ = ["EngineServer", "HttpResponse"]
+
+log = logging.getLogger("trio_sio.engineio")
+
+_TEXT = ("Content-Type", "text/plain; charset=UTF-8")
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """An HTTP response to write. ``close`` asks the I/O layer to close the connection after."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    close: bool = False
+
+
+class PayloadTooLarge(RemoteProtocolError):
+    """The request body is larger than ``max_http_buffer_size``."""
+
+    def __init__(self) -> None:
+        super().__init__("payload too large", error_status_hint=413)
+
+
+class EngineServer:
+    """An Engine.IO v4 server.
+
+    Args:
+        handler: ``async def handler(socket)``, run once per session inside the session's
+            nursery; it is cancelled when the session closes, and the session closes when it
+            returns.
+        config: settings; or pass them as keyword arguments.
+
+    Use :meth:`serve` to listen on a TCP port, or :meth:`run` to host the sessions for
+    another front end (ASGI) that calls :meth:`handle_http` and :meth:`serve_websocket`.
+    """
+
+    def __init__(
+        self, handler: Handler | None = None, config: EngineConfig | None = None, **options: Any
+    ) -> None:
+        if config is not None and options:
+            raise TypeError("pass either config or keyword options, not both")
+        self.config = config or EngineConfig(**options)
+        self._handler = handler
+        self._sessions: dict[str, EngineSocket] = {}
+        self._nursery: trio.Nursery | None = None
+        self._stop = trio.Event()
+
+    # -- lifetime -------------------------------------------------------------------------
+    async def serve(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (port 0 picks one) and serve until cancelled or stopped.
+
+        Use as ``listeners = await nursery.start(server.serve, "127.0.0.1", 0)``.
+
+        Resource handling: on cancellation or :meth:`shutdown`, every session is closed
+        gracefully (a CLOSE packet, bounded by ``close_timeout``) before the listeners and
+        connections are closed.
+
+        Error handling: a failing connection or session is logged and closed; it never reaches
+        this task.
+        """
+        from .http import handle_stream
+
+        listeners = await trio.open_tcp_listeners(port, host=host)
+
+        async def start_listening(nursery: trio.Nursery) -> None:
+            async def handler(stream: trio.SocketStream) -> None:
+                await handle_stream(self, stream)
+
+            await nursery.start(trio.serve_listeners, handler, listeners)
+
+        await self._run(start_listening, task_status, listeners)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host sessions without listening (for an ASGI front end). Runs until cancelled.
+
+        Resource handling: as :meth:`serve`.
+        """
+        await self._run(None, task_status, None)
+
+    async def _run(self, start: Any, task_status: Any, started_value: Any) -> None:
+        children = trio.CancelScope(shield=True)
+
+        async def run_children(*, task_status: trio.TaskStatus[None]) -> None:
+            with children:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    if start is not None:
+                        await start(nursery)
+                    task_status.started()
+
+        try:
+            async with trio.open_nursery() as outer:
+                await outer.start(run_children)
+                task_status.started(started_value)
+                try:
+                    await self._stop.wait()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._close_sessions()
+                        children.cancel()
+        finally:
+            self._nursery = None
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve` or :meth:`run`: close every session gracefully, then return."""
+        self._stop.set()
+
+    async def _close_sessions(self) -> None:
+        sessions = list(self._sessions.values())
+        for socket in sessions:
+            socket.close(CloseReason.SERVER_SHUTDOWN)
+        with trio.move_on_after(self.config.close_timeout + 1.0):
+            for socket in sessions:
+                await socket.wait_closed()
+
+    @property
+    def sessions(self) -> dict[str, EngineSocket]:
+        """The open sessions by sid (a copy)."""
+        return dict(self._sessions)
+
+    # -- sessions -------------------------------------------------------------------------
+    async def _open_session(
+        self, head: RequestHead, transport: PollingTransport | WebSocketTransport
+    ) -> EngineSocket:
+        if self._nursery is None:
+            raise RuntimeError("the server is not running: use serve() or run()")
+        config = self.config
+        sid = secrets.token_urlsafe(15)  # 120 random bits
+        upgrades: tuple[str, ...] = ()
+        if (
+            transport.name is Transport.POLLING
+            and config.allow_upgrades
+            and Transport.WEBSOCKET in config.transports
+        ):
+            upgrades = ("websocket",)
+        open_packet = encode_open(
+            OpenInfo(
+                sid=sid,
+                upgrades=upgrades,
+                ping_interval=round(config.ping_interval * 1000),
+                ping_timeout=round(config.ping_timeout * 1000),
+                max_payload=config.max_http_buffer_size,
+            )
+        )
+        socket = EngineSocket(sid, transport, config, head, open_packet)
+        self._sessions[sid] = socket
+        await self._nursery.start(self._run_session, socket)
+        log.info("session %s opened over %s", sid, transport.name.value)
+        return socket
+
+    async def _run_session(self, socket: EngineSocket, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await socket.run(self._handler, task_status=task_status)
+        finally:
+            self._sessions.pop(socket.sid, None)
+
+    async def _check(self, head: RequestHead, *, is_upgrade: bool) -> str | None:
+        """Validate a request; return its sid (None for a handshake). Raises HandshakeError."""
+        config = self.config
+        info = validate_request(
+            head.query,
+            method=head.method,
+            is_upgrade=is_upgrade,
+            allowed_transports=config.transports,
+        )
+        if not config.origin_allowed(head):
+            raise HandshakeError(HandshakeErrorCode.FORBIDDEN, "Origin not allowed")
+        if info.sid is None:
+            if config.allow_request is not None:
+                verdict = config.allow_request(head)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                if not verdict:
+                    raise HandshakeError(HandshakeErrorCode.FORBIDDEN)
+            return None
+        socket = self._sessions.get(info.sid)
+        if socket is None:
+            raise HandshakeError(HandshakeErrorCode.UNKNOWN_SID)
+        if not is_upgrade and socket.transport is not info.transport:
+            raise HandshakeError(HandshakeErrorCode.BAD_REQUEST, "Transport mismatch")
+        return info.sid
+
+    def _error(self, head: RequestHead, exc: HandshakeError) -> HttpResponse:
+        log.info("refused %s %s: %s", head.method, head.path, exc.message)
+        headers = [("Content-Type", "application/json"), *self.config.cors_headers(head)]
+        if exc.code is HandshakeErrorCode.FORBIDDEN:
+            headers = [("Content-Type", "application/json")]
+        return HttpResponse(exc.status, headers, exc.body())
+
+    # -- HTTP long-polling ----------------------------------------------------------------
+    async def handle_http(
+        self, head: RequestHead, body: AsyncIterable[bytes], content_length: int | None = None
+    ) -> HttpResponse:
+        """Answer one Engine.IO HTTP request (handshake, GET poll, POST, CORS preflight).
+
+        Args:
+            head: the request line and headers.
+            body: the request body, chunk by chunk; read only as far as the limit allows.
+            content_length: the declared length, if any (checked before reading).
+
+        Blocks: a GET waits until the session has something to send (or closes).
+
+        Cancellation: a cancelled GET takes no packets; a cancelled POST may have passed some
+        of its packets to the session.
+        """
+        cors = self.config.cors_headers(head)
+        if head.method == "OPTIONS":
+            if not self.config.origin_allowed(head):
+                return HttpResponse(403, [_TEXT], b"Origin not allowed")
+            allow = [
+                ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+                ("Access-Control-Max-Age", "86400"),
+            ]
+            requested = head.headers.get("access-control-request-headers")
+            if requested:
+                allow.append(("Access-Control-Allow-Headers", requested))
+            return HttpResponse(204, cors + allow)
+        try:
+            sid = await self._check(head, is_upgrade=False)
+        except HandshakeError as exc:
+            return self._error(head, exc)
+        if sid is None:
+            socket = await self._open_session(head, PollingTransport())
+            response = await self._poll(socket, head)
+            if self.config.cookie:
+                response.headers.append(
+                    ("Set-Cookie", f"{self.config.cookie}={sid or socket.sid}; Path=/; HttpOnly; SameSite=Lax")
+                )
+            return response
+        socket = self._sessions[sid]
+        if head.method == "GET":
+            return await self._poll(socket, head)
+        return await self._post(socket, head, body, content_length)
+
+    async def _poll(self, socket: EngineSocket, head: RequestHead) -> HttpResponse:
+        transport = socket._transport
+        bad = self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+        if not isinstance(transport, PollingTransport):
+            return bad
+        if transport.get_active:
+            log.info("session %s: overlapping GET requests", socket.sid)
+            socket._request_close(CloseReason.TRANSPORT_ERROR, graceful=False)
+            return bad
+        packets: Sequence[Packet]
+        if socket.upgrading:
+            # Mid-upgrade: give the upgrade a moment (the JS server answers a poll with a noop
+            # within 100 ms); once it is complete, polling requests are refused.
+            with trio.move_on_after(0.1):
+                await socket.upgrade_settled.wait()
+            if socket.transport is not Transport.POLLING:
+                return bad
+        if socket.probe_done:
+            packets = (NOOP,)
+        else:
+            transport.get_active = True
+            try:
+                packets = await transport.poll()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return bad
+            finally:
+                transport.get_active = False
+        body = encode_payload(packets).encode()
+        return HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], body)
+
+    async def _post(
+        self,
+        socket: EngineSocket,
+        head: RequestHead,
+        body: AsyncIterable[bytes],
+        content_length: int | None,
+    ) -> HttpResponse:
+        transport = socket._transport
+        bad = self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+        if not isinstance(transport, PollingTransport):
+            return bad
+        if transport.post_active:
+            log.info("session %s: overlapping POST requests", socket.sid)
+            socket._request_close(CloseReason.TRANSPORT_ERROR, graceful=False)
+            return bad
+        transport.post_active = True
+        try:
+            data = await _read_limited(body, self.config.max_http_buffer_size, content_length)
+            packets = decode_payload(data, max_packets=self.config.max_packets_per_payload)
+            await transport.feed(packets)
+        except PayloadTooLarge:
+            log.info("session %s: POST body over %d bytes", socket.sid, self.config.max_http_buffer_size)
+            return HttpResponse(413, [_TEXT, *self.config.cors_headers(head)], b"Payload Too Large", close=True)
+        except RemoteProtocolError as exc:
+            log.info("session %s: bad payload: %s", socket.sid, exc)
+            socket._request_close(CloseReason.PARSE_ERROR, graceful=False)
+            return bad
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return bad
+        finally:
+            transport.post_active = False
+        return HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], b"ok")
+
+    # -- WebSocket ------------------------------------------------------------------------
+    async def check_websocket(self, head: RequestHead) -> HttpResponse | None:
+        """Decide on a WebSocket upgrade request before accepting it.
+
+        Returns:
+            None to accept, or the error response to refuse it with.
+        """
+        try:
+            await self._check(head, is_upgrade=True)
+        except HandshakeError as exc:
+            return self._error(head, exc)
+        return None
+
+    async def serve_websocket(self, head: RequestHead, channel: WebSocketChannel) -> None:
+        """Serve an accepted WebSocket: a new session, or the upgrade of a polling one.
+
+        Blocks until the session over this WebSocket is over (or the upgrade failed). The
+        caller closes the WebSocket afterwards.
+        """
+        sid = head.query.get("sid")
+        if not sid:
+            socket = await self._open_session(head, WebSocketTransport(channel))
+            await socket.wait_closed()
+            return
+        socket_ = self._sessions.get(sid)
+        if socket_ is None:
+            return
+        await socket_.upgrade(channel)
+
+
+async def _read_limited(body: AsyncIterable[bytes], limit: int, declared: int | None) -> bytes:
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in body:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)

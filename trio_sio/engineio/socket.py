@@ -1,0 +1,432 @@
+"""One Engine.IO session on the server, and the tasks that run it.
+
+Each session runs in its own nursery (inside the server's sessions nursery) with separate
+tasks:
+
+- **receive**: takes packets from the current transport and dispatches them;
+- **heartbeat**: pings every ``ping_interval`` and closes the session when no pong comes
+  within ``ping_timeout`` (a deadline of its own, not a periodic sweep);
+- **send**: the only task that writes; it drains the bounded send queue into the transport
+  (one polling response per batch, or one WebSocket frame per packet);
+- **handler**: the application's ``async def handler(socket)``.
+
+Closing the session cancels that nursery: no task, timer or queue outlives it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..protocol.engineio import (
+    CLOSE,
+    NOOP,
+    PING,
+    PING_PROBE,
+    PONG,
+    PONG_PROBE,
+    CloseReason,
+    Packet,
+    PacketType,
+    Transport,
+    decode_packet,
+)
+from ..protocol.errors import ConnectionClosed, RemoteProtocolError
+from .config import EngineConfig, RequestHead
+from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    AnyTransport: TypeAlias = PollingTransport | WebSocketTransport
+
+__all__ = ["EngineSocket", "SessionState"]
+
+log = logging.getLogger("trio_sio.engineio")
+
+
+class SessionState(enum.Enum):
+    """Life cycle of a session (the JS ``readyState`` words)."""
+
+    #: the handshake is done and packets flow.
+    OPEN = "open"
+    #: a close was asked for; queued packets are being flushed.
+    CLOSING = "closing"
+    #: over; every task is gone.
+    CLOSED = "closed"
+
+
+_CATCH_UP_ROUNDS = 8
+
+Handler = Callable[["EngineSocket"], Awaitable[None]]
+
+
+class EngineSocket:
+    """A server-side Engine.IO session.
+
+    Created by the server at handshake; the application sees it in its handler.
+
+    Attributes:
+        sid: the session id (secret: it authorises requests on this session).
+        request: the handshake request.
+        close_reason: why the session ended, once it has.
+    """
+
+    def __init__(
+        self,
+        sid: str,
+        transport: AnyTransport,
+        config: EngineConfig,
+        request: RequestHead,
+        open_packet: Packet,
+    ) -> None:
+        self.sid = sid
+        self.request = request
+        self.close_reason: CloseReason | None = None
+        self._config = config
+        self._transport: AnyTransport = transport
+        self._state = SessionState.OPEN
+        self._out_send, self._out_recv = trio.open_memory_channel[Sequence[Packet]](
+            config.max_queued_packets
+        )
+        self._in_send, self._in_recv = trio.open_memory_channel[str | bytes](
+            config.message_queue_size
+        )
+        self._out_send.send_nowait((open_packet,))
+        self._pong = trio.Event()
+        self._close_requested = trio.Event()
+        self._graceful = False
+        self._closed = trio.Event()
+        self._sending = False
+        self._flushed: trio.Event | None = None
+        self._send_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self.upgrading = False
+        self.probe_done = False
+        self.upgrade_settled = trio.Event()
+
+    # -- public API -----------------------------------------------------------------------
+    @property
+    def state(self) -> SessionState:
+        """The session's state."""
+        return self._state
+
+    @property
+    def transport(self) -> Transport:
+        """The name of the current transport."""
+        return self._transport.name
+
+    async def send(self, data: str | bytes) -> None:
+        """Queue one message (text or binary) for the client.
+
+        Blocks while the send queue is full (backpressure).
+
+        Raises:
+            ConnectionClosed: the session is closing or closed.
+
+        Cancellation: if cancelled, the message was not queued; once queued it will be sent
+        unless the session closes first.
+        """
+        await self.send_packets((Packet(PacketType.MESSAGE, data),))
+
+    def send_nowait(self, data: str | bytes) -> None:
+        """Queue one message without blocking.
+
+        Raises:
+            trio.WouldBlock: the send queue is full.
+            ConnectionClosed: the session is closing or closed.
+        """
+        self.send_packets_nowait((Packet(PacketType.MESSAGE, data),))
+
+    async def send_packets(self, packets: Sequence[Packet]) -> None:
+        """Queue packets as one unit: they are written together, never interleaved.
+
+        Raises:
+            ConnectionClosed: the session is closing or closed.
+
+        Cancellation: atomic; if cancelled, nothing was queued.
+        """
+        if self._state is not SessionState.OPEN:
+            raise ConnectionClosed(self._reason_text())
+        try:
+            await self._out_send.send(packets)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise ConnectionClosed(self._reason_text()) from None
+
+    def send_packets_nowait(self, packets: Sequence[Packet]) -> None:
+        """Like :meth:`send_packets`, raising ``trio.WouldBlock`` when the queue is full."""
+        if self._state is not SessionState.OPEN:
+            raise ConnectionClosed(self._reason_text())
+        try:
+            self._out_send.send_nowait(packets)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise ConnectionClosed(self._reason_text()) from None
+
+    async def receive(self) -> str | bytes:
+        """Wait for the next message from the client.
+
+        Raises:
+            ConnectionClosed: the session is over and every received message was read.
+        """
+        try:
+            return await self._in_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionClosed(self._reason_text()) from None
+
+    def __aiter__(self) -> EngineSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+    def close(self, reason: CloseReason = CloseReason.FORCED_CLOSE) -> None:
+        """Ask for a graceful close: queued packets and a CLOSE packet go out first
+        (for at most ``close_timeout`` seconds). Does not block; see :meth:`aclose`.
+        """
+        self._request_close(reason, graceful=True)
+
+    async def aclose(self) -> None:
+        """Close gracefully and wait until every task of the session is gone.
+
+        Cancellation: if cancelled, the close still happens in the background.
+        """
+        self.close()
+        await self._closed.wait()
+
+    async def wait_closed(self) -> None:
+        """Block until the session is closed."""
+        await self._closed.wait()
+
+    def statistics(self) -> dict[str, object]:
+        """Queue fill levels and state, for monitoring."""
+        return {
+            "state": self._state.value,
+            "transport": self._transport.name.value,
+            "queued_packets": self._out_send.statistics().current_buffer_used,
+            "queued_messages": self._in_send.statistics().current_buffer_used,
+        }
+
+    # -- inner workings -------------------------------------------------------------------
+    def _reason_text(self) -> str:
+        return (self.close_reason or CloseReason.FORCED_CLOSE).value
+
+    def _request_close(self, reason: CloseReason, *, graceful: bool) -> None:
+        if self._state is not SessionState.OPEN:
+            return
+        log.debug("session %s closing: %s", self.sid, reason.value)
+        self._state = SessionState.CLOSING
+        self.close_reason = reason
+        self._graceful = graceful
+        self._close_requested.set()
+
+    async def run(
+        self, handler: Handler | None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the session until it closes. Started by the server in its sessions nursery.
+
+        Error handling: every failure inside the session ends the session only.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._heartbeat_loop)
+                nursery.start_soon(self._send_loop)
+                nursery.start_soon(self._receive_loop, self._transport)
+                if handler is not None:
+                    nursery.start_soon(self._run_handler, handler)
+                task_status.started()
+                await self._close_requested.wait()
+                if self._graceful:
+                    with trio.move_on_after(self._config.close_timeout):
+                        await self._out_send.send((CLOSE,))
+                        await self._wait_flushed()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._state = SessionState.CLOSED
+            self._out_send.close()
+            self._in_send.close()
+            final: Packet | None
+            if self._graceful:
+                final = None
+            elif self.close_reason is CloseReason.TRANSPORT_CLOSE:
+                final = NOOP if self._transport.name is Transport.POLLING else None
+            else:
+                final = CLOSE
+            self._transport.close(final)
+            await self._transport.aclose()
+            self._closed.set()
+            log.info("session %s closed: %s", self.sid, self._reason_text())
+
+    async def _wait_handler_caught_up(self) -> None:
+        # A poll answers with everything queued when it arrives. Let the application react
+        # to the messages it was just given first (a few scheduling rounds at most), so that
+        # replies sent right away share one response, as with the JS server.
+        for _ in range(_CATCH_UP_ROUNDS):
+            stats = self._in_send.statistics()
+            if stats.current_buffer_used == 0 and stats.tasks_waiting_receive:
+                return
+            await trio.sleep(0)
+
+    async def _wait_flushed(self) -> None:
+        while self._sending or self._out_recv.statistics().current_buffer_used:
+            self._flushed = trio.Event()
+            await self._flushed.wait()
+
+    async def _run_handler(self, handler: Handler) -> None:
+        try:
+            await handler(self)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("handler of session %s failed", self.sid)
+        self.close()
+
+    async def _heartbeat_loop(self) -> None:
+        config = self._config
+        while True:
+            await trio.sleep(config.ping_interval)
+            self._pong = trio.Event()
+            with trio.move_on_after(config.ping_timeout):
+                await self._out_send.send((PING,))
+                await self._pong.wait()
+                continue
+            self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
+            return
+
+    async def _send_loop(self) -> None:
+        pending: list[Packet] = []
+        while True:
+            transport = self._transport
+            if not pending:
+                await transport.wait_writable()
+                if transport is not self._transport:
+                    continue
+                if transport.name is Transport.POLLING:
+                    await self._wait_handler_caught_up()
+                self._sending = False
+                if self._flushed is not None:
+                    self._flushed.set()
+                group = await self._out_recv.receive()
+                self._sending = True
+                pending.extend(group)
+            while True:
+                try:
+                    pending.extend(self._out_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            with trio.CancelScope() as scope:
+                self._send_scope = scope
+                try:
+                    await transport.send(pending)
+                except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                    if transport is self._transport:
+                        self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+                        return
+                    continue
+                pending = []
+            self._send_scope = None
+
+    async def _receive_loop(self, transport: AnyTransport) -> None:
+        while True:
+            try:
+                packets = await transport.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
+                if transport is self._transport:
+                    self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+                return
+            except RemoteProtocolError as exc:
+                log.info("session %s: bad packet: %s", self.sid, exc)
+                self._request_close(CloseReason.PARSE_ERROR, graceful=False)
+                return
+            carry_on = True
+            try:
+                for packet in packets:
+                    carry_on = await self._on_packet(packet)
+                    if not carry_on:
+                        break
+            finally:
+                done = getattr(packets, "done", None)
+                if done is not None:
+                    done.set()
+            if not carry_on:
+                return
+
+    async def _on_packet(self, packet: Packet) -> bool:
+        ptype = packet.type
+        if ptype is PacketType.MESSAGE:
+            try:
+                await self._in_send.send(packet.data)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return False
+        elif ptype is PacketType.PONG:
+            self._pong.set()
+        elif ptype is PacketType.PING:
+            reply = PONG_PROBE if packet == PING_PROBE else PONG
+            try:
+                self._out_send.send_nowait((reply,))
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                pass
+        elif ptype is PacketType.CLOSE:
+            self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+            return False
+        else:
+            log.info("session %s: unexpected %s packet", self.sid, ptype.name)
+            self._request_close(CloseReason.PARSE_ERROR, graceful=False)
+            return False
+        return True
+
+    async def upgrade(self, channel: WebSocketChannel) -> None:
+        """Run the polling→WebSocket upgrade on ``channel``, then serve the session on it.
+
+        Returns when the upgrade failed (the WebSocket should then be closed) or when the
+        session has closed.
+        """
+        if (
+            self._state is not SessionState.OPEN
+            or self.upgrading
+            or self._transport.name is not Transport.POLLING
+        ):
+            return
+        self.upgrading = True
+        self.upgrade_settled = trio.Event()
+        try:
+            with trio.move_on_after(self._config.upgrade_timeout):
+                if await _decode(channel) != PING_PROBE:
+                    return
+                await channel.send_message("3probe")
+                self.probe_done = True
+                polling = self._transport
+                assert isinstance(polling, PollingTransport)
+                polling.release(NOOP)
+                if (await _decode(channel)).type is not PacketType.UPGRADE:
+                    return
+                self._switch(WebSocketTransport(channel))
+        except (ConnectionClosed, RemoteProtocolError):
+            return
+        finally:
+            self.upgrading = False
+            self.probe_done = False
+            self.upgrade_settled.set()
+        await self.wait_closed()
+
+    def _switch(self, transport: WebSocketTransport) -> None:
+        if self._state is not SessionState.OPEN or self._nursery is None:
+            return
+        old = self._transport
+        self._transport = transport
+        old.close(NOOP)
+        if self._send_scope is not None:
+            self._send_scope.cancel()
+        self._nursery.start_soon(self._receive_loop, transport)
+        log.debug("session %s upgraded to websocket", self.sid)
+
+
+async def _decode(channel: WebSocketChannel) -> Packet:
+    return decode_packet(await channel.get_message())

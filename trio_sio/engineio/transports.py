@@ -1,0 +1,261 @@
+"""Server-side Engine.IO transports: HTTP long-polling and WebSocket.
+
+A transport moves packet batches; it knows nothing of heartbeats or sessions. The session
+(:class:`~trio_sio.engineio.socket.EngineSocket`) owns exactly one current transport and runs
+the tasks that use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+
+from ..protocol.engineio import Packet, Transport, decode_packet, encode_packet
+from ..protocol.errors import ConnectionClosed
+
+__all__ = ["PollingTransport", "WebSocketChannel", "WebSocketTransport"]
+
+log = logging.getLogger("trio_sio.engineio")
+
+
+class WebSocketChannel(Protocol):
+    """The little an Engine.IO session needs of an accepted WebSocket.
+
+    Implementations raise :class:`~trio_sio.protocol.errors.ConnectionClosed` from
+    ``get_message``/``send_message`` once the WebSocket is closed.
+    """
+
+    async def get_message(self) -> str | bytes:
+        """Wait for the next whole message (text or binary)."""
+        ...
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one message as one frame."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the WebSocket (with a bounded closing handshake)."""
+        ...
+
+
+_Slot = trio.MemorySendChannel[Sequence[Packet]]
+
+
+class _Batch(tuple[Packet, ...]):
+    """The packets of one POST, with an event set once the session dispatched them."""
+
+    done: trio.Event
+
+    def __new__(cls, packets: Sequence[Packet]) -> _Batch:
+        self = super().__new__(cls, packets)
+        self.done = trio.Event()
+        return self
+
+
+class PollingTransport:
+    """HTTP long-polling, server side.
+
+    Each GET offers the session a one-shot reply slot and waits on it; the session's send
+    loop takes the slot when it has packets and puts the whole batch in it. A GET that went
+    away leaves a dead slot, which the sender notices and skips: a batch is either answered
+    in full or still held by the sender, never half-sent. POST handlers feed decoded packets
+    into a bounded channel that the session's receive loop drains, so a fast client is slowed
+    down rather than buffered without bound.
+    """
+
+    name = Transport.POLLING
+
+    def __init__(self, incoming_batches: int = 16) -> None:
+        self._slots_send, self._slots_recv = trio.open_memory_channel[_Slot](1)
+        self._slot: _Slot | None = None
+        self._in_send, self._in_recv = trio.open_memory_channel[Sequence[Packet]](
+            incoming_batches
+        )
+        self.get_active = False
+        self.post_active = False
+        self.closed = False
+
+    # -- used by the session --------------------------------------------------------------
+    async def wait_writable(self) -> None:
+        """Block until a GET is parked and waiting for data (or the transport closed)."""
+        if self._slot is None:
+            try:
+                self._slot = await self._slots_recv.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                await trio.lowlevel.checkpoint()
+
+    async def send(self, packets: Sequence[Packet]) -> None:
+        """Answer the parked GET with ``packets`` (waits for a GET if none is parked).
+
+        Raises:
+            trio.ClosedResourceError: the transport is closed.
+
+        Cancellation: atomic; if cancelled, no GET received the batch.
+        """
+        while True:
+            slot = self._slot
+            if slot is None:
+                try:
+                    slot = await self._slots_recv.receive()
+                except trio.EndOfChannel:
+                    raise trio.ClosedResourceError("polling transport closed") from None
+            self._slot = None
+            try:
+                slot.send_nowait(packets)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                continue  # that GET went away; wait for the next one
+            return
+
+    async def receive(self) -> Sequence[Packet]:
+        """Next batch from a POST. Raises ``trio.EndOfChannel`` once the transport is closed."""
+        return await self._in_recv.receive()
+
+    def release(self, packet: Packet) -> None:
+        """Answer a parked GET (if any) with ``packet`` at once."""
+        while True:
+            slot = self._slot
+            self._slot = None
+            if slot is None:
+                try:
+                    slot = self._slots_recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+            try:
+                slot.send_nowait([packet])
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                continue
+            return
+
+    def close(self, final: Packet | None) -> None:
+        """Stop accepting requests; give a parked GET ``final`` (if given) as its last answer."""
+        if self.closed:
+            return
+        self.closed = True
+        if final is not None:
+            self.release(final)
+        self._slots_send.close()
+        self._in_send.close()
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
+        while True:
+            try:
+                self._slots_recv.receive_nowait().close()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+
+    # -- used by the HTTP handlers --------------------------------------------------------
+    async def poll(self) -> Sequence[Packet]:
+        """Serve one GET: wait for the next batch.
+
+        Raises:
+            trio.EndOfChannel: the transport was closed without a final packet.
+
+        Cancellation: if cancelled (the client went away), no batch was taken.
+        """
+        reply_send, reply_recv = trio.open_memory_channel[Sequence[Packet]](1)
+        with reply_recv:
+            try:
+                await self._slots_send.send(reply_send)
+            except trio.ClosedResourceError:
+                raise trio.EndOfChannel from None
+            return await reply_recv.receive()
+
+    async def feed(self, packets: Sequence[Packet]) -> None:
+        """Pass the packets of one POST to the session and wait until it has dispatched them.
+
+        Waiting for the dispatch (not just the queueing) means that the answer ``ok`` is sent
+        once the application holds the messages, and that whatever the application sends in
+        reply right away rides on the next poll, as with the JS server.
+
+        Raises:
+            trio.ClosedResourceError: the transport is closed.
+        """
+        batch = _Batch(packets)
+        await self._in_send.send(batch)
+        await batch.done.wait()
+
+    async def aclose(self) -> None:
+        """Nothing to release beyond :meth:`close`."""
+
+
+class WebSocketTransport:
+    """WebSocket, server side: one packet per frame, binary messages as binary frames."""
+
+    name = Transport.WEBSOCKET
+
+    def __init__(self, channel: WebSocketChannel) -> None:
+        self.channel = channel
+        self.closed = False
+        self._final: Packet | None = None
+
+    async def wait_writable(self) -> None:
+        """A WebSocket is always writable (backpressure comes from ``send``)."""
+        await trio.lowlevel.checkpoint()
+
+    async def send(self, packets: Sequence[Packet]) -> None:
+        """Write each packet as its own frame.
+
+        Cancellation: a cancelled send may have written some of the packets.
+        """
+        for packet in packets:
+            await self.channel.send_message(encode_packet(packet))
+
+    async def receive(self) -> Sequence[Packet]:
+        """Next packet, as a one-element batch.
+
+        Raises:
+            ConnectionClosed: the WebSocket is closed.
+            RemoteProtocolError: the frame is not a valid packet.
+        """
+        return (decode_packet(await self.channel.get_message()),)
+
+    def close(self, final: Packet | None) -> None:
+        """Mark closed; the frames (if any) are written by :meth:`aclose`."""
+        self.closed = True
+        self._final = final
+
+    async def aclose(self) -> None:
+        """Send the final packet if one was given, then close the WebSocket.
+
+        Bounded: gives up after one second each; shielded so that closing always happens.
+        """
+        with trio.CancelScope(shield=True):
+            final = self._final
+            if final is not None:
+                with trio.move_on_after(1.0):
+                    try:
+                        await self.channel.send_message(encode_packet(final))
+                    except ConnectionClosed:
+                        pass
+            with trio.move_on_after(1.0):
+                await self.channel.aclose()
+
+
+class TrioWebSocketChannel:
+    """:class:`WebSocketChannel` over a ``trio_websocket.WebSocketConnection``."""
+
+    def __init__(self, ws: object) -> None:
+        import trio_websocket
+
+        self._ws: trio_websocket.WebSocketConnection = ws  # type: ignore[assignment]
+        self._closed_exc = trio_websocket.ConnectionClosed
+
+    async def get_message(self) -> str | bytes:
+        try:
+            message: str | bytes = await self._ws.get_message()
+        except self._closed_exc as exc:
+            raise ConnectionClosed("transport close") from exc
+        return message
+
+    async def send_message(self, message: str | bytes) -> None:
+        try:
+            await self._ws.send_message(message)
+        except self._closed_exc as exc:
+            raise ConnectionClosed("transport close") from exc
+
+    async def aclose(self) -> None:
+        await self._ws.aclose()

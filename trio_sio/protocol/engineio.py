@@ -1,0 +1,357 @@
+"""Engine.IO protocol v4, sans-IO: packets, polling payloads, the handshake.
+
+Nothing here does I/O or imports an event loop. Every function is pure; malformed input
+raises :class:`~trio_sio.protocol.errors.RemoteProtocolError` and nothing else.
+
+Wire forms (Engine.IO v4):
+
+- a text packet is its type digit followed by its data: ``"4hello"``, ``"2"``, ``"2probe"``;
+- a binary message travels as a binary WebSocket frame holding just the bytes, or inside a
+  polling payload as ``"b"`` followed by the base64 of the bytes;
+- a polling payload joins encoded packets with the record separator ``"\\x1e"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "CLOSE",
+    "NOOP",
+    "PING",
+    "PING_PROBE",
+    "PONG",
+    "PONG_PROBE",
+    "PROTOCOL_VERSION",
+    "RECORD_SEPARATOR",
+    "UPGRADE",
+    "CloseReason",
+    "HandshakeError",
+    "HandshakeErrorCode",
+    "OpenInfo",
+    "Packet",
+    "PacketType",
+    "RequestInfo",
+    "Transport",
+    "decode_open",
+    "decode_packet",
+    "decode_payload",
+    "encode_open",
+    "encode_packet",
+    "encode_payload",
+    "validate_request",
+]
+
+PROTOCOL_VERSION: Final = 4
+RECORD_SEPARATOR: Final = "\x1e"
+
+
+class PacketType(enum.IntEnum):
+    """The seven Engine.IO packet types."""
+
+    #: server → client, first packet of a session: the handshake data (JSON).
+    OPEN = 0
+    #: either way: the session is over.
+    CLOSE = 1
+    #: server → client heartbeat (``"probe"`` data during an upgrade, client → server).
+    PING = 2
+    #: the answer to a ping.
+    PONG = 3
+    #: application data, text or binary.
+    MESSAGE = 4
+    #: client → server on the new transport: switch to it now.
+    UPGRADE = 5
+    #: server → client: no data; used to release a pending long-poll.
+    NOOP = 6
+
+
+class Transport(str, enum.Enum):
+    """The transports this implementation speaks."""
+
+    POLLING = "polling"
+    WEBSOCKET = "websocket"
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One Engine.IO packet.
+
+    Attributes:
+        type: the packet type.
+        data: text, or bytes for a binary MESSAGE (only MESSAGE packets may carry bytes).
+    """
+
+    type: PacketType
+    data: str | bytes = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, bytes) and self.type is not PacketType.MESSAGE:
+            raise LocalProtocolError(f"only MESSAGE packets may carry bytes, not {self.type.name}")
+
+    @property
+    def is_binary(self) -> bool:
+        """True when the data is bytes."""
+        return isinstance(self.data, bytes)
+
+
+# Frequently used packets, built once.
+PING: Final = Packet(PacketType.PING)
+PONG: Final = Packet(PacketType.PONG)
+NOOP: Final = Packet(PacketType.NOOP)
+CLOSE: Final = Packet(PacketType.CLOSE)
+UPGRADE: Final = Packet(PacketType.UPGRADE)
+PING_PROBE: Final = Packet(PacketType.PING, "probe")
+PONG_PROBE: Final = Packet(PacketType.PONG, "probe")
+
+_TYPE_CHARS: Final = {str(int(t)): t for t in PacketType}
+
+
+def encode_packet(packet: Packet) -> str | bytes:
+    """Encode one packet for a WebSocket frame.
+
+    Returns:
+        ``str`` for a text frame, ``bytes`` for a binary frame (binary MESSAGE only).
+    """
+    if isinstance(packet.data, bytes):
+        return packet.data
+    return f"{int(packet.type)}{packet.data}"
+
+
+def decode_packet(frame: str | bytes | bytearray | memoryview) -> Packet:
+    """Decode one WebSocket frame.
+
+    A text frame is ``<type digit><data>``; a binary frame is a MESSAGE with those bytes.
+
+    Raises:
+        RemoteProtocolError: the frame is empty or its type is unknown.
+    """
+    if not isinstance(frame, str):
+        return Packet(PacketType.MESSAGE, bytes(frame))
+    if not frame:
+        raise RemoteProtocolError("empty packet")
+    ptype = _TYPE_CHARS.get(frame[0])
+    if ptype is None:
+        raise RemoteProtocolError(f"unknown packet type {frame[0]!r}")
+    return Packet(ptype, frame[1:])
+
+
+def _encode_for_payload(packet: Packet) -> str:
+    if isinstance(packet.data, bytes):
+        return "b" + base64.b64encode(packet.data).decode("ascii")
+    return f"{int(packet.type)}{packet.data}"
+
+
+def encode_payload(packets: Iterable[Packet]) -> str:
+    """Encode packets as one HTTP long-polling body (joined by the record separator)."""
+    return RECORD_SEPARATOR.join(_encode_for_payload(p) for p in packets)
+
+
+def decode_payload(body: str | bytes, *, max_packets: int | None = None) -> list[Packet]:
+    """Decode one HTTP long-polling body into its packets.
+
+    Args:
+        body: the request body, as text or as UTF-8 bytes.
+        max_packets: refuse a body with more packets than this (None: no limit).
+            The byte size of the body is the caller's to bound; this bounds the work.
+
+    Raises:
+        RemoteProtocolError: empty body, invalid UTF-8, bad base64, unknown packet type,
+            an empty record, or too many packets.
+    """
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("payload is not valid UTF-8") from None
+    if not body:
+        raise RemoteProtocolError("empty payload")
+    records = body.split(RECORD_SEPARATOR)
+    if max_packets is not None and len(records) > max_packets:
+        raise RemoteProtocolError(f"payload holds more than {max_packets} packets")
+    packets: list[Packet] = []
+    for record in records:
+        if record[:1] == "b":
+            try:
+                data = base64.b64decode(record[1:], validate=True)
+            except (binascii.Error, ValueError):
+                raise RemoteProtocolError("invalid base64 in binary packet") from None
+            packets.append(Packet(PacketType.MESSAGE, data))
+        else:
+            packets.append(decode_packet(record))
+    return packets
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInfo:
+    """The data of the OPEN packet. Times are in milliseconds, as on the wire."""
+
+    sid: str
+    upgrades: tuple[str, ...]
+    ping_interval: int
+    ping_timeout: int
+    max_payload: int
+
+
+def encode_open(info: OpenInfo) -> Packet:
+    """Build the OPEN packet for ``info`` (exactly the five v4 keys)."""
+    data = json.dumps(
+        {
+            "sid": info.sid,
+            "upgrades": list(info.upgrades),
+            "pingInterval": info.ping_interval,
+            "pingTimeout": info.ping_timeout,
+            "maxPayload": info.max_payload,
+        },
+        separators=(",", ":"),
+    )
+    return Packet(PacketType.OPEN, data)
+
+
+def _non_negative_int(obj: Mapping[str, object], key: str, default: int | None = None) -> int:
+    value = obj.get(key, default)
+    if type(value) is not int or value < 0:
+        raise RemoteProtocolError(f"open packet: {key!r} must be a non-negative integer")
+    return value
+
+
+def decode_open(packet: Packet) -> OpenInfo:
+    """Read an OPEN packet received by a client.
+
+    ``maxPayload`` is optional (older v4 servers omit it); it then defaults to 1,000,000.
+
+    Raises:
+        RemoteProtocolError: not an OPEN packet, not JSON, or a field is missing or mistyped.
+    """
+    if packet.type is not PacketType.OPEN or not isinstance(packet.data, str):
+        raise RemoteProtocolError(f"expected an OPEN packet, got {packet.type.name}")
+    try:
+        obj = json.loads(packet.data)
+    except ValueError:
+        raise RemoteProtocolError("open packet is not JSON") from None
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("open packet is not a JSON object")
+    sid = obj.get("sid")
+    upgrades = obj.get("upgrades", [])
+    if not isinstance(sid, str) or not sid:
+        raise RemoteProtocolError("open packet: 'sid' must be a non-empty string")
+    if not isinstance(upgrades, list) or not all(isinstance(u, str) for u in upgrades):
+        raise RemoteProtocolError("open packet: 'upgrades' must be a list of strings")
+    return OpenInfo(
+        sid=sid,
+        upgrades=tuple(upgrades),
+        ping_interval=_non_negative_int(obj, "pingInterval"),
+        ping_timeout=_non_negative_int(obj, "pingTimeout"),
+        max_payload=_non_negative_int(obj, "maxPayload", 1_000_000),
+    )
+
+
+class HandshakeErrorCode(enum.IntEnum):
+    """Error codes of the JS server, sent as ``{"code": n, "message": "..."}`` bodies."""
+
+    UNKNOWN_TRANSPORT = 0
+    UNKNOWN_SID = 1
+    BAD_HANDSHAKE_METHOD = 2
+    BAD_REQUEST = 3
+    FORBIDDEN = 4
+    UNSUPPORTED_PROTOCOL_VERSION = 5
+
+
+_ERROR_MESSAGES: Final = {
+    HandshakeErrorCode.UNKNOWN_TRANSPORT: "Transport unknown",
+    HandshakeErrorCode.UNKNOWN_SID: "Session ID unknown",
+    HandshakeErrorCode.BAD_HANDSHAKE_METHOD: "Bad handshake method",
+    HandshakeErrorCode.BAD_REQUEST: "Bad request",
+    HandshakeErrorCode.FORBIDDEN: "Forbidden",
+    HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+}
+
+
+class HandshakeError(RemoteProtocolError):
+    """A request the server must refuse before any session work.
+
+    Attributes:
+        code: the JS server's error code.
+        status: the HTTP status to answer with (403 for FORBIDDEN, else 400).
+    """
+
+    def __init__(self, code: HandshakeErrorCode, message: str | None = None) -> None:
+        self.code = code
+        self.status = 403 if code is HandshakeErrorCode.FORBIDDEN else 400
+        self.message = message or _ERROR_MESSAGES[code]
+        super().__init__(self.message, error_status_hint=self.status)
+
+    def body(self) -> bytes:
+        """The JSON error body the JS server sends."""
+        return json.dumps({"code": int(self.code), "message": self.message}).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What :func:`validate_request` learned from a valid request."""
+
+    transport: Transport
+    sid: str | None
+
+
+def validate_request(
+    query: Mapping[str, str],
+    *,
+    method: str,
+    is_upgrade: bool,
+    allowed_transports: Sequence[Transport],
+) -> RequestInfo:
+    """Check the query of an Engine.IO request, in the order the JS server checks it.
+
+    Args:
+        query: the decoded query parameters (first value of each).
+        method: the HTTP method (``"GET"``, ``"POST"``, ...).
+        is_upgrade: True for a WebSocket upgrade request.
+        allowed_transports: the transports the server accepts.
+
+    Returns:
+        The transport and the sid (None for a new session).
+
+    Raises:
+        HandshakeError: with the code and status the JS server would answer with.
+    """
+    if query.get("EIO") != str(PROTOCOL_VERSION):
+        raise HandshakeError(HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION)
+    try:
+        transport = Transport(query.get("transport", ""))
+    except ValueError:
+        raise HandshakeError(HandshakeErrorCode.UNKNOWN_TRANSPORT) from None
+    if transport not in allowed_transports:
+        raise HandshakeError(HandshakeErrorCode.UNKNOWN_TRANSPORT)
+    if is_upgrade != (transport is Transport.WEBSOCKET):
+        raise HandshakeError(HandshakeErrorCode.BAD_REQUEST)
+    sid = query.get("sid") or None
+    if sid is None and method != "GET":
+        raise HandshakeError(HandshakeErrorCode.BAD_HANDSHAKE_METHOD)
+    if sid is not None and method not in ("GET", "POST"):
+        raise HandshakeError(HandshakeErrorCode.BAD_REQUEST)
+    return RequestInfo(transport, sid)
+
+
+class CloseReason(str, enum.Enum):
+    """Why an Engine.IO session ended: the strings the JS implementation uses."""
+
+    #: the peer closed the transport or sent a CLOSE packet.
+    TRANSPORT_CLOSE = "transport close"
+    #: the transport failed (I/O error, protocol violation at the HTTP level).
+    TRANSPORT_ERROR = "transport error"
+    #: no pong (server) or no ping (client) in time.
+    PING_TIMEOUT = "ping timeout"
+    #: the peer sent a packet that could not be decoded.
+    PARSE_ERROR = "parse error"
+    #: our side closed the session on purpose.
+    FORCED_CLOSE = "forced close"
+    #: the server is shutting down.
+    SERVER_SHUTDOWN = "server shutting down"
