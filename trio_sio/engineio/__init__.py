@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .config import EngineConfig as EngineConfig
+from .config import HttpResponse as HttpResponse
 from .config import RequestHead as RequestHead
 from .server import EngineServer as EngineServer
-from .server import HttpResponse as HttpResponse
 from .socket import EngineSocket as EngineSocket
 from .socket import SessionState as SessionState
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..protocol.engineio import Transport
 
-__all__ = ["EngineConfig", "RequestHead"]
+__all__ = ["EngineConfig", "HttpResponse", "RequestHead"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +111,13 @@ class EngineConfig:
             ("Access-Control-Allow-Credentials", "true"),
             ("Vary", "Origin"),
         ]
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """An HTTP response to write. ``close`` asks the I/O layer to close the connection after."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    close: bool = False

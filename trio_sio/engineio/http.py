@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 import trio
 import trio_websocket
 
-from .config import RequestHead
-from .server import EngineServer, HttpResponse
+from .config import HttpResponse, RequestHead
 from .transports import TrioWebSocketChannel
+
+if TYPE_CHECKING:
+    from .server import EngineServer
 
 __all__ = ["handle_stream"]
 
@@ -42,7 +45,7 @@ class _ReplayStream(trio.abc.Stream):
             n = len(self._prefix) if max_bytes is None else max_bytes
             data, self._prefix = self._prefix[:n], self._prefix[n:]
             return data
-        return await self._stream.receive_some(max_bytes)
+        return bytes(await self._stream.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
@@ -61,9 +64,9 @@ def _head(request: h11.Request, client: tuple[str, int] | None) -> RequestHead:
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(name, value)
     headers: dict[str, str] = {}
-    for name, value in request.headers:
-        key = name.decode("latin-1")
-        text = value.decode("latin-1")
+    for raw_name, raw_value in request.headers:
+        key = raw_name.decode("latin-1")
+        text = raw_value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return RequestHead(request.method.decode("ascii"), parts.path, query, headers, client)
 
@@ -103,13 +106,15 @@ async def handle_stream(server: EngineServer, stream: trio.abc.Stream) -> None:
             await trio.aclose_forcefully(stream)
 
 
-async def _next_event(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Event | type[h11.PAUSED]:
+async def _next_event(
+    stream: trio.abc.Stream, conn: h11.Connection
+) -> h11.Event | type[h11.PAUSED]:
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
             with trio.fail_after(IDLE_TIMEOUT):
                 data = await stream.receive_some(READ_SIZE)
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
             continue
         return event  # type: ignore[return-value]
 
@@ -130,7 +135,8 @@ async def _serve(
         head = _head(event, client)
         if head.path.rstrip("/") != path.rstrip("/"):
             await _drain_body(stream, conn)
-            await _respond(stream, conn, HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found"))
+            not_found = HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
+            await _respond(stream, conn, not_found)
         elif _is_websocket(head):
             await _websocket(server, stream, conn, event, head)
             return
@@ -177,7 +183,9 @@ async def _drain_body(stream: trio.abc.Stream, conn: h11.Connection) -> None:
 
 
 async def _respond(stream: trio.abc.Stream, conn: h11.Connection, response: HttpResponse) -> None:
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
+    ]
     headers.append((b"Content-Length", str(len(response.body)).encode()))
     data = conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
     if response.body:

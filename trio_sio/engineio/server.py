@@ -12,7 +12,6 @@ import inspect
 import logging
 import secrets
 from collections.abc import AsyncIterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -31,7 +30,8 @@ from ..protocol.engineio import (
     validate_request,
 )
 from ..protocol.errors import RemoteProtocolError
-from .config import EngineConfig, RequestHead
+from .config import EngineConfig, HttpResponse, RequestHead
+from .http import handle_stream
 from .socket import EngineSocket, Handler
 from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
 
@@ -40,16 +40,6 @@ __all__ = ["EngineServer", "HttpResponse"]
 log = logging.getLogger("trio_sio.engineio")
 
 _TEXT = ("Content-Type", "text/plain; charset=UTF-8")
-
-
-@dataclass(slots=True)
-class HttpResponse:
-    """An HTTP response to write. ``close`` asks the I/O layer to close the connection after."""
-
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    close: bool = False
 
 
 class PayloadTooLarge(RemoteProtocolError):
@@ -102,8 +92,6 @@ class EngineServer:
         Error handling: a failing connection or session is logged and closed; it never reaches
         this task.
         """
-        from .http import handle_stream
-
         listeners = await trio.open_tcp_listeners(port, host=host)
 
         async def start_listening(nursery: trio.Nursery) -> None:
@@ -192,7 +180,9 @@ class EngineServer:
         log.info("session %s opened over %s", sid, transport.name.value)
         return socket
 
-    async def _run_session(self, socket: EngineSocket, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run_session(
+        self, socket: EngineSocket, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         try:
             await socket.run(self._handler, task_status=task_status)
         finally:
@@ -218,7 +208,7 @@ class EngineServer:
                     raise HandshakeError(HandshakeErrorCode.FORBIDDEN)
             return None
         socket = self._sessions.get(info.sid)
-        if socket is None:
+        if socket is None or not socket.accepts_requests:
             raise HandshakeError(HandshakeErrorCode.UNKNOWN_SID)
         if not is_upgrade and socket.transport is not info.transport:
             raise HandshakeError(HandshakeErrorCode.BAD_REQUEST, "Transport mismatch")
@@ -267,9 +257,8 @@ class EngineServer:
             socket = await self._open_session(head, PollingTransport())
             response = await self._poll(socket, head)
             if self.config.cookie:
-                response.headers.append(
-                    ("Set-Cookie", f"{self.config.cookie}={sid or socket.sid}; Path=/; HttpOnly; SameSite=Lax")
-                )
+                cookie = f"{self.config.cookie}={socket.sid}; Path=/; HttpOnly; SameSite=Lax"
+                response.headers.append(("Set-Cookie", cookie))
             return response
         socket = self._sessions[sid]
         if head.method == "GET":
@@ -327,8 +316,9 @@ class EngineServer:
             packets = decode_payload(data, max_packets=self.config.max_packets_per_payload)
             await transport.feed(packets)
         except PayloadTooLarge:
-            log.info("session %s: POST body over %d bytes", socket.sid, self.config.max_http_buffer_size)
-            return HttpResponse(413, [_TEXT, *self.config.cors_headers(head)], b"Payload Too Large", close=True)
+            log.info("session %s: POST body over the size limit", socket.sid)
+            headers = [_TEXT, *self.config.cors_headers(head)]
+            return HttpResponse(413, headers, b"Payload Too Large", close=True)
         except RemoteProtocolError as exc:
             log.info("session %s: bad payload: %s", socket.sid, exc)
             socket._request_close(CloseReason.PARSE_ERROR, graceful=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import trio
@@ -97,9 +98,11 @@ class EngineSocket:
             config.message_queue_size
         )
         self._out_send.send_nowait((open_packet,))
+        self._started_at = trio.current_time()
         self._pong = trio.Event()
         self._close_requested = trio.Event()
         self._graceful = False
+        self._last_packet = CLOSE
         self._closed = trio.Event()
         self._sending = False
         self._flushed: trio.Event | None = None
@@ -114,6 +117,13 @@ class EngineSocket:
     def state(self) -> SessionState:
         """The session's state."""
         return self._state
+
+    @property
+    def accepts_requests(self) -> bool:
+        """False once the session was aborted: its sid is then unknown to new requests."""
+        return self._state is SessionState.OPEN or (
+            self._state is SessionState.CLOSING and self._graceful
+        )
 
     @property
     def transport(self) -> Transport:
@@ -217,17 +227,24 @@ class EngineSocket:
     def _reason_text(self) -> str:
         return (self.close_reason or CloseReason.FORCED_CLOSE).value
 
-    def _request_close(self, reason: CloseReason, *, graceful: bool) -> None:
+    def _request_close(
+        self, reason: CloseReason, *, graceful: bool, last_packet: Packet = CLOSE
+    ) -> None:
+        """Begin closing. Graceful: flush the queue and ``last_packet`` before cancelling."""
         if self._state is not SessionState.OPEN:
             return
         log.debug("session %s closing: %s", self.sid, reason.value)
         self._state = SessionState.CLOSING
         self.close_reason = reason
         self._graceful = graceful
+        self._last_packet = last_packet
         self._close_requested.set()
 
     async def run(
-        self, handler: Handler | None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        handler: Handler | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run the session until it closes. Started by the server in its sessions nursery.
 
@@ -245,7 +262,7 @@ class EngineSocket:
                 await self._close_requested.wait()
                 if self._graceful:
                     with trio.move_on_after(self._config.close_timeout):
-                        await self._out_send.send((CLOSE,))
+                        await self._out_send.send((self._last_packet,))
                         await self._wait_flushed()
                 nursery.cancel_scope.cancel()
         finally:
@@ -272,7 +289,7 @@ class EngineSocket:
             stats = self._in_send.statistics()
             if stats.current_buffer_used == 0 and stats.tasks_waiting_receive:
                 return
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     async def _wait_flushed(self) -> None:
         while self._sending or self._out_recv.statistics().current_buffer_used:
@@ -289,13 +306,16 @@ class EngineSocket:
         self.close()
 
     async def _heartbeat_loop(self) -> None:
+        # Absolute deadlines from the session's start, so that scheduling delays do not add up.
         config = self._config
+        next_ping = self._started_at + config.ping_interval
         while True:
-            await trio.sleep(config.ping_interval)
+            await trio.sleep_until(next_ping)
             self._pong = trio.Event()
-            with trio.move_on_after(config.ping_timeout):
+            with trio.move_on_at(next_ping + config.ping_timeout):
                 await self._out_send.send((PING,))
                 await self._pong.wait()
+                next_ping = trio.current_time() + config.ping_interval
                 continue
             self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
             return
@@ -369,12 +389,14 @@ class EngineSocket:
             self._pong.set()
         elif ptype is PacketType.PING:
             reply = PONG_PROBE if packet == PING_PROBE else PONG
-            try:
+            with suppress(trio.WouldBlock, trio.ClosedResourceError):
                 self._out_send.send_nowait((reply,))
-            except (trio.WouldBlock, trio.ClosedResourceError):
-                pass
         elif ptype is PacketType.CLOSE:
-            self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+            if self._transport.name is Transport.POLLING:
+                # Answer the pending (or the next, briefly) GET with a noop, then close.
+                self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=True, last_packet=NOOP)
+            else:
+                self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
             return False
         else:
             log.info("session %s: unexpected %s packet", self.sid, ptype.name)

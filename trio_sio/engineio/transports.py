@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Protocol
 
 import trio
+import trio_websocket
 
 from ..protocol.engineio import Packet, Transport, decode_packet, encode_packet
 from ..protocol.errors import ConnectionClosed
@@ -71,9 +73,7 @@ class PollingTransport:
     def __init__(self, incoming_batches: int = 16) -> None:
         self._slots_send, self._slots_recv = trio.open_memory_channel[_Slot](1)
         self._slot: _Slot | None = None
-        self._in_send, self._in_recv = trio.open_memory_channel[Sequence[Packet]](
-            incoming_batches
-        )
+        self._in_send, self._in_recv = trio.open_memory_channel[Sequence[Packet]](incoming_batches)
         self.get_active = False
         self.post_active = False
         self.closed = False
@@ -226,11 +226,8 @@ class WebSocketTransport:
         with trio.CancelScope(shield=True):
             final = self._final
             if final is not None:
-                with trio.move_on_after(1.0):
-                    try:
-                        await self.channel.send_message(encode_packet(final))
-                    except ConnectionClosed:
-                        pass
+                with trio.move_on_after(1.0), suppress(ConnectionClosed):
+                    await self.channel.send_message(encode_packet(final))
             with trio.move_on_after(1.0):
                 await self.channel.aclose()
 
@@ -238,10 +235,8 @@ class WebSocketTransport:
 class TrioWebSocketChannel:
     """:class:`WebSocketChannel` over a ``trio_websocket.WebSocketConnection``."""
 
-    def __init__(self, ws: object) -> None:
-        import trio_websocket
-
-        self._ws: trio_websocket.WebSocketConnection = ws  # type: ignore[assignment]
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self._ws = ws
         self._closed_exc = trio_websocket.ConnectionClosed
 
     async def get_message(self) -> str | bytes:

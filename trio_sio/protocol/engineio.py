@@ -73,7 +73,7 @@ class PacketType(enum.IntEnum):
     NOOP = 6
 
 
-class Transport(str, enum.Enum):
+class Transport(enum.StrEnum):
     """The transports this implementation speaks."""
 
     POLLING = "polling"
@@ -340,7 +340,7 @@ def validate_request(
     return RequestInfo(transport, sid)
 
 
-class CloseReason(str, enum.Enum):
+class CloseReason(enum.StrEnum):
     """Why an Engine.IO session ended: the strings the JS implementation uses."""
 
     #: the peer closed the transport or sent a CLOSE packet.
