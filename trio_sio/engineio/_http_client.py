@@ -19,7 +19,7 @@ import trio
 
 from ..protocol.errors import SocketIOError
 
-__all__ = ["HTTPConnection", "HTTPResponse", "HTTPTransportError"]
+__all__ = ["HTTPConnection", "HTTPResponse", "HTTPTransportError", "host_header", "open_stream"]
 
 logger = logging.getLogger("trio_sio.engineio.client")
 
@@ -58,6 +58,36 @@ class HTTPResponse:
         return None
 
 
+def host_header(host: str, port: int, *, secure: bool) -> str:
+    """The ``Host`` header value: IPv6 literals bracketed, default ports left out."""
+    text = f"[{host}]" if ":" in host else host
+    return text if port == (443 if secure else 80) else f"{text}:{port}"
+
+
+async def open_stream(
+    host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    """Connect over TCP, then TLS (handshake done, certificate checked) if a context is given.
+
+    Raises:
+        OSError: connecting failed.
+        trio.BrokenResourceError: the TLS handshake failed.
+
+    Cancellation:
+        Safe: a cancelled connection attempt leaves nothing open.
+    """
+    tcp = await trio.open_tcp_stream(host, port)
+    if ssl_context is None:
+        return tcp
+    tls = trio.SSLStream(tcp, ssl_context, server_hostname=host, https_compatible=True)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tls)
+        raise
+    return tls
+
+
 class _Dropped(Exception):
     """The server closed a reused connection before answering: safe to retry once."""
 
@@ -90,9 +120,7 @@ class HTTPConnection:
         self._h11 = h11.Connection(h11.CLIENT)
         self._idle_since = 0.0
         self._closed = False
-        host_text = f"[{host}]" if ":" in host else host
-        default_port = 443 if ssl_context is not None else 80
-        self.host_header = host_text if port == default_port else f"{host_text}:{port}"
+        self.host_header = host_header(host, port, secure=ssl_context is not None)
 
     async def request(
         self,
@@ -104,9 +132,10 @@ class HTTPConnection:
     ) -> HTTPResponse:
         """Send one request and read the whole response.
 
-        A kept-alive connection is reused when it is fresh; if the server turns out to have
-        closed it before sending any byte of the answer, the request is sent once more on a
-        new connection (the server never saw it).
+        A kept-alive connection is reused while fresh. If the server turns out to have
+        closed it before sending any byte of the answer (what a server that drops idle
+        connections does), the request is sent once more on a new connection, assuming,
+        as common HTTP clients do, that the server did not act on the first copy.
 
         Args:
             method: ``"GET"``, ``"POST"``, ...
@@ -166,26 +195,12 @@ class HTTPConnection:
         if stream is not None:
             await trio.aclose_forcefully(stream)
 
-    async def _open(self) -> trio.abc.Stream:
-        tcp = await trio.open_tcp_stream(self._host, self._port)
-        if self._ssl_context is None:
-            return tcp
-        tls = trio.SSLStream(
-            tcp, self._ssl_context, server_hostname=self._host, https_compatible=True
-        )
-        try:
-            await tls.do_handshake()
-        except BaseException:
-            await trio.aclose_forcefully(tls)
-            raise
-        return tls
-
     async def _exchange(
         self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
     ) -> HTTPResponse:
         fresh = self._stream is None
         if self._stream is None:
-            self._stream = await self._open()
+            self._stream = await open_stream(self._host, self._port, self._ssl_context)
         stream = self._stream
         conn = self._h11
         all_headers = [("Host", self.host_header), *headers]

@@ -31,7 +31,14 @@ from ..protocol.engineio import (
     encode_packet,
 )
 from ..protocol.errors import RemoteProtocolError
-from ._http_client import HTTPConnection, HTTPResponse, HTTPTransportError
+from ._exceptions import single_leaf
+from ._http_client import (
+    HTTPConnection,
+    HTTPResponse,
+    HTTPTransportError,
+    host_header,
+    open_stream,
+)
 
 __all__ = [
     "TRANSPORT_ERRORS",
@@ -278,28 +285,48 @@ async def open_websocket_transport(
     Raises:
         trio_websocket.HandshakeError: the server refused the upgrade.
         OSError: connecting failed.
+        trio.BrokenResourceError: the TLS handshake failed.
 
     Cancellation:
         Cancelling it before it started abandons the connection attempt.
     """
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
     connection: trio_websocket.WebSocketConnection | None = None
-    use_ssl: bool | ssl.SSLContext = endpoint.ssl_context or False
+    failure: BaseException | None = None
+    started = False
     try:
+        # We open (and so own and close) the stream: trio-websocket's client leaves it
+        # open after a close initiated by the server.
+        stream = await open_stream(endpoint.host, endpoint.port, endpoint.ssl_context)
         async with trio.open_nursery() as nursery:
-            connection = await trio_websocket.connect_websocket(
+            connection = await trio_websocket.wrap_client_stream(
                 nursery,
-                endpoint.host,
-                endpoint.port,
+                stream,
+                host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
                 endpoint.target("websocket", sid),
-                use_ssl=use_ssl,
                 extra_headers=[(k.encode(), v.encode()) for k, v in endpoint.headers],
                 message_queue_size=_WS_QUEUE_SIZE,
                 max_message_size=MAX_INCOMING_SIZE,
             )
             task_status.started(WebSocketTransport(connection))
+            started = True
+    except BaseExceptionGroup as group:
+        # trio-websocket's reader task raises ConnectionRejected (and any surprise) here.
+        failure = single_leaf(group)
+        if failure is None:
+            raise
     finally:
         if connection is not None:
             await trio.aclose_forcefully(connection)
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+    if failure is not None:
+        if started and isinstance(failure, Exception):
+            # Once started, a failure of the reader is just the end of this WebSocket:
+            # get_message() reports it as ConnectionClosed.
+            logger.info("websocket reader failed: %r", failure)
+            return
+        raise failure
 
 
 async def probe_websocket(

@@ -35,6 +35,7 @@ from ..protocol.engineio import (
     decode_open,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
+from ._exceptions import single_leaf
 from ._heartbeat import HeartbeatWatchdog
 from ._outbox import Outbox
 from ._transports import (
@@ -443,19 +444,6 @@ class EngineClient:
         await polling.aclose()
 
 
-def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The only leaf exception of a (nested) group, or None if it holds several."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else None
-
-
 @asynccontextmanager
 async def open_engine_client(
     url: str,
@@ -528,7 +516,7 @@ async def open_engine_client(
             finally:
                 await client.aclose()
     except BaseExceptionGroup as group:
-        single = _single_leaf(group)
+        single = single_leaf(group)
         if single is None:
             raise
     if single is not None:
