@@ -104,8 +104,15 @@ def test_open_packet_has_exactly_the_v4_keys() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    ["", "[]", "nope", '{"sid":1}', '{"sid":"a","pingInterval":-1,"pingTimeout":1}',
-     '{"sid":"a","pingInterval":true,"pingTimeout":1}', '{"sid":"a","upgrades":"x"}'],
+    [
+        "",
+        "[]",
+        "nope",
+        '{"sid":1}',
+        '{"sid":"a","pingInterval":-1,"pingTimeout":1}',
+        '{"sid":"a","pingInterval":true,"pingTimeout":1}',
+        '{"sid":"a","upgrades":"x"}',
+    ],
 )
 def test_bad_open_packets(data: str) -> None:
     with pytest.raises(RemoteProtocolError):
@@ -119,19 +126,39 @@ BOTH = (Transport.POLLING, Transport.WEBSOCKET)
     ("query", "method", "upgrade", "code"),
     [
         ({"transport": "polling"}, "GET", False, HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION),
-        ({"EIO": "abc", "transport": "polling"}, "GET", False,
-         HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION),
-        ({"EIO": "3", "transport": "polling"}, "GET", False,
-         HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION),
+        (
+            {"EIO": "abc", "transport": "polling"},
+            "GET",
+            False,
+            HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
+        ),
+        (
+            {"EIO": "3", "transport": "polling"},
+            "GET",
+            False,
+            HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
+        ),
         ({"EIO": "4"}, "GET", False, HandshakeErrorCode.UNKNOWN_TRANSPORT),
         ({"EIO": "4", "transport": "abc"}, "GET", False, HandshakeErrorCode.UNKNOWN_TRANSPORT),
-        ({"EIO": "4", "transport": "polling"}, "POST", False,
-         HandshakeErrorCode.BAD_HANDSHAKE_METHOD),
-        ({"EIO": "4", "transport": "polling"}, "PUT", False,
-         HandshakeErrorCode.BAD_HANDSHAKE_METHOD),
+        (
+            {"EIO": "4", "transport": "polling"},
+            "POST",
+            False,
+            HandshakeErrorCode.BAD_HANDSHAKE_METHOD,
+        ),
+        (
+            {"EIO": "4", "transport": "polling"},
+            "PUT",
+            False,
+            HandshakeErrorCode.BAD_HANDSHAKE_METHOD,
+        ),
         ({"EIO": "4", "transport": "websocket"}, "GET", False, HandshakeErrorCode.BAD_REQUEST),
-        ({"EIO": "4", "transport": "polling", "sid": "x"}, "PUT", False,
-         HandshakeErrorCode.BAD_REQUEST),
+        (
+            {"EIO": "4", "transport": "polling", "sid": "x"},
+            "PUT",
+            False,
+            HandshakeErrorCode.BAD_REQUEST,
+        ),
     ],
 )
 def test_request_validation(
@@ -146,18 +173,24 @@ def test_request_validation(
 
 def test_request_validation_accepts() -> None:
     ok = validate_request(
-        {"EIO": "4", "transport": "polling"}, method="GET", is_upgrade=False,
+        {"EIO": "4", "transport": "polling"},
+        method="GET",
+        is_upgrade=False,
         allowed_transports=BOTH,
     )
     assert ok.sid is None and ok.transport is Transport.POLLING
     ws = validate_request(
-        {"EIO": "4", "transport": "websocket", "sid": "s"}, method="GET", is_upgrade=True,
+        {"EIO": "4", "transport": "websocket", "sid": "s"},
+        method="GET",
+        is_upgrade=True,
         allowed_transports=BOTH,
     )
     assert ws.sid == "s" and ws.transport is Transport.WEBSOCKET
     with pytest.raises(HandshakeError):
         validate_request(
-            {"EIO": "4", "transport": "websocket"}, method="GET", is_upgrade=True,
+            {"EIO": "4", "transport": "websocket"},
+            method="GET",
+            is_upgrade=True,
             allowed_transports=(Transport.POLLING,),
         )
 
@@ -180,7 +213,9 @@ def test_protocol_layer_imports_no_event_loop() -> None:
 # -- properties -------------------------------------------------------------------------
 
 text_packets = st.builds(
-    Packet, st.sampled_from(list(PacketType)), st.text(alphabet=st.characters(exclude_characters="\x1e"))
+    Packet,
+    st.sampled_from(list(PacketType)),
+    st.text(alphabet=st.characters(exclude_characters="\x1e")),
 )
 binary_packets = st.builds(Packet, st.just(MSG), st.binary())
 packets = st.one_of(text_packets, binary_packets)

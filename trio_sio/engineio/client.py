@@ -38,7 +38,7 @@ from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOErr
 from ._exceptions import single_leaf
 from ._heartbeat import HeartbeatWatchdog
 from ._outbox import Outbox
-from ._transports import (
+from ._client_transports import (
     TRANSPORT_ERRORS,
     Endpoint,
     PollingTransport,

@@ -119,6 +119,7 @@ class EngineServer:
                     if start is not None:
                         await start(nursery)
                     task_status.started()
+                    await trio.sleep_forever()  # until children.cancel()
 
         try:
             async with trio.open_nursery() as outer:

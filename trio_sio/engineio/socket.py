@@ -38,7 +38,7 @@ from ..protocol.engineio import (
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
 from .config import EngineConfig, RequestHead
-from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
+from .transports import Batch, PollingTransport, WebSocketChannel, WebSocketTransport
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -104,8 +104,6 @@ class EngineSocket:
         self._graceful = False
         self._last_packet = CLOSE
         self._closed = trio.Event()
-        self._sending = False
-        self._flushed: trio.Event | None = None
         self._send_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self.upgrading = False
@@ -262,8 +260,9 @@ class EngineSocket:
                 await self._close_requested.wait()
                 if self._graceful:
                     with trio.move_on_after(self._config.close_timeout):
-                        await self._out_send.send((self._last_packet,))
-                        await self._wait_flushed()
+                        last = Batch((self._last_packet,))
+                        await self._out_send.send(last)
+                        await last.done.wait()
                 nursery.cancel_scope.cancel()
         finally:
             self._state = SessionState.CLOSED
@@ -291,11 +290,6 @@ class EngineSocket:
                 return
             await trio.lowlevel.checkpoint()
 
-    async def _wait_flushed(self) -> None:
-        while self._sending or self._out_recv.statistics().current_buffer_used:
-            self._flushed = trio.Event()
-            await self._flushed.wait()
-
     async def _run_handler(self, handler: Handler) -> None:
         try:
             await handler(self)
@@ -322,6 +316,13 @@ class EngineSocket:
 
     async def _send_loop(self) -> None:
         pending: list[Packet] = []
+        written: list[trio.Event] = []  # set once the groups carrying them are written
+
+        def take(group: Sequence[Packet]) -> None:
+            pending.extend(group)
+            if isinstance(group, Batch):
+                written.append(group.done)
+
         while True:
             transport = self._transport
             if not pending:
@@ -330,18 +331,15 @@ class EngineSocket:
                     continue
                 if transport.name is Transport.POLLING:
                     await self._wait_handler_caught_up()
-                self._sending = False
-                if self._flushed is not None:
-                    self._flushed.set()
-                group = await self._out_recv.receive()
-                self._sending = True
-                pending.extend(group)
+                take(await self._out_recv.receive())
             while True:
                 try:
-                    pending.extend(self._out_recv.receive_nowait())
+                    take(self._out_recv.receive_nowait())
                 except trio.WouldBlock:
                     break
             with trio.CancelScope() as scope:
+                # Cancelled when an upgrade replaces the transport: the batch is then
+                # written again, whole, on the new one.
                 self._send_scope = scope
                 try:
                     await transport.send(pending)
@@ -351,6 +349,9 @@ class EngineSocket:
                         return
                     continue
                 pending = []
+                for event in written:
+                    event.set()
+                written = []
             self._send_scope = None
 
     async def _receive_loop(self, transport: AnyTransport) -> None:
@@ -418,6 +419,7 @@ class EngineSocket:
             return
         self.upgrading = True
         self.upgrade_settled = trio.Event()
+        switched = False
         try:
             with trio.move_on_after(self._config.upgrade_timeout):
                 if await _decode(channel) != PING_PROBE:
@@ -429,18 +431,19 @@ class EngineSocket:
                 polling.release(NOOP)
                 if (await _decode(channel)).type is not PacketType.UPGRADE:
                     return
-                self._switch(WebSocketTransport(channel))
+                switched = self._switch(WebSocketTransport(channel))
         except (ConnectionClosed, RemoteProtocolError):
             return
         finally:
             self.upgrading = False
             self.probe_done = False
             self.upgrade_settled.set()
-        await self.wait_closed()
+        if switched:
+            await self.wait_closed()
 
-    def _switch(self, transport: WebSocketTransport) -> None:
+    def _switch(self, transport: WebSocketTransport) -> bool:
         if self._state is not SessionState.OPEN or self._nursery is None:
-            return
+            return False
         old = self._transport
         self._transport = transport
         old.close(NOOP)
@@ -448,6 +451,7 @@ class EngineSocket:
             self._send_scope.cancel()
         self._nursery.start_soon(self._receive_loop, transport)
         log.debug("session %s upgraded to websocket", self.sid)
+        return True
 
 
 async def _decode(channel: WebSocketChannel) -> Packet:

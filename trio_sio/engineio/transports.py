@@ -18,7 +18,7 @@ import trio_websocket
 from ..protocol.engineio import Packet, Transport, decode_packet, encode_packet
 from ..protocol.errors import ConnectionClosed
 
-__all__ = ["PollingTransport", "WebSocketChannel", "WebSocketTransport"]
+__all__ = ["Batch", "PollingTransport", "WebSocketChannel", "WebSocketTransport"]
 
 log = logging.getLogger("trio_sio.engineio")
 
@@ -46,12 +46,12 @@ class WebSocketChannel(Protocol):
 _Slot = trio.MemorySendChannel[Sequence[Packet]]
 
 
-class _Batch(tuple[Packet, ...]):
-    """The packets of one POST, with an event set once the session dispatched them."""
+class Batch(tuple[Packet, ...]):
+    """A group of packets with an event set once they were handled (dispatched or written)."""
 
     done: trio.Event
 
-    def __new__(cls, packets: Sequence[Packet]) -> _Batch:
+    def __new__(cls, packets: Sequence[Packet]) -> Batch:
         self = super().__new__(cls, packets)
         self.done = trio.Event()
         return self
@@ -174,7 +174,7 @@ class PollingTransport:
         Raises:
             trio.ClosedResourceError: the transport is closed.
         """
-        batch = _Batch(packets)
+        batch = Batch(packets)
         await self._in_send.send(batch)
         await batch.done.wait()
 
