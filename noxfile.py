@@ -1,0 +1,54 @@
+"""Developer tasks: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s chat`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+INTEROP = "tests/interop"
+
+
+def _npm_ci(session: nox.Session, folder: str) -> None:
+    if shutil.which("npm") is None:
+        session.error("npm is needed for the interop tests (install Node.js 18+)")
+    session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", folder, external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite: unit, integration and interop (Node and python-socketio peers)."""
+    session.install("-r", "requirements/test.txt")
+    session.install("--no-deps", "-e", ".")
+    _npm_ci(session, INTEROP)
+    args = session.posargs or ["-q"]
+    session.run("pytest", *args, env={"PYTHONDONTWRITEBYTECODE": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.install("-r", "requirements/lint.txt")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "trio_sio")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-r", "requirements/lint.txt", "-r", "requirements/test.txt")
+    session.install("--no-deps", "-e", ".")
+    session.run("mypy")
+
+
+@nox.session
+def chat(session: nox.Session) -> None:
+    """Run the example chat server on http://127.0.0.1:8000/."""
+    session.install("-r", "requirements/test.txt")
+    session.install("--no-deps", "-e", ".")
+    port = os.environ.get("PORT", "8000")
+    session.run("python", "examples/echo_engineio.py", port)
