@@ -35,9 +35,6 @@ from ..protocol.engineio import (
     decode_open,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
-from ._exceptions import single_leaf
-from ._heartbeat import HeartbeatWatchdog
-from ._outbox import Outbox
 from ._client_transports import (
     TRANSPORT_ERRORS,
     Endpoint,
@@ -46,6 +43,9 @@ from ._client_transports import (
     open_websocket_transport,
     probe_websocket,
 )
+from ._exceptions import single_leaf
+from ._heartbeat import HeartbeatWatchdog
+from ._outbox import Outbox
 
 __all__ = ["ConnectError", "EngineClient", "UpgradeError", "open_engine_client"]
 
