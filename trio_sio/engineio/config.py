@@ -55,6 +55,9 @@ class EngineConfig:
         message_queue_size: bound of a session's queue of received messages; a full queue stops
             reading from the peer (backpressure).
         max_packets_per_payload: the most packets one polling POST may carry.
+        max_packets_per_poll: the most packets one polling response carries (more wait for
+            the next poll; a packet group is never split). python-engineio's client refuses
+            payloads of more than 16 packets, hence the default.
         close_timeout: seconds a graceful close waits for queued packets to go out.
         path: the URL path the server answers on.
     """
@@ -71,6 +74,7 @@ class EngineConfig:
     max_queued_packets: int = 1024
     message_queue_size: int = 64
     max_packets_per_payload: int = 10_000
+    max_packets_per_poll: int = 16
     close_timeout: float = 1.0
     path: str = "/engine.io/"
 

@@ -150,8 +150,11 @@ async def _serve(
                 return
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
+        if conn.their_state is h11.SEND_BODY:
+            # A request whose body the handler did not need (a GET): read its end so that
+            # the connection can be reused; a body over the limit closes the connection.
+            await _drain_body(stream, conn, limit=server.config.max_http_buffer_size)
         if conn.their_state is not h11.DONE:
-            # the body was not read to the end (e.g. refused early): do not reuse
             return
         conn.start_next_cycle()
 
@@ -177,9 +180,14 @@ async def _body(stream: trio.abc.Stream, conn: h11.Connection) -> AsyncIterator[
             raise h11.RemoteProtocolError("unexpected event in request body")
 
 
-async def _drain_body(stream: trio.abc.Stream, conn: h11.Connection) -> None:
-    async for _ in _body(stream, conn):
-        pass
+async def _drain_body(
+    stream: trio.abc.Stream, conn: h11.Connection, limit: int = MAX_HEADER_BYTES
+) -> None:
+    size = 0
+    async for chunk in _body(stream, conn):
+        size += len(chunk)
+        if size > limit:
+            raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
 
 
 async def _respond(stream: trio.abc.Stream, conn: h11.Connection, response: HttpResponse) -> None:

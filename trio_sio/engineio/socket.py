@@ -332,7 +332,8 @@ class EngineSocket:
                 if transport.name is Transport.POLLING:
                     await self._wait_handler_caught_up()
                 take(await self._out_recv.receive())
-            while True:
+            limit = self._config.max_packets_per_poll if transport.name is Transport.POLLING else 0
+            while not limit or len(pending) < limit:
                 try:
                     take(self._out_recv.receive_nowait())
                 except trio.WouldBlock:
