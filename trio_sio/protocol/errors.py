@@ -15,7 +15,10 @@ what Python says it means.
 from __future__ import annotations
 
 __all__ = [
+    "AckTimeoutError",
+    "BadNamespaceError",
     "ConnectionClosed",
+    "ConnectionRefused",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
@@ -60,3 +63,33 @@ class ConnectionClosed(SocketIOError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class AckTimeoutError(SocketIOError):
+    """The peer did not acknowledge an emit in time.
+
+    Attributes:
+        replies: for a broadcast, the replies that did arrive in time (one per client).
+    """
+
+    def __init__(
+        self, message: str = "operation has timed out", replies: list[object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.replies = replies if replies is not None else []
+
+
+class ConnectionRefused(SocketIOError):
+    """Raised by connection middleware to refuse a namespace connection.
+
+    The client gets a CONNECT_ERROR packet ``{"message": message, "data": data}``.
+    """
+
+    def __init__(self, message: str = "Connection refused", data: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class BadNamespaceError(SocketIOError):
+    """A namespace is unknown, or not connected."""

@@ -1,0 +1,106 @@
+"""Pending acknowledgements of one socket: ack id → a one-shot slot.
+
+Shared by the server and the client. Each waiter waits on its own slot, inside its own cancel
+scope (a timeout is a deadline on that scope); a slot is removed from the registry in a
+``finally`` clause, so a cancelled or timed-out wait leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from .protocol.errors import ConnectionClosed, LocalProtocolError
+from .protocol.socketio import MAX_ACK_ID
+
+__all__ = ["AckRegistry", "AckSlot"]
+
+
+class AckSlot:
+    """Where one ack's arguments land."""
+
+    __slots__ = ("_args", "_error", "_event")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._args: list[Any] = []
+        self._error: BaseException | None = None
+
+    def set(self, args: list[Any]) -> None:
+        """Deliver the ack's arguments (first delivery wins)."""
+        if not self._event.is_set():
+            self._args = args
+            self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Make the waiter raise ``error`` (unless the ack already came)."""
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
+
+    async def wait(self) -> list[Any]:
+        """Wait for the ack's arguments.
+
+        Raises:
+            ConnectionClosed: the socket disconnected first.
+
+        Cancellation: safe; the slot stays valid.
+        """
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._args
+
+
+class AckRegistry:
+    """The pending acks of one socket, with a bound on how many may wait at once."""
+
+    __slots__ = ("_closed", "_limit", "_next_id", "_slots")
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._next_id = 0
+        self._slots: dict[int, AckSlot] = {}
+        self._limit = limit
+        self._closed: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def new(self) -> tuple[int, AckSlot]:
+        """Reserve an ack id.
+
+        Raises:
+            ConnectionClosed: the socket is disconnected.
+            LocalProtocolError: too many acks are pending.
+        """
+        if self._closed is not None:
+            raise self._closed
+        if len(self._slots) >= self._limit:
+            raise LocalProtocolError(f"more than {self._limit} acks pending on one socket")
+        ack_id = self._next_id
+        self._next_id = 0 if ack_id >= MAX_ACK_ID else ack_id + 1
+        slot = AckSlot()
+        self._slots[ack_id] = slot
+        return ack_id, slot
+
+    def discard(self, ack_id: int) -> None:
+        """Forget an ack id (its waiter gave up)."""
+        self._slots.pop(ack_id, None)
+
+    def resolve(self, ack_id: int | None, args: list[Any]) -> bool:
+        """Deliver an incoming ACK. Returns False for an unknown id (ignored, as in JS)."""
+        if ack_id is None:
+            return False
+        slot = self._slots.pop(ack_id, None)
+        if slot is None:
+            return False
+        slot.set(args)
+        return True
+
+    def close(self, reason: str) -> None:
+        """Fail every pending ack with ConnectionClosed(reason); refuse new ones."""
+        self._closed = ConnectionClosed(reason)
+        slots, self._slots = self._slots, {}
+        for slot in slots.values():
+            slot.fail(ConnectionClosed(reason))

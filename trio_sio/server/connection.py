@@ -1,0 +1,213 @@
+"""One Engine.IO session seen by the Socket.IO server: it multiplexes namespace sockets.
+
+The connection's task is the Engine.IO session handler. It decodes packets and routes them:
+CONNECT runs the namespace's middleware and starts the socket's dispatch task; EVENT goes to
+that socket's bounded queue (handled in order, by that task); ACK is resolved right here, so
+a handler waiting for an ack never blocks the reading of its own ack.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import trio
+
+from ..engineio.socket import EngineSocket
+from ..protocol.engineio import CloseReason
+from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
+from ..protocol.serialize import to_wire
+from ..protocol.socketio import NEED_DATA, Packet, PacketType
+from .namespace import frames_to_engine
+from .socket import Handshake, Socket
+
+if TYPE_CHECKING:
+    from ..protocol.engineio import Packet as EnginePacket
+    from .server import Server
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("trio_sio.server")
+
+#: Engine.IO close reasons → the Socket.IO disconnect reasons of the JS server.
+_REASONS = {
+    CloseReason.TRANSPORT_CLOSE: "transport close",
+    CloseReason.TRANSPORT_ERROR: "transport error",
+    CloseReason.PING_TIMEOUT: "ping timeout",
+    CloseReason.PARSE_ERROR: "parse error",
+    CloseReason.FORCED_CLOSE: "forced server close",
+    CloseReason.SERVER_SHUTDOWN: "server shutting down",
+}
+
+
+class Connection:
+    """The namespace sockets of one client connection."""
+
+    def __init__(self, server: Server, engine: EngineSocket) -> None:
+        self.server = server
+        self.engine = engine
+        self.decoder = server.parser.decoder()
+        self.sockets: dict[str, Socket] = {}
+        self.nursery: trio.Nursery
+        self._connected_once = trio.Event()
+        self._close_reason: str | None = None
+
+    # -- sending --------------------------------------------------------------------------
+    async def send_packet(self, packet: Packet, *, volatile: bool = False) -> None:
+        """Encode and queue one packet (its frames stay together).
+
+        Raises:
+            ConnectionClosed: the connection is closed (not for volatile packets).
+        """
+        group = frames_to_engine(self.server.parser.encode(packet))
+        if volatile:
+            self.send_group_nowait(group, volatile=True)
+        else:
+            await self.send_group(group)
+
+    async def send_group(self, group: tuple[EnginePacket, ...]) -> None:
+        """Queue already encoded frames; waits while the send queue is full."""
+        await self.engine.send_packets(group)
+
+    def send_group_nowait(self, group: tuple[EnginePacket, ...], *, volatile: bool) -> bool:
+        """Queue frames if that can be done right now; returns whether it was.
+
+        With ``volatile``, a connection in the middle of a transport upgrade counts as unable.
+        """
+        if volatile and self.engine.upgrading:
+            return False
+        try:
+            self.engine.send_packets_nowait(group)
+        except (trio.WouldBlock, ConnectionClosed):
+            return False
+        return True
+
+    # -- lifetime -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the connection until the Engine.IO session ends (the session handler)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(self._connect_timeout)
+                try:
+                    await self._receive_loop()
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            reason = self._close_reason or _REASONS.get(
+                self.engine.close_reason or CloseReason.TRANSPORT_CLOSE, "transport close"
+            )
+            with trio.CancelScope(shield=True), trio.move_on_after(self.server.close_grace):
+                for socket in list(self.sockets.values()):
+                    await socket._close(reason)
+
+    async def close(self, reason: str) -> None:
+        """Disconnect every namespace socket with ``reason`` and close the session."""
+        self._close_reason = reason
+        for socket in list(self.sockets.values()):
+            await socket._close(reason)
+        self.engine.close(CloseReason.FORCED_CLOSE)
+
+    def forget(self, socket: Socket) -> None:
+        """Drop a socket that disconnected from its namespace."""
+        if self.sockets.get(socket.namespace.name) is socket:
+            del self.sockets[socket.namespace.name]
+
+    async def _connect_timeout(self) -> None:
+        with trio.move_on_after(self.server.connect_timeout):
+            await self._connected_once.wait()
+            return
+        if not self.sockets:
+            log.info("session %s: no namespace connected in time", self.engine.sid)
+            self.engine.close(CloseReason.FORCED_CLOSE)
+
+    async def _receive_loop(self) -> None:
+        decoder = self.decoder
+        try:
+            async for message in self.engine:
+                decoder.feed(message)
+                while True:
+                    packet = decoder.next_packet()
+                    if packet is NEED_DATA:
+                        break
+                    await self._on_packet(packet)
+        except RemoteProtocolError as exc:
+            log.info("session %s: bad packet: %s", self.engine.sid, exc)
+            self._close_reason = "parse error"
+            self.engine.close(CloseReason.PARSE_ERROR)
+
+    async def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is PacketType.EVENT:
+            socket = self.sockets.get(packet.namespace)
+            if socket is None:
+                log.debug("session %s: event for unconnected %s", self.engine.sid, packet.namespace)
+                return
+            try:
+                await socket._events_send.send(packet)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+        elif ptype is PacketType.ACK:
+            socket = self.sockets.get(packet.namespace)
+            if socket is not None and not socket._acks.resolve(packet.id, packet.data):
+                log.debug("%r: ack %s matches no emit", socket, packet.id)
+        elif ptype is PacketType.CONNECT:
+            await self._connect(packet.namespace, packet.data)
+        elif ptype is PacketType.DISCONNECT:
+            socket = self.sockets.get(packet.namespace)
+            if socket is not None:
+                await socket._close("client namespace disconnect")
+        else:
+            raise RemoteProtocolError(f"a client may not send {ptype.name}")
+
+    # -- namespace connection -------------------------------------------------------------
+    async def _connect(self, name: str, auth: Any) -> None:
+        auth = auth if isinstance(auth, dict) else {}
+        if name in self.sockets:
+            log.info("session %s: already connected to %s", self.engine.sid, name)
+            return
+        namespace = await self.server._namespace_for(name, auth)
+        if namespace is None:
+            await self._refuse(name, {"message": "Invalid namespace"})
+            return
+        socket = Socket(namespace, self, secrets.token_urlsafe(15), self._handshake(auth))
+        try:
+            await namespace._run_middlewares(socket, auth)
+        except ConnectionRefused as exc:
+            refusal: dict[str, Any] = {"message": exc.message}
+            if exc.data is not None:
+                refusal["data"] = to_wire((exc.data,))[0]
+            await self._refuse(name, refusal)
+            return
+        except Exception:
+            log.exception("session %s: middleware of %s failed", self.engine.sid, name)
+            await self._refuse(name, {"message": "Internal server error"})
+            return
+        socket.connected = True
+        self.sockets[name] = socket
+        namespace._add(socket)
+        await self.send_packet(Packet(PacketType.CONNECT, name, {"sid": socket.id}))
+        self._connected_once.set()
+        self.nursery.start_soon(socket._run, auth)
+
+    async def _refuse(self, name: str, data: dict[str, Any]) -> None:
+        await self.send_packet(Packet(PacketType.CONNECT_ERROR, name, data))
+
+    def _handshake(self, auth: dict[str, Any]) -> Handshake:
+        head = self.engine.request
+        now = datetime.datetime.now(datetime.UTC)
+        query = dict(head.query)
+        return Handshake(
+            headers=dict(head.headers),
+            query=query,
+            address=head.client[0] if head.client else None,
+            time=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            issued=int(now.timestamp() * 1000),
+            url=f"{head.path}?{urlencode(query)}" if query else head.path,
+            auth=auth,
+            secure=head.headers.get("x-forwarded-proto") == "https",
+            xdomain="origin" in head.headers,
+        )

@@ -1,0 +1,303 @@
+"""Namespaces: handlers, middleware, the sockets connected to them, and their adapter."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from .._handlers import Handler
+from ..adapters.base import BroadcastOptions
+from ..protocol.engineio import Packet as EnginePacket
+from ..protocol.engineio import PacketType as EnginePacketType
+from ..protocol.errors import AckTimeoutError, ConnectionClosed
+from ..protocol.socketio import Packet
+from .broadcast import BroadcastOperator
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .socket import Socket
+
+__all__ = ["Namespace", "ParentNamespace"]
+
+log = logging.getLogger("trio_sio.server")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Names of the lifecycle handlers (the others are events).
+LIFECYCLE = frozenset({"connection", "connect", "disconnecting", "disconnect"})
+
+
+def frames_to_engine(frames: Sequence[str | bytes]) -> tuple[EnginePacket, ...]:
+    """Wrap encoded Socket.IO frames as one group of Engine.IO MESSAGE packets."""
+    return tuple(EnginePacket(EnginePacketType.MESSAGE, frame) for frame in frames)
+
+
+class _HandlerTable:
+    """Handlers and middleware, shared by static and parent namespaces."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._lifecycle: dict[str, list[Handler]] = {}
+        self._middlewares: list[Handler] = []
+        self._incoming_hooks: list[Handler] = []
+        self._outgoing_hooks: list[Handler] = []
+
+    def on(self, event: str, handler: F | None = None) -> Any:
+        """Register a handler; usable as ``@ns.on("event")`` or ``ns.on("event", fn)``.
+
+        Lifecycle names: ``"connection"`` (alias ``"connect"``) gets ``(socket, auth)``;
+        ``"disconnecting"`` and ``"disconnect"`` get ``(socket, reason)``. Any other name is an
+        event: the handler gets ``(socket, *args)`` and its return value is the ack.
+        Handlers may be sync or async.
+        """
+
+        def register(fn: F) -> F:
+            name = "connection" if event == "connect" else event
+            if name in LIFECYCLE:
+                self._lifecycle.setdefault(name, []).append(Handler(fn))
+            else:
+                self._handlers[name] = Handler(fn)
+            return fn
+
+        if handler is not None:
+            return register(handler)
+        return register
+
+    def on_any(self, handler: F) -> F:
+        """Call ``handler(socket, event, *args)`` for every incoming event, first."""
+        self._incoming_hooks.append(Handler(handler))
+        return handler
+
+    def on_any_outgoing(self, handler: F) -> F:
+        """Call ``handler(socket, event, *args)`` for every event emitted to one socket."""
+        self._outgoing_hooks.append(Handler(handler))
+        return handler
+
+    def use(self, middleware: F) -> F:
+        """Add connection middleware: ``middleware(socket, auth)``, sync or async.
+
+        Raise :class:`~trio_sio.ConnectionRefused` to refuse the connection; the client gets
+        a CONNECT_ERROR with its message and data. Middlewares run in order of registration.
+        """
+        self._middlewares.append(Handler(middleware))
+        return middleware
+
+
+class Namespace(_HandlerTable):
+    """A namespace: ``sio.of("/chat")``.
+
+    Attributes:
+        name: the namespace, e.g. ``"/chat"``.
+        adapter: rooms and broadcasts.
+        sockets: the connected sockets by id.
+    """
+
+    def __init__(self, server: Server, name: str, parent: ParentNamespace | None = None) -> None:
+        super().__init__()
+        self.server = server
+        self.name = name
+        self.parent = parent
+        self.sockets: dict[str, Socket] = {}
+        self.adapter = server.adapter_factory(self)
+        if parent is not None:
+            self._incoming_hooks = parent._incoming_hooks
+            self._outgoing_hooks = parent._outgoing_hooks
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+    # -- handler lookup -------------------------------------------------------------------
+    def _handler(self, event: str) -> Handler | None:
+        handler = self._handlers.get(event)
+        if handler is None and self.parent is not None:
+            handler = self.parent._handlers.get(event)
+        return handler
+
+    def _all(self, name: str) -> list[Handler]:
+        mine = self._lifecycle.get(name, [])
+        if self.parent is None:
+            return mine
+        return self.parent._lifecycle.get(name, []) + mine
+
+    async def _run_middlewares(self, socket: Socket, auth: dict[str, Any]) -> None:
+        chain = (
+            self._middlewares
+            if self.parent is None
+            else self.parent._middlewares + self._middlewares
+        )
+        for middleware in chain:
+            await middleware(socket, auth)
+
+    async def _on_connection(self, socket: Socket, auth: dict[str, Any]) -> None:
+        for handler in self._all("connection"):
+            try:
+                await handler(socket, auth)
+            except ConnectionClosed:
+                return
+            except Exception:
+                log.exception("%r: connection handler failed", socket)
+
+    async def _run_lifecycle(self, name: str, socket: Socket, reason: str) -> None:
+        for handler in self._all(name):
+            try:
+                await handler(socket, reason)
+            except Exception:
+                log.exception("%r: %s handler failed", socket, name)
+
+    # -- socket registry (the adapter's view) ---------------------------------------------
+    def _add(self, socket: Socket) -> None:
+        self.sockets[socket.id] = socket
+        self.adapter.add_all(socket.id, (socket.id,))
+
+    def _remove(self, socket: Socket) -> None:
+        self.adapter.delete_all(socket.id)
+        self.sockets.pop(socket.id, None)
+
+    def get_socket(self, sid: str) -> Socket | None:
+        """The connected socket with this id, if any."""
+        return self.sockets.get(sid)
+
+    async def deliver(self, sids: Sequence[str], packet: Packet, *, volatile: bool) -> None:
+        """Encode ``packet`` once and queue it for each socket.
+
+        Sockets whose queue has room get it at once; then the call waits for the others in
+        turn (volatile: drops it for them instead).
+        """
+        group = frames_to_engine(self.server.parser.encode(packet))
+        waiting: list[Socket] = []
+        for sid in sids:
+            socket = self.sockets.get(sid)
+            if socket is None or not socket.connected:
+                continue
+            sent = socket._connection.send_group_nowait(group, volatile=volatile)
+            if not sent and not volatile:
+                waiting.append(socket)
+        for socket in waiting:
+            try:
+                await socket._connection.send_group(group)
+            except ConnectionClosed:
+                pass
+
+    async def deliver_with_ack(
+        self, sids: Sequence[str], packet: Packet, timeout: float
+    ) -> tuple[list[Any], bool]:
+        """Send to each socket with its own ack id and collect replies until ``timeout``."""
+        replies: list[Any] = []
+        targets = [
+            s for s in (self.sockets.get(sid) for sid in sids) if s is not None and s.connected
+        ]
+        missing = len(targets)
+
+        async def one(socket: Socket) -> None:
+            nonlocal missing
+            try:
+                reply = await socket._emit_with_ack_packet(packet)
+            except (ConnectionClosed, AckTimeoutError):
+                return
+            replies.append(reply)
+            missing -= 1
+
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                for socket in targets:
+                    nursery.start_soon(one, socket)
+        return replies, missing == 0
+
+    # -- broadcasting ---------------------------------------------------------------------
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self, BroadcastOptions())
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Sockets in any of these rooms."""
+        return self._operator().to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket except those in these rooms."""
+        return self._operator().except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Broadcast without guarantee."""
+        return self._operator().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """This node only."""
+        return self._operator().local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Broadcast waiting for acks, at most ``seconds``."""
+        return self._operator().timeout(seconds)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every socket of the namespace."""
+        await self._operator().emit(event, *args)
+
+    async def send(self, *args: Any) -> None:
+        """Emit a ``"message"`` event to every socket."""
+        await self._operator().emit("message", *args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Needs :meth:`timeout` first: ``await ns.timeout(2).emit_with_ack(...)``."""
+        return await self._operator().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """Every socket of the namespace."""
+        return await self._operator().fetch_sockets()
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket join these rooms."""
+        await self._operator().sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket leave these rooms."""
+        await self._operator().sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of the namespace."""
+        await self._operator().disconnect_sockets(close)
+
+
+NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any]], bool | Awaitable[bool]]
+
+
+class ParentNamespace(_HandlerTable):
+    """Dynamic namespaces: ``sio.of(re.compile(r"^/room-\\d+$"))``.
+
+    Handlers and middleware registered here apply to every child namespace, created on the
+    first connection whose name matches.
+    """
+
+    def __init__(self, server: Server, matcher: NamespaceMatcher) -> None:
+        super().__init__()
+        self.server = server
+        self.matcher = matcher
+        self.children: dict[str, Namespace] = {}
+
+    async def matches(self, name: str, auth: dict[str, Any]) -> bool:
+        """Whether ``name`` belongs to this parent."""
+        if isinstance(self.matcher, re.Pattern):
+            return self.matcher.fullmatch(name) is not None
+        verdict = self.matcher(name, auth)
+        if not isinstance(verdict, bool):
+            verdict = await verdict
+        return bool(verdict)
+
+    def child(self, name: str) -> Namespace:
+        """The child namespace ``name`` (created if needed)."""
+        namespace = self.children.get(name)
+        if namespace is None:
+            namespace = Namespace(self.server, name, parent=self)
+            self.children[name] = namespace
+        return namespace
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every socket of every child namespace."""
+        for namespace in list(self.children.values()):
+            await namespace.emit(event, *args)

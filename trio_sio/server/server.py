@@ -1,0 +1,217 @@
+"""The Socket.IO server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+import trio
+
+from ..adapters.base import Adapter, SocketRegistry
+from ..adapters.memory import InMemoryAdapter
+from ..engineio.config import EngineConfig
+from ..engineio.server import EngineServer
+from ..engineio.socket import EngineSocket
+from ..protocol.socketio import JsonParser, Parser
+from .broadcast import BroadcastOperator
+from .connection import Connection
+from .namespace import Namespace, NamespaceMatcher, ParentNamespace
+from .socket import Socket
+
+__all__ = ["Server"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Server:
+    """A Socket.IO v5 server on Trio.
+
+    Args:
+        path: the URL path (``"/socket.io/"``).
+        parser: the packet parser (default :class:`~trio_sio.protocol.socketio.JsonParser`;
+            all clients must use the same).
+        adapter: a factory ``adapter(namespace) -> Adapter`` (default in-memory).
+        connect_timeout: seconds a client has to connect to a namespace after the
+            Engine.IO handshake before the connection is closed.
+        event_queue_size: events waiting for their handler, per socket; when full, the
+            connection stops reading (backpressure).
+        max_pending_acks: acks one socket may wait for at once.
+        close_grace: seconds the disconnect handlers get when a connection ends.
+        **engine_options: Engine.IO settings (:class:`~trio_sio.engineio.EngineConfig`):
+            ``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``,
+            ``cors_allowed_origins``, ``allow_request``, ``transports``, ``cookie``, ...
+
+    Handlers live on namespaces; the server's own ``on``/``use``/``emit``/... act on ``"/"``::
+
+        sio = trio_sio.Server()
+
+        @sio.on("connection")
+        async def connected(socket, auth): ...
+
+        @sio.on("update item")
+        async def update(socket, item_id, changes):
+            return {"status": "ok"}          # the ack, if the client asked for one
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/socket.io/",
+        parser: Parser | None = None,
+        adapter: Callable[[SocketRegistry], Adapter] = InMemoryAdapter,
+        connect_timeout: float = 45.0,
+        event_queue_size: int = 256,
+        max_pending_acks: int = 10_000,
+        close_grace: float = 5.0,
+        **engine_options: Any,
+    ) -> None:
+        self.parser: Parser = parser or JsonParser()
+        self.adapter_factory = adapter
+        self.connect_timeout = connect_timeout
+        self.event_queue_size = event_queue_size
+        self.max_pending_acks = max_pending_acks
+        self.close_grace = close_grace
+        self.engine = EngineServer(
+            self._on_engine_connection, EngineConfig(path=path, **engine_options)
+        )
+        self._namespaces: dict[str, Namespace] = {}
+        self._parents: list[ParentNamespace] = []
+        self.main = self.of("/")
+
+    # -- namespaces -----------------------------------------------------------------------
+    @overload
+    def of(self, name: str) -> Namespace: ...
+    @overload
+    def of(self, name: NamespaceMatcher) -> ParentNamespace: ...
+    def of(self, name: str | NamespaceMatcher) -> Namespace | ParentNamespace:
+        """The namespace ``name`` (created if needed), or a parent of dynamic namespaces
+        when given a compiled regex or a function ``fn(name, auth) -> bool``."""
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            namespace = self._namespaces.get(name)
+            if namespace is None:
+                namespace = Namespace(self, name)
+                self._namespaces[name] = namespace
+            return namespace
+        parent = ParentNamespace(self, name)
+        self._parents.append(parent)
+        return parent
+
+    @property
+    def namespaces(self) -> dict[str, Namespace]:
+        """Static namespaces and the dynamic ones created so far."""
+        found = dict(self._namespaces)
+        for parent in self._parents:
+            found.update(parent.children)
+        return found
+
+    async def _namespace_for(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+        namespace = self._namespaces.get(name)
+        if namespace is not None:
+            return namespace
+        for parent in self._parents:
+            if name in parent.children:
+                return parent.children[name]
+            if await parent.matches(name, auth):
+                return parent.child(name)
+        return None
+
+    # -- the main namespace ---------------------------------------------------------------
+    def on(self, event: str, handler: F | None = None) -> Any:
+        """Register a handler on ``"/"``; see :meth:`Namespace.on`."""
+        return self.main.on(event, handler)
+
+    def use(self, middleware: F) -> F:
+        """Add connection middleware to ``"/"``; see :meth:`Namespace.use`."""
+        return self.main.use(middleware)
+
+    def on_any(self, handler: F) -> F:
+        """Catch-all for incoming events on ``"/"``."""
+        return self.main.on_any(handler)
+
+    def on_any_outgoing(self, handler: F) -> F:
+        """Catch-all for outgoing events on ``"/"``."""
+        return self.main.on_any_outgoing(handler)
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Sockets of ``"/"`` in any of these rooms."""
+        return self.main.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Sockets of ``"/"`` not in these rooms."""
+        return self.main.except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Broadcast on ``"/"`` without guarantee."""
+        return self.main.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Broadcast on ``"/"``, this node only."""
+        return self.main.local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Broadcast on ``"/"`` waiting at most ``seconds`` for acks."""
+        return self.main.timeout(seconds)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every socket of ``"/"``."""
+        await self.main.emit(event, *args)
+
+    async def send(self, *args: Any) -> None:
+        """Emit ``"message"`` to every socket of ``"/"``."""
+        await self.main.send(*args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """``await sio.timeout(2).emit_with_ack(...)``: one reply per socket."""
+        return await self.main.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """Every socket of ``"/"``."""
+        return await self.main.fetch_sockets()
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket of ``"/"`` join these rooms."""
+        await self.main.sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket of ``"/"`` leave these rooms."""
+        await self.main.sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of ``"/"``."""
+        await self.main.disconnect_sockets(close)
+
+    # -- running --------------------------------------------------------------------------
+    async def serve(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` and serve until cancelled or :meth:`shutdown`.
+
+        Use as ``listeners = await nursery.start(sio.serve, "127.0.0.1", 3000)``.
+
+        Resource handling: on cancellation or shutdown every connection is closed (clients
+        get a close packet; disconnect handlers run with reason ``"server shutting down"``).
+
+        Error handling: a failing connection or handler is logged and harms nothing else.
+        """
+        await self.engine.serve(host, port, task_status=task_status)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host connections for another front end (ASGI) without listening."""
+        await self.engine.run(task_status=task_status)
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve` or :meth:`run` after closing every connection."""
+        self.engine.shutdown()
+
+    async def _on_engine_connection(self, engine: EngineSocket) -> None:
+        await Connection(self, engine).run()

@@ -1,0 +1,379 @@
+"""A client's connection to one namespace, on the server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._acks import AckRegistry
+from .._handlers import Handler, ack_args
+from ..adapters.base import BroadcastOptions
+from ..protocol.errors import AckTimeoutError, ConnectionClosed
+from ..protocol.serialize import to_wire
+from ..protocol.socketio import RESERVED_EVENTS, Packet, PacketType
+from .broadcast import BroadcastOperator
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .namespace import Namespace
+
+__all__ = ["Handshake", "Socket", "SocketEmitter"]
+
+log = logging.getLogger("trio_sio.server")
+
+Callback = Callable[..., Any | Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """What the client sent when it connected.
+
+    Attributes:
+        headers: HTTP headers of the Engine.IO handshake request (lower-case names).
+        query: its query parameters.
+        address: the client's IP address, when known.
+        time: when the handshake happened (ISO 8601, UTC).
+        issued: the same, in milliseconds since the epoch.
+        url: the request path with its query string.
+        auth: the ``auth`` payload of the namespace CONNECT packet (``{}`` if none).
+        secure: whether the connection uses TLS (as far as the server can tell).
+        xdomain: whether the request came with an ``Origin`` header.
+    """
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    address: str | None
+    time: str
+    issued: int
+    url: str
+    auth: dict[str, Any] = field(default_factory=dict)
+    secure: bool = False
+    xdomain: bool = False
+
+
+def _check_event(event: str) -> None:
+    if not isinstance(event, str):
+        raise TypeError(f"an event name must be a str, not {type(event).__name__}")
+    if event in RESERVED_EVENTS:
+        raise ValueError(f"{event!r} is a reserved event name")
+
+
+@dataclass(frozen=True, slots=True)
+class SocketEmitter:
+    """A socket with emit flags set: returned by :meth:`Socket.timeout` and ``volatile``."""
+
+    socket: Socket
+    timeout_s: float | None = None
+    is_volatile: bool = False
+
+    @property
+    def volatile(self) -> SocketEmitter:
+        """The same, with the volatile flag."""
+        return SocketEmitter(self.socket, self.timeout_s, True)
+
+    def timeout(self, seconds: float) -> SocketEmitter:
+        """The same, with an ack timeout."""
+        return SocketEmitter(self.socket, seconds, self.is_volatile)
+
+    async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
+        """Send an event; see :meth:`Socket.emit`."""
+        await self.socket._emit(event, args, callback, self.timeout_s, self.is_volatile)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send an event and wait for its ack; see :meth:`Socket.emit_with_ack`."""
+        if timeout is None:
+            timeout = self.timeout_s
+        return await self.socket._emit_with_ack(event, args, timeout, self.is_volatile)
+
+
+class Socket:
+    """One client connected to one namespace.
+
+    Attributes:
+        id: the socket's public id (distinct from the secret Engine.IO session id).
+        namespace: the namespace it belongs to.
+        handshake: what the client sent at connection.
+        data: free for the application (e.g. the user found by a middleware).
+        connected: True until the socket disconnects.
+    """
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        connection: Connection,
+        socket_id: str,
+        handshake: Handshake,
+    ) -> None:
+        self.id = socket_id
+        self.namespace = namespace
+        self.handshake = handshake
+        self.data: dict[str, Any] = {}
+        self.connected = False
+        self._connection = connection
+        self._acks = AckRegistry(namespace.server.max_pending_acks)
+        self._events_send, self._events_recv = trio.open_memory_channel[Packet](
+            namespace.server.event_queue_size
+        )
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} on {self.namespace.name}>"
+
+    # -- rooms ----------------------------------------------------------------------------
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this socket is in (including the one named by its id)."""
+        return self.namespace.adapter.socket_rooms(self.id)
+
+    def join(self, *rooms: str | Iterable[str]) -> None:
+        """Join one or more rooms. Does not block."""
+        self.namespace.adapter.add_all(self.id, _flatten(rooms))
+
+    def leave(self, room: str) -> None:
+        """Leave a room. Does not block."""
+        self.namespace.adapter.delete(self.id, room)
+
+    # -- broadcasting from this socket -----------------------------------------------------
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Every other socket of the namespace."""
+        return self._operator().except_(self.id)
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Sockets in these rooms, except this one."""
+        return self.broadcast.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every other socket, except those in these rooms."""
+        return self.broadcast.except_(*rooms)
+
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self.namespace, BroadcastOptions())
+
+    # -- emitting -------------------------------------------------------------------------
+    @property
+    def volatile(self) -> SocketEmitter:
+        """Emit without guarantee: dropped if the connection cannot take it right away."""
+        return SocketEmitter(self, None, True)
+
+    def timeout(self, seconds: float) -> SocketEmitter:
+        """Emit with an ack timeout: ``await socket.timeout(5).emit("x", callback=cb)``."""
+        return SocketEmitter(self, seconds, False)
+
+    async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
+        """Send an event to this client.
+
+        Args:
+            event: the event name.
+            *args: any number of values (see the serialization rules); ``bytes`` anywhere
+                are sent as binary attachments.
+            callback: called with the client's ack arguments when it acknowledges. With
+                :meth:`timeout`, it is called as ``callback(err, *args)``: ``err`` is None
+                on success and an :class:`AckTimeoutError` on timeout.
+
+        Raises:
+            TypeError: an argument cannot be sent (nothing was sent).
+            ConnectionClosed: the socket is disconnected.
+
+        Blocks: while the connection's send queue is full.
+
+        Cancellation: if cancelled, the event was not queued; once queued it is sent.
+        """
+        await self._emit(event, args, callback, None, False)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send an event and wait for the client's ack.
+
+        Returns:
+            The ack's argument (None if it had none, a tuple if it had several).
+
+        Raises:
+            AckTimeoutError: ``timeout`` seconds passed without an ack.
+            ConnectionClosed: the socket disconnected before the ack came.
+            TypeError: an argument cannot be sent.
+
+        Cancellation: a cancelled wait frees the ack id; a late ack is then ignored.
+        """
+        return await self._emit_with_ack(event, args, timeout, False)
+
+    async def send(self, *args: Any, callback: Callback | None = None) -> None:
+        """Emit a ``"message"`` event."""
+        await self.emit("message", *args, callback=callback)
+
+    async def _emit(
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        callback: Callback | None,
+        timeout: float | None,
+        volatile: bool,
+    ) -> None:
+        _check_event(event)
+        data = to_wire((event, *args))
+        self._check_connected()
+        ack_id = None
+        if callback is not None:
+            ack_id, slot = self._acks.new()
+            self._connection.nursery.start_soon(
+                _await_callback, self._acks, ack_id, slot.wait, callback, timeout
+            )
+        packet = Packet(PacketType.EVENT, self.namespace.name, data, ack_id)
+        await self._send_event(packet, event, args, volatile)
+
+    async def _emit_with_ack(
+        self, event: str, args: tuple[Any, ...], timeout: float | None, volatile: bool
+    ) -> Any:
+        _check_event(event)
+        data = to_wire((event, *args))
+        for hook in self.namespace._outgoing_hooks:
+            await hook(self, event, *args)
+        packet = Packet(PacketType.EVENT, self.namespace.name, data)
+        if timeout is None:
+            return await self._emit_with_ack_packet(packet, volatile)
+        with trio.move_on_after(timeout):
+            return await self._emit_with_ack_packet(packet, volatile)
+        raise AckTimeoutError()
+
+    async def _emit_with_ack_packet(self, packet: Packet, volatile: bool = False) -> Any:
+        """Send ``packet`` with a fresh ack id and wait for the ack (no timeout here)."""
+        self._check_connected()
+        ack_id, slot = self._acks.new()
+        try:
+            await self._connection.send_packet(replace(packet, id=ack_id), volatile=volatile)
+            return _unpack(await slot.wait())
+        finally:
+            self._acks.discard(ack_id)
+
+    async def _send_event(
+        self, packet: Packet, event: str, args: tuple[Any, ...], volatile: bool
+    ) -> None:
+        for hook in self.namespace._outgoing_hooks:
+            await hook(self, event, *args)
+        await self._connection.send_packet(packet, volatile=volatile)
+
+    def _check_connected(self) -> None:
+        if not self.connected:
+            raise ConnectionClosed("socket is disconnected")
+
+    # -- disconnecting --------------------------------------------------------------------
+    async def disconnect(self, close: bool = False) -> None:
+        """Disconnect from this namespace (or, with ``close``, close the whole connection).
+
+        The client gets a DISCONNECT packet; reason ``"server namespace disconnect"``.
+        """
+        if not self.connected:
+            return
+        try:
+            await self._connection.send_packet(Packet(PacketType.DISCONNECT, self.namespace.name))
+        except ConnectionClosed:
+            pass
+        await self._close("server namespace disconnect")
+        if close:
+            await self._connection.close("server namespace disconnect")
+
+    # -- driven by the connection ---------------------------------------------------------
+    async def _run(self, auth: dict[str, Any]) -> None:
+        """The socket's dispatch task: connection handlers, then events one at a time."""
+        await self.namespace._on_connection(self, auth)
+        async with self._events_recv:
+            async for packet in self._events_recv:
+                if not self.connected:
+                    break
+                await self._dispatch(packet)
+
+    async def _dispatch(self, packet: Packet) -> None:
+        event, *args = packet.data
+        event = str(event)
+        try:
+            for hook in self.namespace._incoming_hooks:
+                await hook(self, event, *args)
+            handler: Handler | None = self.namespace._handler(event)
+            if handler is None:
+                log.debug("%r: no handler for %r", self, event)
+                return
+            result = await handler(self, *args)
+        except ConnectionClosed:
+            return
+        except Exception:
+            log.exception("%r: handler for %r failed", self, event)
+            return
+        if packet.id is not None and self.connected:
+            try:
+                data = to_wire(ack_args(result))
+            except (TypeError, ValueError):
+                log.exception("%r: the ack of %r cannot be sent", self, event)
+                return
+            ack = Packet(PacketType.ACK, self.namespace.name, data, packet.id)
+            try:
+                await self._connection.send_packet(ack)
+            except ConnectionClosed:
+                pass
+
+    async def _close(self, reason: str) -> None:
+        """Run the disconnect sequence once: ``disconnecting`` (rooms still there), leave
+        every room, fail pending acks, then ``disconnect``."""
+        if not self.connected:
+            return
+        self.connected = False
+        await self.namespace._run_lifecycle("disconnecting", self, reason)
+        self.namespace._remove(self)
+        self._connection.forget(self)
+        self._acks.close(reason)
+        self._events_send.close()
+        await self.namespace._run_lifecycle("disconnect", self, reason)
+
+
+def _unpack(args: list[Any]) -> Any:
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
+async def _await_callback(
+    acks: AckRegistry,
+    ack_id: int,
+    wait: Callable[[], Awaitable[list[Any]]],
+    callback: Callback,
+    timeout: float | None,
+) -> None:
+    """Wait for one ack in its own cancel scope, then call the user's callback."""
+    handler = Handler(callback)
+    try:
+        if timeout is None:
+            try:
+                args = await wait()
+            except ConnectionClosed:
+                return
+            await handler(*args)
+            return
+        error: Exception | None = None
+        args = []
+        with trio.move_on_after(timeout) as scope:
+            try:
+                args = await wait()
+            except ConnectionClosed as exc:
+                error = exc
+        if scope.cancelled_caught:
+            error = AckTimeoutError()
+        await handler(error, *args)
+    except Exception:
+        log.exception("ack callback failed")
+    finally:
+        acks.discard(ack_id)
+
+
+def _flatten(rooms: tuple[str | Iterable[str], ...]) -> list[str]:
+    flat: list[str] = []
+    for room in rooms:
+        if isinstance(room, str):
+            flat.append(room)
+        else:
+            flat.extend(room)
+    return flat
