@@ -7,14 +7,19 @@ scope (a timeout is a deadline on that scope); a slot is removed from the regist
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
-from .protocol.errors import ConnectionClosed, LocalProtocolError
+from ._handlers import Handler
+from .protocol.errors import AckTimeoutError, ConnectionClosed, LocalProtocolError
 from .protocol.socketio import MAX_ACK_ID
 
-__all__ = ["AckRegistry", "AckSlot"]
+__all__ = ["AckRegistry", "AckSlot", "await_callback", "unpack_ack"]
+
+log = logging.getLogger("trio_sio")
 
 
 class AckSlot:
@@ -104,3 +109,45 @@ class AckRegistry:
         slots, self._slots = self._slots, {}
         for slot in slots.values():
             slot.fail(ConnectionClosed(reason))
+
+
+def unpack_ack(args: list[Any]) -> Any:
+    """An ack's arguments as one value: None for none, the value for one, else a tuple."""
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
+async def await_callback(
+    acks: AckRegistry,
+    ack_id: int,
+    wait: Callable[[], Awaitable[list[Any]]],
+    callback: Callable[..., Any],
+    timeout: float | None,
+) -> None:
+    """Wait for one ack in its own cancel scope, then call the user's callback."""
+    handler = Handler(callback)
+    try:
+        if timeout is None:
+            try:
+                args = await wait()
+            except ConnectionClosed:
+                return
+            await handler(*args)
+            return
+        error: Exception | None = None
+        args = []
+        with trio.move_on_after(timeout) as scope:
+            try:
+                args = await wait()
+            except ConnectionClosed as exc:
+                error = exc
+        if scope.cancelled_caught:
+            error = AckTimeoutError()
+        await handler(error, *args)
+    except Exception:
+        log.exception("ack callback failed")
+    finally:
+        acks.discard(ack_id)

@@ -24,6 +24,7 @@ class Outbox:
     """
 
     def __init__(self, size: int) -> None:
+        self.size = size
         self._send, self._receive = trio.open_memory_channel[Packet](math.inf)
         self._slots = trio.Semaphore(size)
         self._carry: Packet | None = None

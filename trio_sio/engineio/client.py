@@ -97,6 +97,7 @@ class EngineClient:
         # Received MESSAGE data, for receive(); bounded: a full queue pauses reading.
         self._msg_send, self._msg_recv = trio.open_memory_channel[str | bytes](message_queue_size)
         self._outbox = Outbox(send_queue_size)
+        self._group_lock = trio.Lock()  # one multi-message reservation at a time
         self._send_lock = trio.Lock()  # held while a batch is written; the upgrade takes it
         self._pause_requested = False
         self._poll_paused = trio.Event()
@@ -151,6 +152,53 @@ class EngineClient:
             self._outbox.unreserve()
             raise
         self._outbox.put_reserved(packet)
+
+    async def send_many(self, messages: Sequence[str | bytes]) -> None:
+        """Queue several MESSAGEs as one unit: nothing sent by others lands between them
+        (a Socket.IO packet and its binary attachments).
+
+        Raises:
+            ConnectionClosed: the session is closed or closing.
+            ValueError: more messages than the send queue holds.
+
+        Cancellation:
+            If cancelled, none of the messages was queued.
+        """
+        packets = [self._message(data) for data in messages]
+        if len(packets) > self._outbox.size:
+            raise ValueError(f"{len(packets)} messages exceed the send queue ({self._outbox.size})")
+        self._check_open()
+        async with self._group_lock:
+            taken = 0
+            try:
+                for _ in packets:
+                    await self._outbox.reserve()
+                    taken += 1
+                self._check_open()
+            except BaseException:
+                for _ in range(taken):
+                    self._outbox.unreserve()
+                raise
+        for packet in packets:
+            self._outbox.put_reserved(packet)
+
+    def send_many_nowait(self, messages: Sequence[str | bytes]) -> None:
+        """Like :meth:`send_many`, raising ``trio.WouldBlock`` unless all fit right now."""
+        packets = [self._message(data) for data in messages]
+        self._check_open()
+        if self._group_lock.locked():
+            raise trio.WouldBlock
+        taken = 0
+        try:
+            for _ in packets:
+                self._outbox.reserve_nowait()
+                taken += 1
+        except trio.WouldBlock:
+            for _ in range(taken):
+                self._outbox.unreserve()
+            raise
+        for packet in packets:
+            self._outbox.put_reserved(packet)
 
     def send_nowait(self, data: str | bytes) -> None:
         """Queue a MESSAGE without blocking.

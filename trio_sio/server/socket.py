@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._acks import AckRegistry
+from .._acks import AckRegistry, await_callback, unpack_ack
+from .._emitter import Callback, SocketEmitter
 from .._handlers import Handler, ack_args
 from ..adapters.base import BroadcastOptions
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -21,11 +22,9 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .namespace import Namespace
 
-__all__ = ["Handshake", "Socket", "SocketEmitter"]
+__all__ = ["Handshake", "Socket"]
 
 log = logging.getLogger("trio_sio.server")
-
-Callback = Callable[..., Any | Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,34 +59,6 @@ def _check_event(event: str) -> None:
         raise TypeError(f"an event name must be a str, not {type(event).__name__}")
     if event in RESERVED_EVENTS:
         raise ValueError(f"{event!r} is a reserved event name")
-
-
-@dataclass(frozen=True, slots=True)
-class SocketEmitter:
-    """A socket with emit flags set: returned by :meth:`Socket.timeout` and ``volatile``."""
-
-    socket: Socket
-    timeout_s: float | None = None
-    is_volatile: bool = False
-
-    @property
-    def volatile(self) -> SocketEmitter:
-        """The same, with the volatile flag."""
-        return SocketEmitter(self.socket, self.timeout_s, True)
-
-    def timeout(self, seconds: float) -> SocketEmitter:
-        """The same, with an ack timeout."""
-        return SocketEmitter(self.socket, seconds, self.is_volatile)
-
-    async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
-        """Send an event; see :meth:`Socket.emit`."""
-        await self.socket._emit(event, args, callback, self.timeout_s, self.is_volatile)
-
-    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
-        """Send an event and wait for its ack; see :meth:`Socket.emit_with_ack`."""
-        if timeout is None:
-            timeout = self.timeout_s
-        return await self.socket._emit_with_ack(event, args, timeout, self.is_volatile)
 
 
 class Socket:
@@ -220,7 +191,7 @@ class Socket:
         if callback is not None:
             ack_id, slot = self._acks.new()
             self._connection.nursery.start_soon(
-                _await_callback, self._acks, ack_id, slot.wait, callback, timeout
+                await_callback, self._acks, ack_id, slot.wait, callback, timeout
             )
         packet = Packet(PacketType.EVENT, self.namespace.name, data, ack_id)
         await self._send_event(packet, event, args, volatile)
@@ -245,7 +216,7 @@ class Socket:
         ack_id, slot = self._acks.new()
         try:
             await self._connection.send_packet(replace(packet, id=ack_id), volatile=volatile)
-            return _unpack(await slot.wait())
+            return unpack_ack(await slot.wait())
         finally:
             self._acks.discard(ack_id)
 
@@ -326,47 +297,6 @@ class Socket:
         self._acks.close(reason)
         self._events_send.close()
         await self.namespace._run_lifecycle("disconnect", self, reason)
-
-
-def _unpack(args: list[Any]) -> Any:
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return tuple(args)
-
-
-async def _await_callback(
-    acks: AckRegistry,
-    ack_id: int,
-    wait: Callable[[], Awaitable[list[Any]]],
-    callback: Callback,
-    timeout: float | None,
-) -> None:
-    """Wait for one ack in its own cancel scope, then call the user's callback."""
-    handler = Handler(callback)
-    try:
-        if timeout is None:
-            try:
-                args = await wait()
-            except ConnectionClosed:
-                return
-            await handler(*args)
-            return
-        error: Exception | None = None
-        args = []
-        with trio.move_on_after(timeout) as scope:
-            try:
-                args = await wait()
-            except ConnectionClosed as exc:
-                error = exc
-        if scope.cancelled_caught:
-            error = AckTimeoutError()
-        await handler(error, *args)
-    except Exception:
-        log.exception("ack callback failed")
-    finally:
-        acks.discard(ack_id)
 
 
 def _flatten(rooms: tuple[str | Iterable[str], ...]) -> list[str]:

@@ -1,0 +1,54 @@
+"""Emit flags (``timeout``, ``volatile``) as a small immutable view, shared by both sides."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Callback", "SocketEmitter"]
+
+Callback = Callable[..., Any | Awaitable[Any]]
+
+
+class _EmitsEvents(Protocol):
+    async def _emit(
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        callback: Callback | None,
+        timeout: float | None,
+        volatile: bool,
+    ) -> None: ...
+
+    async def _emit_with_ack(
+        self, event: str, args: tuple[Any, ...], timeout: float | None, volatile: bool
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SocketEmitter:
+    """A socket with emit flags set: what ``socket.timeout(s)`` and ``socket.volatile`` return."""
+
+    socket: _EmitsEvents
+    timeout_s: float | None = None
+    is_volatile: bool = False
+
+    @property
+    def volatile(self) -> SocketEmitter:
+        """The same, with the volatile flag."""
+        return SocketEmitter(self.socket, self.timeout_s, True)
+
+    def timeout(self, seconds: float) -> SocketEmitter:
+        """The same, with an ack timeout."""
+        return SocketEmitter(self.socket, seconds, self.is_volatile)
+
+    async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
+        """Send an event (see the socket's ``emit``)."""
+        await self.socket._emit(event, args, callback, self.timeout_s, self.is_volatile)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send an event and wait for its ack (see the socket's ``emit_with_ack``)."""
+        if timeout is None:
+            timeout = self.timeout_s
+        return await self.socket._emit_with_ack(event, args, timeout, self.is_volatile)
