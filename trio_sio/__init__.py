@@ -15,6 +15,10 @@ from .protocol.errors import RemoteProtocolError as RemoteProtocolError
 from .protocol.errors import SocketIOError as SocketIOError
 
 if TYPE_CHECKING:
+    from .client import Client as Client
+    from .client import ClientSocket as ClientSocket
+    from .client import ConnectError as ConnectError
+    from .client import connect as connect
     from .server import BroadcastOperator as BroadcastOperator
     from .server import Handshake as Handshake
     from .server import Namespace as Namespace
@@ -24,6 +28,10 @@ if TYPE_CHECKING:
 # The server (and client) are imported on first use, so that importing the sans-IO layer
 # (trio_sio.protocol) does not pull in an event loop.
 _LAZY = {
+    "Client": "client",
+    "ClientSocket": "client",
+    "ConnectError": "client",
+    "connect": "client",
     "BroadcastOperator": "server",
     "Handshake": "server",
     "Namespace": "server",
@@ -47,6 +55,9 @@ __all__ = [
     "AckTimeoutError",
     "BadNamespaceError",
     "BroadcastOperator",
+    "Client",
+    "ClientSocket",
+    "ConnectError",
     "ConnectionClosed",
     "ConnectionRefused",
     "Handshake",
@@ -57,4 +68,5 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "SocketIOError",
+    "connect",
 ]

@@ -103,6 +103,13 @@ class AckRegistry:
         slot.set(args)
         return True
 
+    def fail(self, ack_ids: set[int], reason: str) -> None:
+        """Fail the waiters of these ack ids with ConnectionClosed(reason)."""
+        for ack_id in ack_ids:
+            slot = self._slots.pop(ack_id, None)
+            if slot is not None:
+                slot.fail(ConnectionClosed(reason))
+
     def close(self, reason: str) -> None:
         """Fail every pending ack with ConnectionClosed(reason); refuse new ones."""
         self._closed = ConnectionClosed(reason)

@@ -33,6 +33,7 @@ from ..protocol.engineio import (
 from ..protocol.errors import RemoteProtocolError
 from ._exceptions import single_leaf
 from ._http_client import (
+    Connector,
     HTTPConnection,
     HTTPResponse,
     HTTPTransportError,
@@ -79,6 +80,7 @@ class Endpoint:
         query: extra query parameters, sent with every request.
         headers: extra header fields, sent with every request and the WebSocket handshake.
         ssl_context: TLS settings, or None for plain http/ws.
+        connector: opens the byte stream instead of TCP (+TLS), e.g. in memory for tests.
     """
 
     host: str
@@ -87,6 +89,7 @@ class Endpoint:
     query: tuple[tuple[str, str], ...]
     headers: tuple[tuple[str, str], ...]
     ssl_context: ssl.SSLContext | None
+    connector: Connector | None = None
 
     @classmethod
     def from_url(
@@ -96,6 +99,8 @@ class Endpoint:
         query: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         ssl_context: ssl.SSLContext | None,
+        *,
+        connector: Connector | None = None,
     ) -> Endpoint:
         """Build an endpoint from a URL and the client's options.
 
@@ -126,6 +131,7 @@ class Endpoint:
             query=tuple(params),
             headers=tuple((headers or {}).items()),
             ssl_context=ssl_context,
+            connector=connector,
         )
 
     def target(self, transport: str, sid: str | None) -> str:
@@ -168,6 +174,7 @@ class PollingTransport:
                 endpoint.port,
                 ssl_context=endpoint.ssl_context,
                 max_body_size=MAX_INCOMING_SIZE,
+                connector=endpoint.connector,
             )
 
         self._get_conn = connection()
@@ -290,18 +297,20 @@ async def open_websocket_transport(
     Cancellation:
         Cancelling it before it started abandons the connection attempt.
     """
-    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+    stream: trio.abc.Stream | None = None
     connection: trio_websocket.WebSocketConnection | None = None
     failure: BaseException | None = None
     started = False
     try:
         # We open (and so own and close) the stream: trio-websocket's client leaves it
         # open after a close initiated by the server.
-        stream = await open_stream(endpoint.host, endpoint.port, endpoint.ssl_context)
+        stream = await open_stream(
+            endpoint.host, endpoint.port, endpoint.ssl_context, endpoint.connector
+        )
         async with trio.open_nursery() as nursery:
             connection = await trio_websocket.wrap_client_stream(
                 nursery,
-                stream,
+                stream,  # type: ignore[arg-type]  # any trio Stream works
                 host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
                 endpoint.target("websocket", sid),
                 extra_headers=[(k.encode(), v.encode()) for k, v in endpoint.headers],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -64,10 +64,15 @@ def host_header(host: str, port: int, *, secure: bool) -> str:
     return text if port == (443 if secure else 80) else f"{text}:{port}"
 
 
+Connector = Callable[[str, int, "ssl.SSLContext | None"], Awaitable[trio.abc.Stream]]
+
+
 async def open_stream(
-    host: str, port: int, ssl_context: ssl.SSLContext | None
-) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    host: str, port: int, ssl_context: ssl.SSLContext | None, connector: Connector | None = None
+) -> trio.abc.Stream:
     """Connect over TCP, then TLS (handshake done, certificate checked) if a context is given.
+
+    A ``connector`` replaces all of that (tests use one that returns in-memory streams).
 
     Raises:
         OSError: connecting failed.
@@ -76,6 +81,8 @@ async def open_stream(
     Cancellation:
         Safe: a cancelled connection attempt leaves nothing open.
     """
+    if connector is not None:
+        return await connector(host, port, ssl_context)
     tcp = await trio.open_tcp_stream(host, port)
     if ssl_context is None:
         return tcp
@@ -111,7 +118,9 @@ class HTTPConnection:
         *,
         ssl_context: ssl.SSLContext | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        connector: Connector | None = None,
     ) -> None:
+        self._connector = connector
         self._host = host
         self._port = port
         self._ssl_context = ssl_context
@@ -200,7 +209,9 @@ class HTTPConnection:
     ) -> HTTPResponse:
         fresh = self._stream is None
         if self._stream is None:
-            self._stream = await open_stream(self._host, self._port, self._ssl_context)
+            self._stream = await open_stream(
+                self._host, self._port, self._ssl_context, self._connector
+            )
         stream = self._stream
         conn = self._h11
         all_headers = [("Host", self.host_header), *headers]

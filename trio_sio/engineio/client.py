@@ -45,6 +45,7 @@ from ._client_transports import (
 )
 from ._exceptions import single_leaf
 from ._heartbeat import HeartbeatWatchdog
+from ._http_client import Connector
 from ._outbox import Outbox
 
 __all__ = ["ConnectError", "EngineClient", "UpgradeError", "open_engine_client"]
@@ -186,8 +187,6 @@ class EngineClient:
         """Like :meth:`send_many`, raising ``trio.WouldBlock`` unless all fit right now."""
         packets = [self._message(data) for data in messages]
         self._check_open()
-        if self._group_lock.locked():
-            raise trio.WouldBlock
         taken = 0
         try:
             for _ in packets:
@@ -505,6 +504,7 @@ async def open_engine_client(
     message_queue_size: int = 64,
     send_queue_size: int = 64,
     connect_timeout: float = 20.0,
+    connector: Connector | None = None,
 ) -> AsyncIterator[EngineClient]:
     """Open an Engine.IO v4 session; closing the block closes it.
 
@@ -525,6 +525,8 @@ async def open_engine_client(
             full the client stops reading (and so stops answering pings: read promptly).
         send_queue_size: messages :meth:`EngineClient.send` may queue before blocking.
         connect_timeout: seconds allowed for the handshake (and for the upgrade probe).
+        connector: ``async connector(host, port, ssl_context) -> trio.abc.Stream`` used
+            instead of TCP (+TLS); ``trio_sio.testing`` uses it to connect in memory.
 
     Yields:
         The connected client.
@@ -547,7 +549,7 @@ async def open_engine_client(
     if message_queue_size < 0 or send_queue_size < 1:
         raise ValueError("message_queue_size must be >= 0 and send_queue_size >= 1")
     client = EngineClient(
-        Endpoint.from_url(url, path, query, headers, ssl_context),
+        Endpoint.from_url(url, path, query, headers, ssl_context, connector=connector),
         transports=names,
         upgrade=upgrade,
         message_queue_size=message_queue_size,

@@ -268,13 +268,16 @@ class EngineServer:
 
     async def _poll(self, socket: EngineSocket, head: RequestHead) -> HttpResponse:
         transport = socket._transport
-        bad = self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+
+        def bad() -> HttpResponse:
+            return self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+
         if not isinstance(transport, PollingTransport):
-            return bad
+            return bad()
         if transport.get_active:
             log.info("session %s: overlapping GET requests", socket.sid)
             socket._request_close(CloseReason.TRANSPORT_ERROR, graceful=False)
-            return bad
+            return bad()
         packets: Sequence[Packet]
         if socket.upgrading:
             # Mid-upgrade: give the upgrade a moment (the JS server answers a poll with a noop
@@ -282,7 +285,7 @@ class EngineServer:
             with trio.move_on_after(0.1):
                 await socket.upgrade_settled.wait()
             if socket.transport is not Transport.POLLING:
-                return bad
+                return bad()
         if socket.probe_done:
             packets = (NOOP,)
         else:
@@ -290,7 +293,7 @@ class EngineServer:
             try:
                 packets = await transport.poll()
             except (trio.EndOfChannel, trio.ClosedResourceError):
-                return bad
+                return bad()
             finally:
                 transport.get_active = False
         body = encode_payload(packets).encode()
@@ -304,13 +307,16 @@ class EngineServer:
         content_length: int | None,
     ) -> HttpResponse:
         transport = socket._transport
-        bad = self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+
+        def bad() -> HttpResponse:
+            return self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+
         if not isinstance(transport, PollingTransport):
-            return bad
+            return bad()
         if transport.post_active:
             log.info("session %s: overlapping POST requests", socket.sid)
             socket._request_close(CloseReason.TRANSPORT_ERROR, graceful=False)
-            return bad
+            return bad()
         transport.post_active = True
         try:
             data = await _read_limited(body, self.config.max_http_buffer_size, content_length)
@@ -323,9 +329,9 @@ class EngineServer:
         except RemoteProtocolError as exc:
             log.info("session %s: bad payload: %s", socket.sid, exc)
             socket._request_close(CloseReason.PARSE_ERROR, graceful=False)
-            return bad
+            return bad()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return bad
+            return bad()
         finally:
             transport.post_active = False
         return HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], b"ok")

@@ -124,6 +124,18 @@ class EngineSocket:
         )
 
     @property
+    def writable(self) -> bool:
+        """Whether a packet queued now would go out at once: open, not upgrading, nothing
+        waiting in the queue, and (polling) a GET parked. Volatile packets are dropped
+        when this is False."""
+        if self._state is not SessionState.OPEN or self.upgrading:
+            return False
+        if self._out_recv.statistics().current_buffer_used:
+            return False
+        transport = self._transport
+        return not isinstance(transport, PollingTransport) or transport.writable
+
+    @property
     def transport(self) -> Transport:
         """The name of the current transport."""
         return self._transport.name

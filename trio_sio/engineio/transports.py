@@ -78,6 +78,11 @@ class PollingTransport:
         self.post_active = False
         self.closed = False
 
+    @property
+    def writable(self) -> bool:
+        """True while a GET is parked, waiting for data."""
+        return self._slot is not None or self._slots_recv.statistics().current_buffer_used > 0
+
     # -- used by the session --------------------------------------------------------------
     async def wait_writable(self) -> None:
         """Block until a GET is parked and waiting for data (or the transport closed)."""

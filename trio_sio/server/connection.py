@@ -75,9 +75,10 @@ class Connection:
     def send_group_nowait(self, group: tuple[EnginePacket, ...], *, volatile: bool) -> bool:
         """Queue frames if that can be done right now; returns whether it was.
 
-        With ``volatile``, a connection in the middle of a transport upgrade counts as unable.
+        With ``volatile``, the packet is sent only if the connection is writable right now
+        (see ``EngineSocket.writable``), as the JS server does.
         """
-        if volatile and self.engine.upgrading:
+        if volatile and not self.engine.writable:
             return False
         try:
             self.engine.send_packets_nowait(group)

@@ -93,6 +93,11 @@ class Socket:
     def __repr__(self) -> str:
         return f"<Socket {self.id} on {self.namespace.name}>"
 
+    @property
+    def transport(self) -> str:
+        """The connection's current transport: ``"polling"`` or ``"websocket"``."""
+        return str(self._connection.engine.transport)
+
     # -- rooms ----------------------------------------------------------------------------
     @property
     def rooms(self) -> frozenset[str]:

@@ -4,6 +4,20 @@ Everything here goes through the production code paths of the server: only the b
 wire are replaced by in-memory channels. Timing is then Trio's alone, so heartbeats, ack
 timeouts and back-off run in virtual time under pytest-trio's ``autojump_clock``.
 
+- :class:`MemoryNetwork` connects real clients (:class:`trio_sio.Client`, the Engine.IO
+  client) to a server through in-memory byte streams: HTTP, WebSocket, polling, upgrade,
+  heartbeats and reconnection all run the production code::
+
+      async with trio.open_nursery() as nursery:
+          await nursery.start(sio.run)
+          network = MemoryNetwork(nursery, sio)
+          client = trio_sio.Client("http://test", connector=network.connect)
+          async with client:
+              await client.emit("hello")
+
+  Set ``network.server = None`` to refuse new connections and :meth:`MemoryNetwork.drop`
+  to cut the open ones (a server restart), then point it at a new server.
+
 - :func:`open_raw_client` speaks raw Engine.IO/Socket.IO frames, for exact wire assertions::
 
       async with open_raw_client(sio) as raw:
@@ -13,20 +27,105 @@ timeouts and back-off run in virtual time under pytest-trio's ``autojump_clock``
 
 from __future__ import annotations
 
+import errno
 import json
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
 import trio
+import trio.testing
 
+from ..engineio.http import handle_stream
 from ..engineio.memory import MemoryWebSocket, memory_websocket_pair, request_head
 from ..protocol.engineio import OpenInfo, decode_open, decode_packet
 from ..protocol.errors import ConnectionClosed, SocketIOError
 from ..server.server import Server
 
-__all__ = ["RawClient", "open_raw_client"]
+__all__ = ["MemoryNetwork", "RawClient", "open_raw_client"]
+
+
+class _Freezable(trio.abc.Stream):
+    """A client-side stream that stalls while its network is frozen."""
+
+    def __init__(self, stream: trio.abc.Stream, network: MemoryNetwork) -> None:
+        self._stream = stream
+        self._network = network
+
+    async def _wait_thawed(self) -> None:
+        while self._network.frozen:
+            await self._network._thawed.wait()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._wait_thawed()
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self._stream.receive_some(max_bytes)
+        await self._wait_thawed()
+        return data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class MemoryNetwork:
+    """A pretend network between clients and one server, made of in-memory streams.
+
+    Args:
+        nursery: where the server side of each connection runs (usually the test's).
+        server: the server clients reach; ``None`` refuses connections.
+
+    Use :meth:`connect` as the ``connector`` of a client.
+    """
+
+    def __init__(self, nursery: trio.Nursery, server: Server | None = None) -> None:
+        self._nursery = nursery
+        self.server = server
+        self._open: list[trio.abc.Stream] = []
+        self.connections = 0
+        self.frozen = False
+        self._thawed = trio.Event()
+
+    async def connect(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None
+    ) -> trio.abc.Stream:
+        """Open a stream to the server (a client's ``connector``).
+
+        Raises:
+            OSError: no server is listening (``server`` is None).
+        """
+        await trio.lowlevel.checkpoint()
+        server = self.server
+        if server is None:
+            raise OSError(errno.ECONNREFUSED, "connection refused (no server)")
+        client_side, server_side = trio.testing.memory_stream_pair()
+        self._open.append(server_side)
+        self.connections += 1
+        self._nursery.start_soon(handle_stream, server.engine, server_side)
+        return _Freezable(client_side, self)
+
+    def freeze(self) -> None:
+        """Stop every byte in both directions on the open connections (a hung server or a
+        dead link): nothing is closed, so only heartbeats can notice."""
+        self.frozen = True
+
+    def thaw(self) -> None:
+        """Let bytes flow again (see :meth:`freeze`)."""
+        self.frozen = False
+        self._thawed.set()
+        self._thawed = trio.Event()
+
+    async def drop(self) -> None:
+        """Cut every open connection, as a crashing server would."""
+        streams, self._open = self._open, []
+        for stream in streams:
+            await trio.aclose_forcefully(stream)
 
 
 class RawClient:
