@@ -40,7 +40,7 @@ class Served:
         socket = self.server.sessions.get(sid)
         if socket is not None:
             await socket.wait_closed()
-        while sid in self.server.sessions:  # noqa: ASYNC110 (the server pops it right after)
+        while sid in self.server.sessions:
             await trio.sleep(0.01)
         return self.closed[sid]
 
