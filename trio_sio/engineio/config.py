@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -60,6 +61,9 @@ class EngineConfig:
             payloads of more than 16 packets, hence the default.
         close_timeout: seconds a graceful close waits for queued packets to go out.
         path: the URL path the server answers on.
+        static_files: for the standalone server only: URL paths served as plain files
+            (``{"/": "public/index.html", "/app.js": "public/app.js"}``), content type from
+            the file name. Anything else outside ``path`` is answered 404.
     """
 
     ping_interval: float = 25.0
@@ -77,6 +81,7 @@ class EngineConfig:
     max_packets_per_poll: int = 16
     close_timeout: float = 1.0
     path: str = "/engine.io/"
+    static_files: Mapping[str, str | os.PathLike[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.ping_timeout <= 0:

@@ -8,6 +8,7 @@ Anything else goes to :meth:`EngineServer.handle_http`. Keep-alive is honoured.
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
@@ -135,8 +136,7 @@ async def _serve(
         head = _head(event, client)
         if head.path.rstrip("/") != path.rstrip("/"):
             await _drain_body(stream, conn)
-            not_found = HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
-            await _respond(stream, conn, not_found)
+            await _respond(stream, conn, await _static(server, head))
         elif _is_websocket(head):
             await _websocket(server, stream, conn, event, head)
             return
@@ -157,6 +157,24 @@ async def _serve(
         if conn.their_state is not h11.DONE:
             return
         conn.start_next_cycle()
+
+
+async def _static(server: EngineServer, head: RequestHead) -> HttpResponse:
+    """A file of ``static_files`` for a GET/HEAD of its path; 404 otherwise."""
+    files = server.config.static_files or {}
+    name = files.get(head.path)
+    if name is None or head.method not in ("GET", "HEAD"):
+        return HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
+    try:
+        body = await trio.Path(name).read_bytes()
+    except OSError:
+        log.exception("static file %s for %s cannot be read", name, head.path)
+        return HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
+    kind = mimetypes.guess_type(str(name))[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
+        kind += "; charset=utf-8"
+    headers = [("Content-Type", kind), ("Cache-Control", "no-cache")]
+    return HttpResponse(200, headers, b"" if head.method == "HEAD" else body)
 
 
 def _content_length(request: h11.Request) -> int | None:
