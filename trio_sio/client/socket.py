@@ -354,7 +354,9 @@ class ClientSocket:
             for waiter in self._waiters.pop(event, []):
                 waiter.send_nowait(tuple(args))
             handler = self._handlers.get(event)
-            result = await handler(*args) if handler is not None else None
+            if handler is None:
+                return  # nobody listens: no ack either, as with the JS client
+            result = await handler(*args)
         except Exception:
             log.exception("%r: handler for %r failed", self, event)
             return

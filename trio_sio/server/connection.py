@@ -192,6 +192,7 @@ class Connection:
         namespace._add(socket)
         await self.send_packet(Packet(PacketType.CONNECT, name, {"sid": socket.id}))
         self._connected_once.set()
+        await self.nursery.start(socket._host_tasks)
         self.nursery.start_soon(socket._run, auth)
 
     async def _refuse(self, name: str, data: dict[str, Any]) -> None:

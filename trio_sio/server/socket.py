@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +89,8 @@ class Socket:
         self._events_send, self._events_recv = trio.open_memory_channel[Packet](
             namespace.server.event_queue_size
         )
+        self._tasks: trio.Nursery | None = None
+        self._gone = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} on {self.namespace.name}>"
@@ -253,8 +255,31 @@ class Socket:
             await self._connection.close("server namespace disconnect")
 
     # -- driven by the connection ---------------------------------------------------------
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in a task of this socket, cancelled when it disconnects.
+
+        For work that outlives a handler (periodic updates, streams): the connection
+        handler and event handlers run one at a time, so they should not loop forever.
+        An exception in the task is logged; it does not disconnect the socket.
+
+        Raises:
+            ConnectionClosed: the socket is disconnected.
+        """
+        if not self.connected or self._tasks is None:
+            raise ConnectionClosed("socket is disconnected")
+        self._tasks.start_soon(_log_failure, self, fn, *args)
+
+    async def _host_tasks(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Hold the nursery of :meth:`start_soon` tasks until the socket disconnects."""
+        async with trio.open_nursery() as tasks:
+            self._tasks = tasks
+            task_status.started()
+            await self._gone.wait()
+            self._tasks = None
+            tasks.cancel_scope.cancel()
+
     async def _run(self, auth: dict[str, Any]) -> None:
-        """The socket's dispatch task: connection handlers, then events one at a time."""
+        """The dispatch task: connection handlers, then events one at a time, in order."""
         await self.namespace._on_connection(self, auth)
         async with self._events_recv:
             async for packet in self._events_recv:
@@ -301,7 +326,17 @@ class Socket:
         self._connection.forget(self)
         self._acks.close(reason)
         self._events_send.close()
+        self._gone.set()
         await self.namespace._run_lifecycle("disconnect", self, reason)
+
+
+async def _log_failure(socket: Socket, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    try:
+        await fn(*args)
+    except ConnectionClosed:
+        pass
+    except Exception:
+        log.exception("%r: background task %r failed", socket, fn)
 
 
 def _flatten(rooms: tuple[str | Iterable[str], ...]) -> list[str]:
