@@ -7,7 +7,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 INTEROP = "tests/interop"
@@ -43,6 +43,14 @@ def typecheck(session: nox.Session) -> None:
     session.install("-r", "requirements/lint.txt", "-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the HTML documentation; any Sphinx warning is an error."""
+    session.install("-r", "requirements/docs.txt", "-r", "requirements/test.txt")
+    session.install("--no-deps", "-e", ".")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
 @nox.session
