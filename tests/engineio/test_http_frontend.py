@@ -139,3 +139,32 @@ async def test_origin_check_on_websocket(nursery: trio.Nursery) -> None:
             url, extra_headers=[(b"Origin", b"http://good.test")]
         ) as ws:
             assert (await ws.get_message()).startswith("0")
+
+
+async def test_oversize_body_being_sent_still_gets_413(nursery: trio.Nursery) -> None:
+    """The client is still writing its body when the 413 comes: it must read the 413."""
+    with trio.fail_after(5):
+        _, port = await start(nursery, max_http_buffer_size=1000)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        first = await exchange(stream, get("/engine.io/?EIO=4&transport=polling"))
+        sid = json.loads(first.split(b"\r\n\r\n", 1)[1][1:])["sid"]
+        body = b"4" + b"x" * 300_000
+        post = (
+            f"POST /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: localhost\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        async with trio.open_nursery() as inner:
+
+            async def write() -> None:
+                try:
+                    await stream.send_all(post)
+                except trio.BrokenResourceError:
+                    pass
+
+            inner.start_soon(write)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                assert chunk, "connection closed without an answer"
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 413")

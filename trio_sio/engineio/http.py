@@ -31,6 +31,8 @@ MAX_HEADER_BYTES = 16 * 1024
 READ_SIZE = 64 * 1024
 #: seconds an idle keep-alive connection, or a slow request head, may take.
 IDLE_TIMEOUT = 60.0
+#: seconds spent dropping the rest of a refused body before closing.
+LINGER_SECONDS = 1.0
 
 
 class _ReplayStream(trio.abc.Stream):
@@ -147,6 +149,7 @@ async def _serve(
                 response.headers.append(("Connection", "close"))
             await _respond(stream, conn, response)
             if response.close:
+                await _linger(stream, server.config.max_http_buffer_size)
                 return
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
@@ -196,6 +199,23 @@ async def _body(stream: trio.abc.Stream, conn: h11.Connection) -> AsyncIterator[
             return
         else:
             raise h11.RemoteProtocolError("unexpected event in request body")
+
+
+async def _linger(stream: trio.abc.Stream, budget: int) -> None:
+    """Before closing on a refused body: half-close, then read and drop what the client is
+    still sending (bounded in bytes and time), so that it reads our answer instead of a
+    connection reset."""
+    if isinstance(stream, trio.abc.HalfCloseableStream):
+        try:
+            await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+    with trio.move_on_after(LINGER_SECONDS):
+        while budget > 0:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                return
+            budget -= len(data)
 
 
 async def _drain_body(
