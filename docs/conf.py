@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.abspath(".."))
 
 project = "trio_sio"
 author = "the trio_sio developers"
-copyright = "2026, the trio_sio developers"  # noqa: A001
+copyright = "2026, the trio_sio developers"
 release = "0.1.0.dev0"
 
 extensions = [
