@@ -108,9 +108,10 @@ async def test_static_files(nursery: trio.Nursery, tmp_path: Path) -> None:
         assert (await exchange(stream, get("/gone.js"))).startswith(b"HTTP/1.1 404")
 
 
-async def test_websocket_on_the_same_port(nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize("backend", ["native", "trio-websocket"])
+async def test_websocket_on_the_same_port(nursery: trio.Nursery, backend: str) -> None:
     with trio.fail_after(5):
-        _, port = await start(nursery)
+        _, port = await start(nursery, websocket=backend, max_http_buffer_size=200_000)
         url = f"ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket"
         async with trio_websocket.open_websocket_url(url) as ws:
             opening = await ws.get_message()
@@ -119,6 +120,17 @@ async def test_websocket_on_the_same_port(nursery: trio.Nursery) -> None:
             assert await ws.get_message() == "4hi"
             await ws.send_message(b"\x00\xff")
             assert await ws.get_message() == b"\x00\xff"
+            await ws.ping(b"are you there")  # answered with a pong
+            big = bytes(range(256)) * 700
+            await ws.send_message(big)
+            assert await ws.get_message() == big
+        async with trio_websocket.open_websocket_url(url) as ws:
+            await ws.get_message()
+            with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await ws.send_message(b"x" * 300_000)  # over the limit: closed with 1009
+                while True:
+                    await ws.get_message()
+            assert closed.value.reason.code == 1009
         refused = f"ws://127.0.0.1:{port}/engine.io/?EIO=3&transport=websocket"
         with pytest.raises(trio_websocket.HandshakeError):
             async with trio_websocket.open_websocket_url(refused):

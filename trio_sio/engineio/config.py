@@ -61,6 +61,9 @@ class EngineConfig:
             payloads of more than 16 packets, hence the default.
         close_timeout: seconds a graceful close waits for queued packets to go out.
         path: the URL path the server answers on.
+        websocket: the standalone server's WebSocket implementation: ``"native"`` (our own
+            framing, read by the session's receive task; the default) or
+            ``"trio-websocket"``.
         static_files: for the standalone server only: URL paths served as plain files
             (``{"/": "public/index.html", "/app.js": "public/app.js"}``), content type from
             the file name. Anything else outside ``path`` is answered 404.
@@ -82,6 +85,7 @@ class EngineConfig:
     close_timeout: float = 1.0
     path: str = "/engine.io/"
     static_files: Mapping[str, str | os.PathLike[str]] | None = None
+    websocket: str = "native"
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
@@ -90,6 +94,8 @@ class EngineConfig:
             raise ValueError("max_http_buffer_size must be positive")
         if not self.transports:
             raise ValueError("at least one transport is needed")
+        if self.websocket not in ("native", "trio-websocket"):
+            raise ValueError("websocket must be 'native' or 'trio-websocket'")
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
 

@@ -17,8 +17,10 @@ import h11
 import trio
 import trio_websocket
 
+from ..protocol.websocket import accept_key
 from .config import HttpResponse, RequestHead
 from .transports import TrioWebSocketChannel
+from .websocket import NativeWebSocket
 
 if TYPE_CHECKING:
     from .server import EngineServer
@@ -263,6 +265,9 @@ async def _websocket(
     if refusal is not None:
         await _respond(stream, conn, refusal)
         return
+    if server.config.websocket == "native":
+        await _native_websocket(server, stream, conn, head)
+        return
     # Rebuild the request bytes h11 consumed, then let trio-websocket read them again.
     raw = [b"%s %s HTTP/1.1\r\n" % (request.method, request.target)]
     raw.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw_items())
@@ -286,3 +291,27 @@ async def _websocket(
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                 await ws.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def _native_websocket(
+    server: EngineServer, stream: trio.abc.Stream, conn: h11.Connection, head: RequestHead
+) -> None:
+    key = head.headers.get("sec-websocket-key")
+    if key is None or head.headers.get("sec-websocket-version") != "13":
+        bad = HttpResponse(400, [("Content-Type", "text/plain")], b"Bad WebSocket handshake")
+        await _respond(stream, conn, bad)
+        return
+    while True:
+        event = await _next_event(stream, conn)
+        if event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
+            break
+    leftover, _closed = conn.trailing_data
+    await stream.send_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode("ascii") + b"\r\n\r\n"
+    )
+    ws = NativeWebSocket(stream, bytes(leftover), server.config.max_http_buffer_size)
+    try:
+        await server.serve_websocket(head, ws)
+    finally:
+        await ws.aclose()

@@ -1,0 +1,151 @@
+"""A server-side WebSocket on a Trio stream, without a reader task of its own.
+
+:class:`NativeWebSocket` implements the ``WebSocketChannel`` the Engine.IO session needs.
+Frames are read only when the session's receive task asks for the next message, and written
+by whoever sends, under a lock; pings from the client are answered by the reader. Compared
+with running trio-websocket on the server, there is no task hop per message and no second
+queue, which is what the session's own bounded queues already provide.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from ..protocol.errors import ConnectionClosed
+from ..protocol.websocket import (
+    OP_BINARY,
+    OP_PONG,
+    OP_TEXT,
+    Close,
+    FrameDecoder,
+    Message,
+    Ping,
+    WebSocketError,
+    encode_close,
+    encode_frame,
+)
+
+__all__ = ["NativeWebSocket"]
+
+log = logging.getLogger("trio_sio.engineio.websocket")
+
+READ_SIZE = 64 * 1024
+#: seconds the closing handshake may take.
+CLOSE_TIMEOUT = 1.0
+
+
+class NativeWebSocket:
+    """An accepted WebSocket (the 101 response already sent) over ``stream``.
+
+    Args:
+        stream: the connection, positioned after the handshake.
+        leftover: bytes already read past the handshake request.
+        max_message_size: the largest message accepted; larger ones close with 1009.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, leftover: bytes, max_message_size: int) -> None:
+        self._stream = stream
+        self._decoder = FrameDecoder(max_message_size)
+        self._decoder.feed(leftover)
+        self._send_lock = trio.StrictFIFOLock()
+        self._close_sent = False
+        self._closed_reason: str | None = None
+
+    async def get_message(self) -> str | bytes:
+        """The next text or binary message.
+
+        Raises:
+            ConnectionClosed: the client closed the WebSocket, the connection dropped, or
+                the client broke the protocol (then the WebSocket is closed with the status
+                the protocol asks for).
+        """
+        decoder = self._decoder
+        while True:
+            if self._closed_reason is not None:
+                raise ConnectionClosed(self._closed_reason)
+            try:
+                event = decoder.next_event()
+            except WebSocketError as exc:
+                log.info("websocket protocol error: %s", exc)
+                await self._fail(exc.close_code)
+                raise ConnectionClosed("transport error") from None
+            if event is None:
+                try:
+                    data = await self._stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self._closed_reason = "transport close"
+                    raise ConnectionClosed("transport close")
+                decoder.feed(data)
+            elif type(event) is Message:
+                return event.data
+            elif type(event) is Ping:
+                await self._write(encode_frame(OP_PONG, event.payload))
+            elif type(event) is Close:
+                code = 1000 if event.code == 1005 else event.code
+                await self._send_close(code)
+                self._closed_reason = "transport close"
+                raise ConnectionClosed("transport close")
+            # Pong: nothing to do
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one message as one frame.
+
+        Raises:
+            ConnectionClosed: the WebSocket is closed.
+        """
+        if isinstance(message, str):
+            frame = encode_frame(OP_TEXT, message.encode("utf-8"))
+        else:
+            frame = encode_frame(OP_BINARY, message)
+        await self._write(frame)
+
+    async def send_messages(self, messages: list[str | bytes]) -> None:
+        """Send several messages, one frame each, in a single write."""
+        frames = [
+            encode_frame(OP_TEXT, m.encode("utf-8"))
+            if isinstance(m, str)
+            else encode_frame(OP_BINARY, m)
+            for m in messages
+        ]
+        await self._write(b"".join(frames))
+
+    async def aclose(self) -> None:
+        """Close: a close frame (bounded by ``CLOSE_TIMEOUT``), then the connection."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await self._send_close(1000)
+            except ConnectionClosed:
+                pass
+        self._closed_reason = self._closed_reason or "forced close"
+        await trio.aclose_forcefully(self._stream)
+
+    async def _write(self, data: bytes) -> None:
+        if self._close_sent:
+            raise ConnectionClosed(self._closed_reason or "transport close")
+        async with self._send_lock:
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._closed_reason = self._closed_reason or "transport close"
+                raise ConnectionClosed("transport close") from None
+
+    async def _send_close(self, code: int) -> None:
+        if self._close_sent:
+            return
+        frame = encode_close(code)
+        async with self._send_lock:
+            self._close_sent = True
+            try:
+                await self._stream.send_all(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _fail(self, code: int) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._send_close(code)
+        self._closed_reason = "transport error"
+        await trio.aclose_forcefully(self._stream)
