@@ -55,8 +55,9 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def chat(session: nox.Session) -> None:
-    """Run the example chat server on http://127.0.0.1:8000/."""
+    """Set up and run the example chat server on http://127.0.0.1:8000/ (PORT to change)."""
     session.install("-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
+    _npm_ci(session, "examples/chat")
     port = os.environ.get("PORT", "8000")
-    session.run("python", "examples/echo_engineio.py", port)
+    session.run("python", "examples/chat/server.py", "--host", "127.0.0.1", "--port", port)

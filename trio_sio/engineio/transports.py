@@ -202,10 +202,14 @@ class WebSocketTransport:
         await trio.lowlevel.checkpoint()
 
     async def send(self, packets: Sequence[Packet]) -> None:
-        """Write each packet as its own frame.
+        """Write each packet as its own frame (in one write when the channel can).
 
         Cancellation: a cancelled send may have written some of the packets.
         """
+        send_messages = getattr(self.channel, "send_messages", None)
+        if send_messages is not None and len(packets) > 1:
+            await send_messages([encode_packet(packet) for packet in packets])
+            return
         for packet in packets:
             await self.channel.send_message(encode_packet(packet))
 
