@@ -339,3 +339,21 @@ async def test_reserved_and_unserializable_emits_fail_at_the_call(
         with pytest.raises(TypeError, match="set"):
             await client.emit("x", {1, 2})
         assert await client.emit_with_ack("echo", "fine") == "fine"
+
+
+async def test_cancelled_around_the_block_closes_cleanly(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server()
+    network = await serving(nursery, sio)
+    reasons: list[str] = []
+    sio.on("disconnect", lambda socket, reason: reasons.append(reason))
+    with trio.move_on_after(1) as scope:
+        async with trio_sio.Client("http://test", connector=network.connect):
+            await trio.sleep(5)
+    assert scope.cancelled_caught
+    await trio.sleep(1)
+    assert sio.main.sockets == {}
+    # Cancelled from outside, the client's own tasks are cancelled too: no goodbye, but a
+    # clean close that the server sees as the transport closing.
+    assert reasons == ["transport close"]

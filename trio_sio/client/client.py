@@ -257,8 +257,12 @@ class Client:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         """Disconnect every namespace, close the connection, end every task."""
-        await self.aclose()
         stack, self._stack = self._stack, None
+        try:
+            with trio.CancelScope(shield=True):
+                await self.aclose()  # bounded: at most a few seconds
+        finally:
+            self._nursery.cancel_scope.cancel()
         if stack is not None:
             try:
                 await stack.__aexit__(*exc_info)
@@ -278,6 +282,11 @@ class Client:
         session = self._session
         with trio.move_on_after(2.0):
             if session is not None:
+                # Emits already made go out first: close each buffer, let it drain.
+                for socket in self._sockets.values():
+                    if socket.connected:
+                        socket._outbox_send.close()
+                        await socket._flush_done.wait()
                 for socket in self._sockets.values():
                     if socket.connected:
                         frames = self.encode(Packet(PacketType.DISCONNECT, socket.namespace))

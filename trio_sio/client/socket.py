@@ -82,6 +82,7 @@ class ClientSocket:
         self._session: Session | None = None
         self._ready = trio.Event()
         self._dispatch_done = trio.Event()
+        self._flush_done = trio.Event()
         self._flush_scope = trio.CancelScope()
         self.server_disconnected = False
         self.refused = False
@@ -270,6 +271,12 @@ class ClientSocket:
     # -- background tasks (started by the client) ---------------------------------------
     async def _flush_loop(self) -> None:
         """Move buffered packets to the connection, in order, whenever connected."""
+        try:
+            await self._flush()
+        finally:
+            self._flush_done.set()
+
+    async def _flush(self) -> None:
         current: _Outgoing | None = None
         while True:
             await self._ready.wait()

@@ -25,6 +25,7 @@ class Outbox:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self._drained: trio.Event | None = None
         self._send, self._receive = trio.open_memory_channel[Packet](math.inf)
         self._slots = trio.Semaphore(size)
         self._carry: Packet | None = None
@@ -48,6 +49,18 @@ class Outbox:
     def unreserve(self) -> None:
         """Give back a slot taken by :meth:`reserve` without queuing anything."""
         self._slots.release()
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and self._slots.value == self.size:
+            self._drained.set()
+
+    async def wait_drained(self) -> None:
+        """Block until every MESSAGE queued so far has been written."""
+        while self._slots.value < self.size:
+            self._drained = trio.Event()
+            await self._drained.wait()
+        await trio.lowlevel.checkpoint()
 
     def put_reserved(self, packet: Packet) -> None:
         """Queue a MESSAGE for which a slot was reserved."""
@@ -83,6 +96,7 @@ class Outbox:
         for packet in batch:
             if packet.type is PacketType.MESSAGE:
                 self._slots.release()
+        self._check_drained()
 
 
 def take_batch(

@@ -278,8 +278,11 @@ class EngineClient:
         try:
             if self._connected and not self._closing and not self._finished.is_set():
                 self._closing = True
-                self._outbox.put_control(CLOSE)
                 with trio.move_on_after(CLOSE_GRACE):
+                    # Written first, and apart from the CLOSE: a server may act on a CLOSE
+                    # before the other packets of the same polling payload.
+                    await self._outbox.wait_drained()
+                    self._outbox.put_control(CLOSE)
                     await self._close_sent.wait()
                     if isinstance(self._transport, WebSocketTransport):
                         await self._transport.aclose()

@@ -101,6 +101,7 @@ class EngineSocket:
         self._started_at = trio.current_time()
         self._pong = trio.Event()
         self._close_requested = trio.Event()
+        self._handler_done = trio.Event()
         self._graceful = False
         self._last_packet = CLOSE
         self._closed = trio.Event()
@@ -268,13 +269,20 @@ class EngineSocket:
                 nursery.start_soon(self._receive_loop, self._transport)
                 if handler is not None:
                     nursery.start_soon(self._run_handler, handler)
+                else:
+                    self._handler_done.set()
                 task_status.started()
                 await self._close_requested.wait()
+                # The handler may still read what arrived before the close; then receive()
+                # raises ConnectionClosed and it can finish (bounded by close_timeout).
+                self._in_send.close()
                 if self._graceful:
                     with trio.move_on_after(self._config.close_timeout):
                         last = Batch((self._last_packet,))
                         await self._out_send.send(last)
                         await last.done.wait()
+                with trio.move_on_after(self._config.close_timeout):
+                    await self._handler_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
             self._state = SessionState.CLOSED
@@ -309,6 +317,8 @@ class EngineSocket:
             pass
         except Exception:
             log.exception("handler of session %s failed", self.sid)
+        finally:
+            self._handler_done.set()
         self.close()
 
     async def _heartbeat_loop(self) -> None:
