@@ -25,6 +25,8 @@ def tests(session: nox.Session) -> None:
     session.install("-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     _npm_ci(session, INTEROP)
+    # Chromium (from the system's packages, if missing) and the browser tests' Node packages.
+    session.run("bash", "tests/browser/setup.sh", external=True)
     args = session.posargs or ["-q"]
     session.run("pytest", *args, env={"PYTHONDONTWRITEBYTECODE": "1"})
 

@@ -1,0 +1,284 @@
+"""A small multi-room chat on trio_sio, with its web page served from the same port.
+
+    npm ci --prefix examples/chat          # once: fetches the official browser client
+    python examples/chat/server.py [--host 127.0.0.1] [--port 8000]
+
+then open http://127.0.0.1:8000/ in two browser windows.
+
+What it shows:
+
+* a nickname given at login in the connection ``auth`` and checked by a middleware (unique,
+  case-insensitive; a refused login reaches the page as a ``connect_error``);
+* rooms: join, leave (back to the lobby) and a live room list; each room keeps its last
+  messages, sent to whoever joins;
+* acknowledgements: the ``message`` handler's return value (the stored id and time) is the
+  ack the page waits for before marking a message as delivered;
+* a typing indicator relayed to the room, cleared by a timeout on the receiving page;
+* the user list of the room;
+* reconnection: the page's ``auth`` carries its nickname and room, so after a lost
+  connection (or a server restart) it comes back as the same user in the same room.
+
+The state lives in memory: a restart forgets the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import logging
+import re
+import secrets
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import trio_sio
+
+log = logging.getLogger("chat")
+
+HERE = Path(__file__).resolve().parent
+PUBLIC = HERE / "public"
+CLIENT_DIST = HERE / "node_modules" / "socket.io-client" / "dist"
+
+LOBBY = "lobby"
+HISTORY_SIZE = 50
+MAX_ROOMS = 100
+MAX_TEXT = 2000
+
+NICKNAME = re.compile(r"[^\W_][\w .-]{0,23}")
+ROOM = re.compile(r"[a-z0-9][a-z0-9_-]{0,23}")
+
+
+def static_files() -> dict[str, Path]:
+    """The URL paths of the page and of the client bundle, and the files behind them."""
+    return {
+        "/": PUBLIC / "index.html",
+        "/index.html": PUBLIC / "index.html",
+        "/chat.js": PUBLIC / "chat.js",
+        "/style.css": PUBLIC / "style.css",
+        "/socket.io.min.js": CLIENT_DIST / "socket.io.min.js",
+        "/socket.io.min.js.map": CLIENT_DIST / "socket.io.min.js.map",
+    }
+
+
+def now() -> str:
+    """The current time, ISO 8601 in UTC with milliseconds (what JavaScript's Date parses)."""
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+@dataclass
+class Room:
+    name: str
+    history: deque[dict[str, Any]]  # the last messages, oldest first
+
+
+class Chat:
+    """The chat's state and its Socket.IO handlers.
+
+    ``socket.data`` holds ``nickname``, ``token`` (a random value the page keeps for its
+    lifetime, so that a reconnecting page may take its nickname back from a connection the
+    server has not yet seen die) and ``room``.
+    """
+
+    def __init__(self, history_size: int = HISTORY_SIZE) -> None:
+        self.sio = trio_sio.Server(static_files=static_files())
+        self.history_size = history_size
+        self.rooms: dict[str, Room] = {LOBBY: self._new_room(LOBBY)}
+        self.nicknames: dict[str, trio_sio.Socket] = {}  # casefolded nickname -> socket
+        # Message ids stay unique across restarts, so that a reconnected page can merge the
+        # history it is sent with the messages it already shows.
+        self._ids = (f"{secrets.token_hex(3)}-{n}" for n in itertools.count(1))
+
+        sio = self.sio
+        sio.use(self.login)
+        sio.on("connection", self.connected)
+        sio.on("disconnect", self.disconnected)
+        sio.on("join", self.join)
+        sio.on("leave", self.leave)
+        sio.on("rooms", self.room_list)
+        sio.on("message", self.message)
+        sio.on("typing", self.typing)
+
+    def _new_room(self, name: str) -> Room:
+        return Room(name, deque(maxlen=self.history_size))
+
+    # -- connection -----------------------------------------------------------------------
+    async def login(self, socket: trio_sio.Socket, auth: dict[str, Any]) -> None:
+        """Middleware: claim the nickname of ``auth`` or refuse the connection."""
+        nickname = str(auth.get("nickname", "")).strip()
+        token = str(auth.get("token", ""))
+        if not NICKNAME.fullmatch(nickname):
+            raise trio_sio.ConnectionRefused(
+                "a nickname has 1 to 24 letters, digits, spaces, '.', '-' or '_'"
+            )
+        key = nickname.casefold()
+        holder = self.nicknames.get(key)
+        if holder is not None and holder.connected:
+            if not token or holder.data.get("token") != token:
+                raise trio_sio.ConnectionRefused(f"the nickname {nickname!r} is taken")
+            # The same page again: its old connection is dead but not yet timed out.
+            log.info("%s reconnected; dropping its previous connection", nickname)
+            await holder.disconnect(close=True)
+        room = str(auth.get("room") or LOBBY).strip().lower()
+        if not ROOM.fullmatch(room) or (room not in self.rooms and len(self.rooms) >= MAX_ROOMS):
+            room = LOBBY
+        socket.data.update(nickname=nickname, token=token, room=room)
+        self.nicknames[key] = socket
+
+    async def connected(self, socket: trio_sio.Socket, auth: dict[str, Any]) -> None:
+        nickname, room = socket.data["nickname"], socket.data["room"]
+        log.info("%s connected (%s, socket %s)", nickname, socket.transport, socket.id)
+        await socket.emit("joined", await self._enter(socket, room))
+        await self._broadcast_rooms()
+
+    async def disconnected(self, socket: trio_sio.Socket, reason: str) -> None:
+        nickname, room = socket.data.get("nickname"), socket.data.get("room")
+        if nickname is None:
+            return
+        log.info("%s disconnected: %s", nickname, reason)
+        if self.nicknames.get(nickname.casefold()) is socket:
+            del self.nicknames[nickname.casefold()]
+        # The socket has already left its rooms.
+        await self._left(socket, room)
+        await self._broadcast_rooms()
+
+    # -- rooms ----------------------------------------------------------------------------
+    async def join(self, socket: trio_sio.Socket, name: Any) -> dict[str, Any]:
+        """``join(room)``; the ack is the room's state, or ``{"error": ...}``."""
+        room = str(name).strip().lower()
+        if not ROOM.fullmatch(room):
+            return {"error": "a room name has 1 to 24 characters among a-z, 0-9, '-' and '_'"}
+        if room not in self.rooms and len(self.rooms) >= MAX_ROOMS:
+            return {"error": "too many rooms"}
+        state = await self._move(socket, room)
+        await self._broadcast_rooms()
+        return state
+
+    async def leave(self, socket: trio_sio.Socket) -> dict[str, Any]:
+        """``leave()``: back to the lobby; the ack is the lobby's state."""
+        state = await self._move(socket, LOBBY)
+        await self._broadcast_rooms()
+        return state
+
+    async def room_list(self, socket: trio_sio.Socket) -> list[dict[str, Any]]:
+        """``rooms()``: the ack lists every room with its number of users."""
+        return await self._rooms()
+
+    async def _move(self, socket: trio_sio.Socket, room: str) -> dict[str, Any]:
+        old = socket.data["room"]
+        if old != room:
+            socket.leave(old)
+            await self._left(socket, old)
+        return await self._enter(socket, room)
+
+    async def _enter(self, socket: trio_sio.Socket, name: str) -> dict[str, Any]:
+        """Put ``socket`` in room ``name``; returns what the page needs to show it."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = self._new_room(name)
+            log.info("room %r created", name)
+        socket.data["room"] = name
+        already = name in socket.rooms
+        socket.join(name)
+        users = await self._users(name)
+        if not already:
+            nickname = socket.data["nickname"]
+            log.info("%s joined %r", nickname, name)
+            await socket.to(name).emit("notice", {"room": name, "text": f"{nickname} joined"})
+            await socket.to(name).emit("users", {"room": name, "users": users})
+        return {"room": name, "history": list(room.history), "users": users}
+
+    async def _left(self, socket: trio_sio.Socket, name: str | None) -> None:
+        """Tell room ``name`` that ``socket`` has gone."""
+        if name is None:
+            return
+        nickname = socket.data["nickname"]
+        log.info("%s left %r", nickname, name)
+        await self.sio.to(name).emit("typing", {"nickname": nickname, "typing": False})
+        await self.sio.to(name).emit("notice", {"room": name, "text": f"{nickname} left"})
+        await self.sio.to(name).emit("users", {"room": name, "users": await self._users(name)})
+
+    async def _users(self, room: str) -> list[str]:
+        sockets = await self.sio.in_(room).fetch_sockets()
+        return sorted((s.data["nickname"] for s in sockets), key=str.casefold)
+
+    async def _rooms(self) -> list[dict[str, Any]]:
+        listing = []
+        for name in sorted(self.rooms, key=lambda n: (n != LOBBY, n)):
+            count = len(await self.sio.in_(name).fetch_sockets())
+            listing.append({"name": name, "users": count})
+        return listing
+
+    async def _broadcast_rooms(self) -> None:
+        await self.sio.emit("rooms", await self._rooms())
+
+    # -- chatting -------------------------------------------------------------------------
+    async def message(self, socket: trio_sio.Socket, text: Any) -> dict[str, Any]:
+        """``message(text)``; the ack carries the stored message's ``id`` and ``time``."""
+        if not isinstance(text, str) or not text.strip():
+            return {"error": "empty message"}
+        text = text.strip()[:MAX_TEXT]
+        room = socket.data["room"]
+        stored = {
+            "id": next(self._ids),
+            "room": room,
+            "nickname": socket.data["nickname"],
+            "text": text,
+            "time": now(),
+        }
+        self.rooms[room].history.append(stored)
+        log.info("%s in %r: %d characters", stored["nickname"], room, len(text))
+        await socket.to(room).emit("message", stored)
+        return {"id": stored["id"], "time": stored["time"]}
+
+    async def typing(self, socket: trio_sio.Socket, active: Any = True) -> None:
+        """``typing(bool)``, relayed to the rest of the room.
+
+        Not a volatile broadcast: that would drop the notice for every client whose transport
+        is busy at that moment (a long-polling client between two requests, a client
+        upgrading to WebSocket), and a lost "stopped typing" leaves a stale indicator. The
+        pages send it at most every two seconds, and only while connected.
+        """
+        room = socket.data["room"]
+        update = {"nickname": socket.data["nickname"], "typing": bool(active)}
+        await socket.to(room).emit("typing", update)
+
+
+async def serve(host: str, port: int) -> None:
+    chat = Chat()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(chat.sio.serve, host, port)
+        bound = listeners[0].socket.getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        log.info("chat server on http://%s:%d/", shown, bound[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    parser.add_argument("--debug", action="store_true", help="log trio_sio's debug messages")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not (CLIENT_DIST / "socket.io.min.js").is_file():
+        log.error("the Socket.IO browser client is missing: run `npm ci` in %s", HERE)
+        return 1
+    try:
+        trio.run(serve, args.host, args.port)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

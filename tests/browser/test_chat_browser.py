@@ -1,0 +1,189 @@
+"""The chat example (examples/chat) in a real browser: two headless Chromium pages.
+
+The pages are driven by ``chat_e2e.mjs`` (Playwright); this test owns the chat server, which
+the script asks it to kill and restart on the same port to check reconnection.
+
+Needs node, Chromium and ``npm ci`` in tests/browser and examples/chat (``setup.sh`` does
+all of it). Without them the test is skipped, except under CI (``CI`` set and not
+``false``/``0``), where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+EXAMPLE = ROOT / "examples" / "chat"
+DEADLINE = 60.0  # seconds for the whole scenario
+START_TIMEOUT = 15.0
+LISTENING = re.compile(r"chat server on http://127\.0\.0\.1:(\d+)/")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _chromium() -> str | None:
+    named = os.environ.get("CHROMIUM")
+    if named:
+        return named if Path(named).is_file() else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _requirements() -> tuple[str, str]:
+    """``node`` and Chromium; skip (fail under CI) when anything the test needs is missing."""
+    node = shutil.which("node")
+    chromium = _chromium()
+    missing = []
+    if node is None:
+        missing.append("node is not installed")
+    if chromium is None:
+        missing.append("Chromium is not installed (or CHROMIUM names no file)")
+    if not (HERE / "node_modules" / "playwright-core").is_dir():
+        missing.append("tests/browser/node_modules is missing")
+    if not (EXAMPLE / "node_modules" / "socket.io-client" / "dist").is_dir():
+        missing.append("examples/chat/node_modules is missing")
+    if missing:
+        reason = "; ".join(missing) + " (run tests/browser/setup.sh)"
+        if _in_ci():
+            pytest.fail(f"the browser test cannot run under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    assert node is not None and chromium is not None
+    return node, chromium
+
+
+class ChatServer:
+    """``examples/chat/server.py`` as a subprocess; its log goes to ``log_path``."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, port: int = 0) -> int:
+        """Start the server (``port`` 0: a free one) and return its port once it listens."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(EXAMPLE / "server.py"), "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                found = LISTENING.search(log.read().decode("utf-8", "replace"))
+            if found:
+                return int(found.group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"the chat server did not start:\n{self.log()}")
+
+    def kill(self) -> None:
+        """Kill the server at once, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
+
+
+def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def test_two_users_chat_and_survive_a_server_restart(tmp_path: Path) -> None:
+    node, chromium = _requirements()
+    started = time.monotonic()
+    server = ChatServer(tmp_path / "server.log")
+    port = server.start()
+    env = dict(os.environ)
+    env.update(
+        CHAT_URL=f"http://127.0.0.1:{port}/",
+        SCREENSHOT_DIR=str(tmp_path),
+        CHROMIUM=chromium,
+    )
+    driver = subprocess.Popen(
+        [node, "chat_e2e.mjs"],
+        cwd=HERE,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        bufsize=1,
+    )
+    assert driver.stdin is not None and driver.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(driver.stdout, lines), daemon=True).start()
+
+    output: list[str] = []
+    screenshots: list[str] = []
+    passed = False
+    try:
+        while True:
+            remaining = DEADLINE - (time.monotonic() - started)
+            try:
+                line = lines.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                pytest.fail(f"the scenario took over {DEADLINE:.0f} s:\n" + "\n".join(output))
+            if line is None:
+                break
+            output.append(line)
+            print(line)
+            if line == "stop-server":
+                server.kill()
+                answer = "stopped"
+            elif line == "start-server":
+                server.start(port)
+                answer = "started"
+            else:
+                if line.startswith("screenshot "):
+                    screenshots.append(line.removeprefix("screenshot "))
+                passed = passed or line == "ok"
+                continue
+            driver.stdin.write(answer + "\n")
+            driver.stdin.flush()
+        status = driver.wait(timeout=10)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        driver.stdin.close()
+        server.kill()
+
+    for path in screenshots:
+        print("screenshot:", path)
+    print(f"scenario: {time.monotonic() - started:.1f} s")
+    report = "\n".join(output) + "\n--- chat server log ---\n" + server.log()
+    assert status == 0 and passed, "the browser scenario failed:\n" + report
+    assert len(screenshots) == 2, report
+    assert "Traceback" not in server.log(), report
