@@ -11,6 +11,7 @@ nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 INTEROP = "tests/interop"
+BENCH = "bench"
 
 
 def _npm_ci(session: nox.Session, folder: str) -> None:
@@ -25,6 +26,7 @@ def tests(session: nox.Session) -> None:
     session.install("-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     _npm_ci(session, INTEROP)
+    _npm_ci(session, BENCH)  # for the benchmark's smoke test
     # Chromium (from the system's packages, if missing) and the browser tests' Node packages.
     session.run("bash", "tests/browser/setup.sh", external=True)
     args = session.posargs or ["-q"]
@@ -53,6 +55,19 @@ def docs(session: nox.Session) -> None:
     session.install("-r", "requirements/docs.txt", "-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark trio_sio against python-socketio + uvicorn (and Node socket.io).
+
+    `nox -s bench` runs the full benchmark (a few minutes); `nox -s bench -- --quick` is a
+    smoke run; other arguments go to bench/run.py (see bench/README.md).
+    """
+    session.install("-r", "requirements/test.txt", "-r", "bench/requirements.txt")
+    session.install("--no-deps", "-e", ".")
+    _npm_ci(session, BENCH)
+    session.run("python", "bench/run.py", *session.posargs)
 
 
 @nox.session

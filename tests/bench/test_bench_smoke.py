@@ -1,0 +1,69 @@
+"""Smoke run of the benchmark: ``bench/run.py --quick --only trio_sio`` completes, every
+scenario reports a result, and nothing is lost. No timing is asserted here.
+
+Needs ``node`` and ``npm ci --prefix bench``; skipped without them, except under CI (``CI``
+set and not ``false``/``0``), where that is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+SCENARIOS = {"echo1", "echo8", "broadcast", "rss", "connects", "binary"}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _require_node_modules() -> None:
+    reason = None
+    if shutil.which("node") is None:
+        reason = "node is not installed"
+    elif not (BENCH / "node_modules" / "ws" / "package.json").is_file():
+        reason = "bench/node_modules is missing: run `npm ci --prefix bench`"
+    if reason is not None:
+        if _in_ci():
+            pytest.fail(f"benchmark smoke test cannot run under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+def test_quick_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
+    _require_node_modules()
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(BENCH / "run.py"), "--quick", "--only", "trio_sio"]
+    proc = subprocess.run(
+        [*command, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["servers"] == ["trio_sio"]
+    runs = report["results"]["trio_sio"]
+    assert set(runs) == SCENARIOS
+    for scenario, results in runs.items():
+        assert results, scenario
+        for result in results:
+            assert result["ok"], (scenario, result)
+            assert result["lost"] == 0, (scenario, result)
+            assert not result.get("unexpected") and not result.get("duplicates"), result
+            assert not result.get("corrupt"), (scenario, result)
+            assert result.get("connect_failures", 0) == 0, (scenario, result)
+    broadcast = runs["broadcast"][0]
+    assert broadcast["delivered"] == broadcast["expected"] > 0
+    assert broadcast["incomplete_connections"] == 0
+    assert runs["rss"][0]["alive"] == runs["rss"][0]["connections"] > 0
+    assert report["lost"] == {"trio_sio": 0}
+    assert "| metric |" in proc.stdout  # the markdown table
