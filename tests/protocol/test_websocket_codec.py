@@ -153,3 +153,12 @@ def test_arbitrary_bytes_raise_only_protocol_errors(data: bytes) -> None:
         events(decoder)
     except RemoteProtocolError:
         pass
+
+
+@given(st.binary(max_size=2000), st.binary(min_size=4, max_size=4))
+def test_python_unmasking_matches_the_definition(data: bytes, mask: bytes) -> None:
+    from trio_sio.protocol.websocket import _unmask, _unmask_python
+
+    expected = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    assert _unmask_python(data, mask) == expected
+    assert _unmask(bytearray(data), mask) == expected

@@ -360,22 +360,34 @@ class EngineSocket:
                     take(self._out_recv.receive_nowait())
                 except trio.WouldBlock:
                     break
-            with trio.CancelScope() as scope:
-                # Cancelled when an upgrade replaces the transport: the batch is then
-                # written again, whole, on the new one.
-                self._send_scope = scope
+            if transport.name is Transport.WEBSOCKET:
+                # The last transport a session can have: no upgrade will interrupt it, so
+                # no cancel scope per write (they are garbage the hot path can do without).
                 try:
                     await transport.send(pending)
                 except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-                    if transport is self._transport:
-                        self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
-                        return
+                    self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+                    return
+            else:
+                with trio.CancelScope() as scope:
+                    # Cancelled when an upgrade replaces the transport: the batch is then
+                    # written again, whole, on the new one.
+                    self._send_scope = scope
+                    try:
+                        await transport.send(pending)
+                    except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                        if transport is self._transport:
+                            self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+                            return
+                        continue
+                self._send_scope = None
+                if scope.cancelled_caught:
                     continue
-                pending = []
+            pending = []
+            if written:
                 for event in written:
                     event.set()
                 written = []
-            self._send_scope = None
 
     async def _receive_loop(self, transport: AnyTransport) -> None:
         while True:

@@ -17,6 +17,7 @@ import trio_websocket
 
 from ..protocol.engineio import Packet, Transport, decode_packet, encode_packet
 from ..protocol.errors import ConnectionClosed
+from ..protocol.websocket import OP_BINARY, OP_TEXT, encode_frame
 
 __all__ = ["Batch", "PollingTransport", "WebSocketChannel", "WebSocketTransport"]
 
@@ -187,6 +188,19 @@ class PollingTransport:
         """Nothing to release beyond :meth:`close`."""
 
 
+def _frame(packet: Packet) -> bytes:
+    """The WebSocket frame of ``packet``, encoded once and kept on the (immutable) packet."""
+    frame = packet.frame_cache
+    if frame is None:
+        data = encode_packet(packet)
+        if isinstance(data, str):
+            frame = encode_frame(OP_TEXT, data.encode("utf-8"))
+        else:
+            frame = encode_frame(OP_BINARY, data)
+        object.__setattr__(packet, "frame_cache", frame)
+    return frame
+
+
 class WebSocketTransport:
     """WebSocket, server side: one packet per frame, binary messages as binary frames."""
 
@@ -206,9 +220,12 @@ class WebSocketTransport:
 
         Cancellation: a cancelled send may have written some of the packets.
         """
-        send_messages = getattr(self.channel, "send_messages", None)
-        if send_messages is not None and len(packets) > 1:
-            await send_messages([encode_packet(packet) for packet in packets])
+        send_frames = getattr(self.channel, "send_frames", None)
+        if send_frames is not None:
+            if len(packets) == 1:
+                await send_frames(_frame(packets[0]))
+            else:
+                await send_frames(b"".join([_frame(packet) for packet in packets]))
             return
         for packet in packets:
             await self.channel.send_message(encode_packet(packet))

@@ -103,15 +103,13 @@ class NativeWebSocket:
             frame = encode_frame(OP_BINARY, message)
         await self._write(frame)
 
-    async def send_messages(self, messages: list[str | bytes]) -> None:
-        """Send several messages, one frame each, in a single write."""
-        frames = [
-            encode_frame(OP_TEXT, m.encode("utf-8"))
-            if isinstance(m, str)
-            else encode_frame(OP_BINARY, m)
-            for m in messages
-        ]
-        await self._write(b"".join(frames))
+    async def send_frames(self, frames: bytes) -> None:
+        """Write already encoded frames (one or more), in one write.
+
+        Raises:
+            ConnectionClosed: the WebSocket is closed.
+        """
+        await self._write(frames)
 
     async def aclose(self) -> None:
         """Close: a close frame (bounded by ``CLOSE_TIMEOUT``), then the connection."""
@@ -126,12 +124,18 @@ class NativeWebSocket:
     async def _write(self, data: bytes) -> None:
         if self._close_sent:
             raise ConnectionClosed(self._closed_reason or "transport close")
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._closed_reason = self._closed_reason or "transport close"
-                raise ConnectionClosed("transport close") from None
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # the common, uncontended case costs no extra coroutine
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._closed_reason = self._closed_reason or "transport close"
+            raise ConnectionClosed("transport close") from None
+        finally:
+            lock.release()
 
     async def _send_close(self, code: int) -> None:
         if self._close_sent:

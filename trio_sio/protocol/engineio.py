@@ -18,7 +18,7 @@ import binascii
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -91,6 +91,9 @@ class Packet:
 
     type: PacketType
     data: str | bytes = ""
+    #: the encoded WebSocket frame, cached by the transport that first writes the packet,
+    #: so that a packet broadcast to many sockets is framed once.
+    frame_cache: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, bytes) and self.type is not PacketType.MESSAGE:
