@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -52,7 +53,7 @@ class Connection:
         self.decoder = server.parser.decoder()
         self.sockets: dict[str, Socket] = {}
         self.nursery: trio.Nursery
-        self._connected_once = trio.Event()
+        self._connect_scope = trio.CancelScope()
         self._close_reason: str | None = None
 
     # -- sending --------------------------------------------------------------------------
@@ -92,11 +93,17 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                nursery.start_soon(self._connect_timeout)
-                try:
-                    await self._receive_loop()
-                finally:
-                    nursery.cancel_scope.cancel()
+                # The namespace connect timeout is a deadline on the receive loop, lifted
+                # at the first namespace connection (no task of its own).
+                deadline = trio.current_time() + self.server.connect_timeout
+                with trio.CancelScope(deadline=deadline) as self._connect_scope:
+                    try:
+                        await self._receive_loop()
+                    finally:
+                        nursery.cancel_scope.cancel()
+                if self._connect_scope.cancelled_caught and not self.sockets:
+                    log.info("session %s: no namespace connected in time", self.engine.sid)
+                    self.engine.close(CloseReason.FORCED_CLOSE)
         finally:
             reason = self._close_reason or _REASONS.get(
                 self.engine.close_reason or CloseReason.TRANSPORT_CLOSE, "transport close"
@@ -116,14 +123,6 @@ class Connection:
         """Drop a socket that disconnected from its namespace."""
         if self.sockets.get(socket.namespace.name) is socket:
             del self.sockets[socket.namespace.name]
-
-    async def _connect_timeout(self) -> None:
-        with trio.move_on_after(self.server.connect_timeout):
-            await self._connected_once.wait()
-            return
-        if not self.sockets:
-            log.info("session %s: no namespace connected in time", self.engine.sid)
-            self.engine.close(CloseReason.FORCED_CLOSE)
 
     async def _receive_loop(self) -> None:
         decoder = self.decoder
@@ -191,8 +190,7 @@ class Connection:
         self.sockets[name] = socket
         namespace._add(socket)
         await self.send_packet(Packet(PacketType.CONNECT, name, {"sid": socket.id}))
-        self._connected_once.set()
-        await self.nursery.start(socket._host_tasks)
+        self._connect_scope.deadline = math.inf
         self.nursery.start_soon(socket._run, auth)
 
     async def _refuse(self, name: str, data: dict[str, Any]) -> None:

@@ -89,8 +89,7 @@ class Socket:
         self._events_send, self._events_recv = trio.open_memory_channel[Packet](
             namespace.server.event_queue_size
         )
-        self._tasks: trio.Nursery | None = None
-        self._gone = trio.Event()
+        self._background_scopes: set[trio.CancelScope] = set()
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} on {self.namespace.name}>"
@@ -265,18 +264,19 @@ class Socket:
         Raises:
             ConnectionClosed: the socket is disconnected.
         """
-        if not self.connected or self._tasks is None:
+        if not self.connected:
             raise ConnectionClosed("socket is disconnected")
-        self._tasks.start_soon(_log_failure, self, fn, *args)
+        self._connection.nursery.start_soon(self._background, fn, args)
 
-    async def _host_tasks(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """Hold the nursery of :meth:`start_soon` tasks until the socket disconnects."""
-        async with trio.open_nursery() as tasks:
-            self._tasks = tasks
-            task_status.started()
-            await self._gone.wait()
-            self._tasks = None
-            tasks.cancel_scope.cancel()
+    async def _background(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        if not self.connected:
+            return
+        with trio.CancelScope() as scope:
+            self._background_scopes.add(scope)
+            try:
+                await _log_failure(self, fn, *args)
+            finally:
+                self._background_scopes.discard(scope)
 
     async def _run(self, auth: dict[str, Any]) -> None:
         """The dispatch task: connection handlers, then events one at a time, in order."""
@@ -326,7 +326,8 @@ class Socket:
         self._connection.forget(self)
         self._acks.close(reason)
         self._events_send.close()
-        self._gone.set()
+        for scope in list(self._background_scopes):
+            scope.cancel()
         await self.namespace._run_lifecycle("disconnect", self, reason)
 
 
