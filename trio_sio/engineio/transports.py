@@ -212,7 +212,9 @@ class WebSocketTransport:
         self._final: Packet | None = None
 
     async def wait_writable(self) -> None:
-        """A WebSocket is always writable (backpressure comes from ``send``)."""
+        """A WebSocket is always writable (backpressure comes from ``send``). Yields twice, so
+        that packets queued by other tasks in the meantime share the next write."""
+        await trio.lowlevel.checkpoint()
         await trio.lowlevel.checkpoint()
 
     async def send(self, packets: Sequence[Packet]) -> None:
