@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -57,18 +57,26 @@ class EngineServer:
             nursery; it is cancelled when the session closes, and the session closes when it
             returns.
         config: settings; or pass them as keyword arguments.
+        on_open: called with each new session before its tasks start (to set its
+            ``message_handler``, for instance).
 
     Use :meth:`serve` to listen on a TCP port, or :meth:`run` to host the sessions for
     another front end (ASGI) that calls :meth:`handle_http` and :meth:`serve_websocket`.
     """
 
     def __init__(
-        self, handler: Handler | None = None, config: EngineConfig | None = None, **options: Any
+        self,
+        handler: Handler | None = None,
+        config: EngineConfig | None = None,
+        *,
+        on_open: Callable[[EngineSocket], None] | None = None,
+        **options: Any,
     ) -> None:
         if config is not None and options:
             raise TypeError("pass either config or keyword options, not both")
         self.config = config or EngineConfig(**options)
         self._handler = handler
+        self._on_open = on_open
         self._sessions: dict[str, EngineSocket] = {}
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
@@ -176,6 +184,8 @@ class EngineServer:
             )
         )
         socket = EngineSocket(sid, transport, config, head, open_packet)
+        if self._on_open is not None:
+            self._on_open(socket)  # before any task of the session runs
         self._sessions[sid] = socket
         await self._nursery.start(self._run_session, socket)
         log.info("session %s opened over %s", sid, transport.name.value)

@@ -19,7 +19,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -110,6 +110,11 @@ class EngineSocket:
         self.upgrading = False
         self.probe_done = False
         self.upgrade_settled = trio.Event()
+        #: if set, received messages are passed to it by the receive task (in order, one at
+        #: a time, awaited: a slow handler slows the reading) instead of :meth:`receive`.
+        self.message_handler: Callable[[str | bytes], Awaitable[None]] | None = None
+        #: free for the layer above (the Socket.IO server keeps its connection here).
+        self.context: Any = None
 
     # -- public API -----------------------------------------------------------------------
     @property
@@ -224,6 +229,10 @@ class EngineSocket:
     async def wait_closed(self) -> None:
         """Block until the session is closed."""
         await self._closed.wait()
+
+    async def wait_closing(self) -> None:
+        """Block until the session starts closing (``close_reason`` is then set)."""
+        await self._close_requested.wait()
 
     def statistics(self) -> dict[str, object]:
         """Queue fill levels and state, for monitoring."""
@@ -417,6 +426,9 @@ class EngineSocket:
     async def _on_packet(self, packet: Packet) -> bool:
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
+            if self.message_handler is not None:
+                await self.message_handler(packet.data)
+                return True
             try:
                 await self._in_send.send(packet.data)
             except (trio.ClosedResourceError, trio.BrokenResourceError):

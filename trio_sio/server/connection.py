@@ -54,6 +54,7 @@ class Connection:
         self.sockets: dict[str, Socket] = {}
         self.nursery: trio.Nursery
         self._connect_scope = trio.CancelScope()
+        self._ready = trio.Event()
         self._close_reason: str | None = None
 
     # -- sending --------------------------------------------------------------------------
@@ -89,21 +90,25 @@ class Connection:
 
     # -- lifetime -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the connection until the Engine.IO session ends (the session handler)."""
+        """Serve the connection until the Engine.IO session ends (the session handler).
+
+        Messages are not read here: the session's receive task hands each one to
+        :meth:`on_message`. This task holds the nursery of the namespace sockets' tasks,
+        enforces the connect timeout, and runs the disconnect sequence at the end.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                # The namespace connect timeout is a deadline on the receive loop, lifted
-                # at the first namespace connection (no task of its own).
+                self._ready.set()
+                # The namespace connect timeout: lifted at the first namespace connection.
                 deadline = trio.current_time() + self.server.connect_timeout
                 with trio.CancelScope(deadline=deadline) as self._connect_scope:
-                    try:
-                        await self._receive_loop()
-                    finally:
-                        nursery.cancel_scope.cancel()
+                    await self.engine.wait_closing()
                 if self._connect_scope.cancelled_caught and not self.sockets:
                     log.info("session %s: no namespace connected in time", self.engine.sid)
                     self.engine.close(CloseReason.FORCED_CLOSE)
+                    await self.engine.wait_closing()
+                nursery.cancel_scope.cancel()
         finally:
             reason = self._close_reason or _REASONS.get(
                 self.engine.close_reason or CloseReason.TRANSPORT_CLOSE, "transport close"
@@ -111,6 +116,26 @@ class Connection:
             with trio.CancelScope(shield=True), trio.move_on_after(self.server.close_grace):
                 for socket in list(self.sockets.values()):
                     await socket._close(reason)
+
+    async def on_message(self, message: str | bytes) -> None:
+        """Decode one Engine.IO message and route its packets (called by the receive task).
+
+        Blocks while the target socket's event queue is full (backpressure on the reading).
+        """
+        if not self._ready.is_set():
+            await self._ready.wait()
+        decoder = self.decoder
+        try:
+            decoder.feed(message)
+            while True:
+                packet = decoder.next_packet()
+                if packet is NEED_DATA:
+                    return
+                await self._on_packet(packet)
+        except RemoteProtocolError as exc:
+            log.info("session %s: bad packet: %s", self.engine.sid, exc)
+            self._close_reason = "parse error"
+            self.engine.close(CloseReason.PARSE_ERROR)
 
     async def close(self, reason: str) -> None:
         """Disconnect every namespace socket with ``reason`` and close the session."""
@@ -123,21 +148,6 @@ class Connection:
         """Drop a socket that disconnected from its namespace."""
         if self.sockets.get(socket.namespace.name) is socket:
             del self.sockets[socket.namespace.name]
-
-    async def _receive_loop(self) -> None:
-        decoder = self.decoder
-        try:
-            async for message in self.engine:
-                decoder.feed(message)
-                while True:
-                    packet = decoder.next_packet()
-                    if packet is NEED_DATA:
-                        break
-                    await self._on_packet(packet)
-        except RemoteProtocolError as exc:
-            log.info("session %s: bad packet: %s", self.engine.sid, exc)
-            self._close_reason = "parse error"
-            self.engine.close(CloseReason.PARSE_ERROR)
 
     async def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type

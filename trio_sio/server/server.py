@@ -72,7 +72,9 @@ class Server:
         self.max_pending_acks = max_pending_acks
         self.close_grace = close_grace
         self.engine = EngineServer(
-            self._on_engine_connection, EngineConfig(path=path, **engine_options)
+            self._on_engine_connection,
+            EngineConfig(path=path, **engine_options),
+            on_open=self._attach,
         )
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
@@ -213,5 +215,10 @@ class Server:
         """Stop :meth:`serve` or :meth:`run` after closing every connection."""
         self.engine.shutdown()
 
+    def _attach(self, engine: EngineSocket) -> None:
+        connection = Connection(self, engine)
+        engine.context = connection
+        engine.message_handler = connection.on_message
+
     async def _on_engine_connection(self, engine: EngineSocket) -> None:
-        await Connection(self, engine).run()
+        await engine.context.run()
