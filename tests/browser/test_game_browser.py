@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from browser_support import requirements
 
 pytestmark = pytest.mark.browser
 
@@ -34,41 +34,8 @@ BOTS_ARGS = ["--count", "3", "--duration", "3", "--seed", "1"]
 BOT_LINE = re.compile(r"^(bot-\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)$", re.MULTILINE)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _chromium() -> str | None:
-    named = os.environ.get("CHROMIUM")
-    if named:
-        return named if Path(named).is_file() else None
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 def _requirements() -> tuple[str, str]:
-    """``node`` and Chromium; skip (fail under CI) when anything the test needs is missing."""
-    node = shutil.which("node")
-    chromium = _chromium()
-    missing = []
-    if node is None:
-        missing.append("node is not installed")
-    if chromium is None:
-        missing.append("Chromium is not installed (or CHROMIUM names no file)")
-    if not (HERE / "node_modules" / "playwright-core").is_dir():
-        missing.append("tests/browser/node_modules is missing (npm ci there)")
-    if not (EXAMPLE / "node_modules" / "socket.io-client" / "dist").is_dir():
-        missing.append("examples/game/node_modules is missing (npm ci there)")
-    if missing:
-        reason = "; ".join(missing)
-        if _in_ci():
-            pytest.fail(f"the browser test cannot run under CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    assert node is not None and chromium is not None
-    return node, chromium
+    return requirements(EXAMPLE)
 
 
 def _env() -> dict[str, str]:
