@@ -6,9 +6,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Callback", "SocketEmitter"]
+from .protocol.serialize import to_wire
+from .protocol.socketio import RESERVED_EVENTS
+
+__all__ = ["Callback", "SocketEmitter", "event_data"]
 
 Callback = Callable[..., Any | Awaitable[Any]]
+
+
+def event_data(event: str, args: tuple[Any, ...]) -> list[Any]:
+    """The data of an EVENT packet for ``emit(event, *args)``, checked where the call is.
+
+    Raises:
+        TypeError: the event name is not a str, or an argument cannot be sent.
+        ValueError: the event name is reserved (``"connect"``, ``"disconnect"``, ...).
+    """
+    if not isinstance(event, str):
+        raise TypeError(f"an event name must be a str, not {type(event).__name__}")
+    if event in RESERVED_EVENTS:
+        raise ValueError(f"{event!r} is a reserved event name")
+    return to_wire((event, *args))
 
 
 class _EmitsEvents(Protocol):

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from .._acks import AckRegistry, await_callback, unpack_ack
-from .._emitter import Callback, SocketEmitter
+from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Handler, ack_args
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.serialize import to_wire
-from ..protocol.socketio import RESERVED_EVENTS, Packet, PacketType
+from ..protocol.socketio import Packet, PacketType
 
 if TYPE_CHECKING:
     from ..engineio.client import EngineClient
@@ -204,7 +204,7 @@ class ClientSocket:
         timeout: float | None,
         volatile: bool,
     ) -> None:
-        data = _event_data(event, args)
+        data = event_data(event, args)
         for hook in self._outgoing_hooks:
             await hook(event, *args)
         if self.client.retries and not volatile:
@@ -229,7 +229,7 @@ class ClientSocket:
     async def _emit_with_ack(
         self, event: str, args: tuple[Any, ...], timeout: float | None, volatile: bool
     ) -> Any:
-        data = _event_data(event, args)
+        data = event_data(event, args)
         for hook in self._outgoing_hooks:
             await hook(event, *args)
         if self.client.retries and not volatile:
@@ -422,11 +422,3 @@ class ClientSocket:
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.close()
-
-
-def _event_data(event: str, args: tuple[Any, ...]) -> list[Any]:
-    if not isinstance(event, str):
-        raise TypeError(f"an event name must be a str, not {type(event).__name__}")
-    if event in RESERVED_EVENTS:
-        raise ValueError(f"{event!r} is a reserved event name")
-    return to_wire((event, *args))

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from .._emitter import event_data
 from ..adapters.base import BroadcastOptions
 from ..protocol.errors import AckTimeoutError
-from ..protocol.serialize import to_wire
-from ..protocol.socketio import RESERVED_EVENTS, Packet, PacketType
+from ..protocol.socketio import Packet, PacketType
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -98,11 +98,7 @@ class BroadcastOperator:
         return replies
 
     def _packet(self, event: str, args: tuple[Any, ...]) -> Packet:
-        if not isinstance(event, str):
-            raise TypeError(f"an event name must be a str, not {type(event).__name__}")
-        if event in RESERVED_EVENTS:
-            raise ValueError(f"{event!r} is a reserved event name")
-        return Packet(PacketType.EVENT, self.namespace.name, to_wire((event, *args)))
+        return Packet(PacketType.EVENT, self.namespace.name, event_data(event, args))
 
     async def fetch_sockets(self) -> list[Socket]:
         """The selected sockets."""

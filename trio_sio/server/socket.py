@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._acks import AckRegistry, await_callback, unpack_ack
-from .._emitter import Callback, SocketEmitter
+from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Handler, ack_args
 from ..adapters.base import BroadcastOptions
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.serialize import to_wire
-from ..protocol.socketio import RESERVED_EVENTS, Packet, PacketType
+from ..protocol.socketio import Packet, PacketType
 from .broadcast import BroadcastOperator
 
 if TYPE_CHECKING:
@@ -52,13 +52,6 @@ class Handshake:
     auth: dict[str, Any] = field(default_factory=dict)
     secure: bool = False
     xdomain: bool = False
-
-
-def _check_event(event: str) -> None:
-    if not isinstance(event, str):
-        raise TypeError(f"an event name must be a str, not {type(event).__name__}")
-    if event in RESERVED_EVENTS:
-        raise ValueError(f"{event!r} is a reserved event name")
 
 
 class Socket:
@@ -190,8 +183,7 @@ class Socket:
         timeout: float | None,
         volatile: bool,
     ) -> None:
-        _check_event(event)
-        data = to_wire((event, *args))
+        data = event_data(event, args)
         self._check_connected()
         ack_id = None
         if callback is not None:
@@ -205,8 +197,7 @@ class Socket:
     async def _emit_with_ack(
         self, event: str, args: tuple[Any, ...], timeout: float | None, volatile: bool
     ) -> Any:
-        _check_event(event)
-        data = to_wire((event, *args))
+        data = event_data(event, args)
         for hook in self.namespace._outgoing_hooks:
             await hook(self, event, *args)
         packet = Packet(PacketType.EVENT, self.namespace.name, data)
