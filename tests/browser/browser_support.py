@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import subprocess
+import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -49,3 +54,31 @@ def requirements(example: Path) -> tuple[str, str]:
         pytest.skip(reason)
     assert node is not None and browser is not None
     return node, browser
+
+
+def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def start_driver(
+    node: str, script: str, env: Mapping[str, str]
+) -> tuple[subprocess.Popen[str], queue.Queue[str | None]]:
+    """Start a Node e2e script of this folder; its output lines arrive on the queue (then
+    None at the end), and the test answers it on its stdin."""
+    driver = subprocess.Popen(
+        [node, script],
+        cwd=HERE,
+        env=dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        bufsize=1,
+    )
+    assert driver.stdin is not None and driver.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(driver.stdout, lines), daemon=True).start()
+    return driver, lines

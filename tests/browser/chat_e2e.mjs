@@ -13,43 +13,14 @@
 // Any other line is progress for the test's log.
 
 import path from "node:path";
-import readline from "node:readline";
 import { chromium } from "playwright-core";
+
+import { CHROMIUM_ARGS, askTest, required, step } from "./e2e_support.mjs";
 
 const URL = required("CHAT_URL");
 const SCREENSHOT_DIR = required("SCREENSHOT_DIR");
 const WAIT = 10_000; // ms, for one expectation
 const RECONNECT_WAIT = 20_000; // ms, for a reconnection (the client backs off)
-
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
-
-const fromTest = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-async function askTest(command, answer) {
-  console.log(command);
-  const { value, done } = await fromTest.next();
-  if (done || value.trim() !== answer) {
-    throw new Error(`asked "${command}", expected "${answer}", got ${done ? "EOF" : value}`);
-  }
-}
-
-function step(text) {
-  console.log(`# ${text}`);
-}
 
 // -- a user in a page ----------------------------------------------------------------------
 const pages = new Map(); // nickname -> page, for the screenshots

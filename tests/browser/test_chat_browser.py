@@ -15,13 +15,11 @@ import queue
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO
 
 import pytest
-from browser_support import requirements
+from browser_support import requirements, start_driver
 
 pytestmark = pytest.mark.browser
 
@@ -80,12 +78,6 @@ class ChatServer:
         return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
 
 
-def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line.rstrip("\n"))
-    lines.put(None)
-
-
 def test_two_users_chat_and_survive_a_server_restart(tmp_path: Path) -> None:
     node, chromium = _requirements()
     started = time.monotonic()
@@ -97,20 +89,8 @@ def test_two_users_chat_and_survive_a_server_restart(tmp_path: Path) -> None:
         SCREENSHOT_DIR=str(tmp_path),
         CHROMIUM=chromium,
     )
-    driver = subprocess.Popen(
-        [node, "chat_e2e.mjs"],
-        cwd=HERE,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        bufsize=1,
-    )
-    assert driver.stdin is not None and driver.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(driver.stdout, lines), daemon=True).start()
+    driver, lines = start_driver(node, "chat_e2e.mjs", env)
+    assert driver.stdin is not None
 
     output: list[str] = []
     screenshots: list[str] = []

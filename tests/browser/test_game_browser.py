@@ -14,13 +14,11 @@ import queue
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO
 
 import pytest
-from browser_support import requirements
+from browser_support import requirements, start_driver
 
 pytestmark = pytest.mark.browser
 
@@ -72,12 +70,6 @@ def _kill(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None) -> None:
         proc.wait()
 
 
-def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line.rstrip("\n"))
-    lines.put(None)
-
-
 def test_two_pages_and_three_bots_play(tmp_path: Path) -> None:
     node, chromium = _requirements()
     started = time.monotonic()
@@ -87,20 +79,8 @@ def test_two_pages_and_three_bots_play(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/"
     env = _env()
     env.update(GAME_URL=url, SCREENSHOT_DIR=str(tmp_path), CHROMIUM=chromium)
-    driver = subprocess.Popen(
-        [node, "game_e2e.mjs"],
-        cwd=HERE,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        bufsize=1,
-    )
-    assert driver.stdin is not None and driver.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(driver.stdout, lines), daemon=True).start()
+    driver, lines = start_driver(node, "game_e2e.mjs", env)
+    assert driver.stdin is not None
 
     bots: subprocess.Popen[bytes] | None = None
     output: list[str] = []
