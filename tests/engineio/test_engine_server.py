@@ -20,7 +20,8 @@ from trio_sio.engineio.memory import (
     memory_websocket_pair,
     request_head,
 )
-from trio_sio.protocol.engineio import CloseReason
+from trio_sio.engineio.socket import SessionState
+from trio_sio.protocol.engineio import CloseReason, Packet, PacketType
 from trio_sio.protocol.errors import ConnectionClosed
 
 Q = "/engine.io/?EIO=4&transport=polling"
@@ -432,24 +433,67 @@ async def test_failing_handler_harms_no_other_session(
     assert await get(srv, b) == (200, "4fine")
 
 
-async def test_send_queue_is_bounded(
+async def test_send_queue_is_bounded_in_bytes(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     async def idle(socket: EngineSocket) -> None:
         await trio.sleep_forever()
 
-    srv = EngineServer(idle, max_queued_packets=4)
+    srv = EngineServer(idle, max_buffer_bytes=100, slow_consumer_grace=5)
     await nursery.start(srv.run)
     sid, _ = await handshake(srv)
     socket = srv.sessions[sid]
     for i in range(4):
-        socket.send_nowait(f"{i}")
+        socket.send_nowait(f"{i}" * 20)  # 4 x (20 + 8) bytes: over 100 after the 4th
     with pytest.raises(trio.WouldBlock):
         socket.send_nowait("too many")
     with trio.move_on_after(1) as scope:
         await socket.send("blocks")
     assert scope.cancelled_caught
-    assert await get(srv, sid) == (200, "40\x1e41\x1e42\x1e43")
+    assert socket.statistics()["queued_bytes"] == 112
+    # a forced send (a broadcast) is still queued, up to twice the bound
+    socket.send_packets_nowait([Packet(PacketType.MESSAGE, "x" * 100)], force=True)
+    with pytest.raises(ConnectionClosed):
+        socket.send_packets_nowait([Packet(PacketType.MESSAGE, "y")], force=True)
+    assert socket.close_reason is CloseReason.SLOW_CONSUMER
+
+
+async def test_a_session_over_its_bound_for_the_grace_period_is_closed(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def idle(socket: EngineSocket) -> None:
+        await trio.sleep_forever()
+
+    srv = EngineServer(idle, max_buffer_bytes=100, slow_consumer_grace=5)
+    await nursery.start(srv.run)
+    sid, _ = await handshake(srv)
+    socket = srv.sessions[sid]
+    start = trio.current_time()
+    with pytest.raises(ConnectionClosed):
+        await socket.send("x" * 200)  # queued (the queue was below its bound)
+        await socket.send("y")  # waits for room, until the session is closed
+    assert socket.close_reason is CloseReason.SLOW_CONSUMER
+    assert trio.current_time() - start == pytest.approx(5)
+    await socket.wait_closed()
+    assert sid not in srv.sessions
+
+
+async def test_a_session_that_drains_in_time_is_kept(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def idle(socket: EngineSocket) -> None:
+        await trio.sleep_forever()
+
+    srv = EngineServer(idle, max_buffer_bytes=100, slow_consumer_grace=5)
+    await nursery.start(srv.run)
+    sid, _ = await handshake(srv)
+    socket = srv.sessions[sid]
+    for _ in range(3):
+        await socket.send("x" * 200)
+        await trio.sleep(4)
+        assert await get(srv, sid) == (200, "4" + "x" * 200)
+    await trio.sleep(10)
+    assert socket.state is SessionState.OPEN, socket.close_reason
 
 
 async def test_closed_session_refuses_sends(

@@ -51,8 +51,14 @@ class EngineConfig:
         allow_request: an optional hook called with every handshake request; returning False
             refuses it with 403. It may be sync or async.
         cookie: when set, the handshake response sets a cookie of that name holding the sid.
-        max_queued_packets: bound of a session's send queue (packet groups); a full queue makes
-            ``send()`` wait and ``send_nowait()`` raise ``trio.WouldBlock``.
+        max_buffer_bytes: the bound of a session's send queue, in bytes of message data
+            (characters for text) queued or being written. Over it, ``send()`` waits and
+            ``send_nowait()`` raises ``trio.WouldBlock``; a forced send (a broadcast) is still
+            queued. A session that stays over it for ``slow_consumer_grace`` seconds, or
+            reaches twice the bound, is closed with reason ``"slow consumer"``. A single
+            message larger than the bound is accepted when the queue is below it, so the most
+            a session holds is twice the bound plus one message.
+        slow_consumer_grace: seconds a session may stay over ``max_buffer_bytes``.
         message_queue_size: bound of a session's queue of received messages; a full queue stops
             reading from the peer (backpressure).
         max_packets_per_payload: the most packets one polling POST may carry.
@@ -67,6 +73,18 @@ class EngineConfig:
         static_files: for the standalone server only: URL paths served as plain files
             (``{"/": "public/index.html", "/app.js": "public/app.js"}``), content type from
             the file name. Anything else outside ``path`` is answered 404.
+        http_keepalive_timeout: standalone server: seconds a connection may stay idle, before
+            its first request or between two requests, before it is closed (without an
+            answer). Waiting for the server (a long-polling GET) is not idleness.
+        http_headers_timeout: standalone server: seconds a request head may take to arrive,
+            from its first byte; then 408 and the connection is closed.
+        http_request_timeout: standalone server: seconds a whole request (head and body) may
+            take to arrive, from its first byte, not counting the time the server takes to
+            answer; then 408 (if no answer was started) and the connection is closed. Writing
+            a response is bounded by the same number of seconds.
+        max_connections: standalone server: the most TCP connections served at once; a new
+            connection beyond it is closed at once. ``None``: no limit but the process's file
+            descriptors (``accept()`` then backs off until some are free).
     """
 
     ping_interval: float = 25.0
@@ -78,7 +96,8 @@ class EngineConfig:
     cors_allowed_origins: str | Sequence[str] | None = None
     allow_request: AllowRequest | None = None
     cookie: str | None = None
-    max_queued_packets: int = 1024
+    max_buffer_bytes: int = 1_000_000
+    slow_consumer_grace: float = 10.0
     message_queue_size: int = 64
     max_packets_per_payload: int = 10_000
     max_packets_per_poll: int = 16
@@ -86,12 +105,18 @@ class EngineConfig:
     path: str = "/engine.io/"
     static_files: Mapping[str, str | os.PathLike[str]] | None = None
     websocket: str = "native"
+    http_keepalive_timeout: float = 10.0
+    http_headers_timeout: float = 60.0
+    http_request_timeout: float = 300.0
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
             raise ValueError("ping_interval and ping_timeout must be positive")
         if self.max_http_buffer_size <= 0:
             raise ValueError("max_http_buffer_size must be positive")
+        if self.max_buffer_bytes <= 0 or self.slow_consumer_grace < 0:
+            raise ValueError("max_buffer_bytes must be positive and slow_consumer_grace >= 0")
         if not self.transports:
             raise ValueError("at least one transport is needed")
         if self.websocket not in ("native", "trio-websocket"):
@@ -109,15 +134,20 @@ class EngineConfig:
             return True
         if allowed is None:
             host = head.headers.get("host")
-            return host is not None and urlsplit(origin).netloc == host
+            try:
+                netloc = urlsplit(origin).netloc
+            except ValueError:  # a malformed Origin ("http://[") is no origin of ours
+                return False
+            return host is not None and netloc == host
         if isinstance(allowed, str):
             return origin == allowed
         return origin in allowed
 
     def cors_headers(self, head: RequestHead) -> list[tuple[str, str]]:
-        """The CORS response headers for an allowed request (empty without ``Origin``)."""
+        """The CORS response headers for a request: empty without an ``Origin`` header or
+        for an origin that is not allowed (an error answer never grants it access)."""
         origin = head.headers.get("origin")
-        if origin is None:
+        if origin is None or not self.origin_allowed(head):
             return []
         if self.cors_allowed_origins == "*":
             return [("Access-Control-Allow-Origin", "*")]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -91,13 +92,17 @@ class EngineSocket:
         self._config = config
         self._transport: AnyTransport = transport
         self._state = SessionState.OPEN
-        self._out_send, self._out_recv = trio.open_memory_channel[Sequence[Packet]](
-            config.max_queued_packets
-        )
+        # Unbounded as a channel: the bound is in bytes (``_queued``, see _enqueue).
+        self._out_send, self._out_recv = trio.open_memory_channel[Sequence[Packet]](math.inf)
+        self._queued = 0
+        self._room: trio.Event | None = None
+        self._over_since: float | None = None
+        self._watching = False
         self._in_send, self._in_recv = trio.open_memory_channel[str | bytes](
             config.message_queue_size
         )
-        self._out_send.send_nowait((open_packet,))
+        self._nursery: trio.Nursery | None = None
+        self._enqueue((open_packet,))
         self._started_at = trio.current_time()
         self._pong = trio.Event()
         self._close_requested = trio.Event()
@@ -106,7 +111,6 @@ class EngineSocket:
         self._last_packet = CLOSE
         self._closed = trio.Event()
         self._send_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
         self.upgrading = False
         self.probe_done = False
         self.upgrade_settled = trio.Event()
@@ -136,7 +140,7 @@ class EngineSocket:
         when this is False."""
         if self._state is not SessionState.OPEN or self.upgrading:
             return False
-        if self._out_recv.statistics().current_buffer_used:
+        if self._queued:
             return False
         transport = self._transport
         return not isinstance(transport, PollingTransport) or transport.writable
@@ -174,23 +178,88 @@ class EngineSocket:
         Raises:
             ConnectionClosed: the session is closing or closed.
 
+        Blocks: while the queue is over ``max_buffer_bytes``. That wait is bounded: a session
+        that stays over its bound for ``slow_consumer_grace`` seconds is closed, and the
+        wait then raises ConnectionClosed.
+
         Cancellation: atomic; if cancelled, nothing was queued.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._state is not SessionState.OPEN:
+                raise ConnectionClosed(self._reason_text())
+            if self._queued < self._config.max_buffer_bytes:
+                break
+            if self._room is None:
+                self._room = trio.Event()
+            await self._room.wait()
+        self._enqueue(packets)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def send_packets_nowait(self, packets: Sequence[Packet], *, force: bool = False) -> None:
+        """Like :meth:`send_packets`, without blocking.
+
+        Args:
+            packets: the group to queue.
+            force: queue even over ``max_buffer_bytes`` (what a broadcast does: it never
+                waits for one socket). A session at twice its bound is closed instead, with
+                reason ``"slow consumer"``, and ConnectionClosed is raised.
+
+        Raises:
+            trio.WouldBlock: the queue is over its bound (not with ``force``).
+            ConnectionClosed: the session is closing or closed.
         """
         if self._state is not SessionState.OPEN:
             raise ConnectionClosed(self._reason_text())
-        try:
-            await self._out_send.send(packets)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise ConnectionClosed(self._reason_text()) from None
+        bound = self._config.max_buffer_bytes
+        if self._queued >= bound:
+            if not force:
+                raise trio.WouldBlock
+            if self._queued >= 2 * bound:
+                log.info("session %s: send queue at %d bytes; closing", self.sid, self._queued)
+                self._request_close(CloseReason.SLOW_CONSUMER, graceful=False)
+                raise ConnectionClosed(self._reason_text())
+        self._enqueue(packets)
 
-    def send_packets_nowait(self, packets: Sequence[Packet]) -> None:
-        """Like :meth:`send_packets`, raising ``trio.WouldBlock`` when the queue is full."""
-        if self._state is not SessionState.OPEN:
-            raise ConnectionClosed(self._reason_text())
+    def _enqueue(self, packets: Sequence[Packet]) -> None:
         try:
             self._out_send.send_nowait(packets)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ConnectionClosed(self._reason_text()) from None
+        self._queued += _size(packets)
+        if self._over_since is None and self._queued >= self._config.max_buffer_bytes:
+            self._over_since = trio.current_time()
+            if not self._watching and self._nursery is not None:
+                self._watching = True
+                self._nursery.start_soon(self._watch_slow_consumer)
+
+    def _written(self, size: int) -> None:
+        self._queued -= size
+        if self._queued < self._config.max_buffer_bytes:
+            self._over_since = None
+            self._wake_senders()
+
+    def _wake_senders(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    async def _watch_slow_consumer(self) -> None:
+        # Runs only while the queue is over its bound (rare), so it costs nothing otherwise.
+        try:
+            while (since := self._over_since) is not None:
+                await trio.sleep_until(since + self._config.slow_consumer_grace)
+                if self._over_since == since and self._state is SessionState.OPEN:
+                    log.info(
+                        "session %s: send queue over %d bytes for %.1f s; closing",
+                        self.sid,
+                        self._config.max_buffer_bytes,
+                        self._config.slow_consumer_grace,
+                    )
+                    self._request_close(CloseReason.SLOW_CONSUMER, graceful=False)
+                    return
+        finally:
+            self._watching = False
 
     async def receive(self) -> str | bytes:
         """Wait for the next message from the client.
@@ -240,6 +309,7 @@ class EngineSocket:
             "state": self._state.value,
             "transport": self._transport.name.value,
             "queued_packets": self._out_send.statistics().current_buffer_used,
+            "queued_bytes": self._queued,
             "queued_messages": self._in_send.statistics().current_buffer_used,
         }
 
@@ -259,6 +329,7 @@ class EngineSocket:
         self._graceful = graceful
         self._last_packet = last_packet
         self._close_requested.set()
+        self._wake_senders()
 
     async def run(
         self,
@@ -268,7 +339,9 @@ class EngineSocket:
     ) -> None:
         """Run the session until it closes. Started by the server in its sessions nursery.
 
-        Error handling: every failure inside the session ends the session only.
+        Error handling: the session ends when it closes; an exception from one of its tasks
+        (a bug: peer mistakes close the session without raising) ends it too and propagates
+        to the caller, which is the failure boundary (see ``EngineServer``).
         """
         try:
             async with trio.open_nursery() as nursery:
@@ -288,15 +361,18 @@ class EngineSocket:
                 if self._graceful:
                     with trio.move_on_after(self._config.close_timeout):
                         last = Batch((self._last_packet,))
-                        await self._out_send.send(last)
+                        self._enqueue(last)
                         await last.done.wait()
                 with trio.move_on_after(self._config.close_timeout):
                     await self._handler_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            if self._state is SessionState.OPEN:  # ended by an exception, not a close
+                self.close_reason = CloseReason.TRANSPORT_ERROR
             self._state = SessionState.CLOSED
-            self._out_send.close()
-            self._in_send.close()
+            self._close_requested.set()
+            self._wake_senders()
+            self._release_queues()
             final: Packet | None
             if self._graceful:
                 final = None
@@ -304,10 +380,29 @@ class EngineSocket:
                 final = NOOP if self._transport.name is Transport.POLLING else None
             else:
                 final = CLOSE
-            self._transport.close(final)
-            await self._transport.aclose()
-            self._closed.set()
-            log.info("session %s closed: %s", self.sid, self._reason_text())
+            try:
+                self._transport.close(final)
+                await self._transport.aclose()
+            finally:
+                self._closed.set()
+                # Nothing of the layer above is kept alive by a closed session.
+                self.message_handler = None
+                self.context = None
+                log.info("session %s closed: %s", self.sid, self._reason_text())
+
+    def _release_queues(self) -> None:
+        """Close both queues and drop what they hold, so that memory returns at once."""
+        self._out_send.close()
+        self._in_send.close()
+        for channel in (self._out_recv, self._in_recv):
+            while True:
+                try:
+                    item = channel.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                if isinstance(item, Batch):
+                    item.done.set()
+        self._queued = 0
 
     async def _wait_handler_caught_up(self) -> None:
         # A poll answers with everything queued when it arrives. Let the application react
@@ -338,7 +433,10 @@ class EngineSocket:
             await trio.sleep_until(next_ping)
             self._pong = trio.Event()
             with trio.move_on_at(next_ping + config.ping_timeout):
-                await self._out_send.send((PING,))
+                try:
+                    self._enqueue((PING,))
+                except ConnectionClosed:
+                    return
                 await self._pong.wait()
                 next_ping = trio.current_time() + config.ping_interval
                 continue
@@ -347,10 +445,13 @@ class EngineSocket:
 
     async def _send_loop(self) -> None:
         pending: list[Packet] = []
+        size = 0  # bytes of pending, given back to the queue's bound once written
         written: list[trio.Event] = []  # set once the groups carrying them are written
 
         def take(group: Sequence[Packet]) -> None:
+            nonlocal size
             pending.extend(group)
+            size += _size(group)
             if isinstance(group, Batch):
                 written.append(group.done)
 
@@ -393,35 +494,42 @@ class EngineSocket:
                 if scope.cancelled_caught:
                     continue
             pending = []
+            self._written(size)
+            size = 0
             if written:
                 for event in written:
                     event.set()
                 written = []
 
     async def _receive_loop(self, transport: AnyTransport) -> None:
-        while True:
-            try:
-                packets = await transport.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
-                if transport is self._transport:
-                    self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
-                return
-            except RemoteProtocolError as exc:
-                log.info("session %s: bad packet: %s", self.sid, exc)
-                self._request_close(CloseReason.PARSE_ERROR, graceful=False)
-                return
-            carry_on = True
-            try:
-                for packet in packets:
-                    carry_on = await self._on_packet(packet)
-                    if not carry_on:
-                        break
-            finally:
-                done = getattr(packets, "done", None)
-                if done is not None:
-                    done.set()
-            if not carry_on:
-                return
+        try:
+            while True:
+                try:
+                    packets = await transport.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
+                    if transport is self._transport:
+                        self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+                    return
+                except RemoteProtocolError as exc:
+                    log.info("session %s: bad packet: %s", self.sid, exc)
+                    self._request_close(CloseReason.PARSE_ERROR, graceful=False)
+                    return
+                try:
+                    for packet in packets:
+                        # Nothing is read once the session closes, not even the rest of
+                        # the payload that carried the packet that closed it.
+                        if self._state is not SessionState.OPEN or not await self._on_packet(
+                            packet
+                        ):
+                            return
+                finally:
+                    done = getattr(packets, "done", None)
+                    if done is not None:
+                        done.set()
+        finally:
+            # No one reads this transport any more: requests still bringing packets to it
+            # (POSTs) are refused at once instead of waiting for a reader.
+            transport.stop_receiving()
 
     async def _on_packet(self, packet: Packet) -> bool:
         ptype = packet.type
@@ -437,8 +545,8 @@ class EngineSocket:
             self._pong.set()
         elif ptype is PacketType.PING:
             reply = PONG_PROBE if packet == PING_PROBE else PONG
-            with suppress(trio.WouldBlock, trio.ClosedResourceError):
-                self._out_send.send_nowait((reply,))
+            with suppress(ConnectionClosed):
+                self._enqueue((reply,))
         elif ptype is PacketType.CLOSE:
             if self._transport.name is Transport.POLLING:
                 # Answer the pending (or the next, briefly) GET with a noop, then close.
@@ -503,3 +611,8 @@ class EngineSocket:
 
 async def _decode(channel: WebSocketChannel) -> Packet:
     return decode_packet(await channel.get_message())
+
+
+def _size(packets: Sequence[Packet]) -> int:
+    """What a group counts against the send queue's bound: its data, plus a little per packet."""
+    return sum(len(packet.data) + 8 for packet in packets)

@@ -54,10 +54,13 @@ class Batch(tuple[Packet, ...]):
     """A group of packets with an event set once they were handled (dispatched or written)."""
 
     done: trio.Event
+    #: set when the batch was given up without being handled (the session stopped reading).
+    dropped: bool
 
     def __new__(cls, packets: Sequence[Packet]) -> Batch:
         self = super().__new__(cls, packets)
         self.done = trio.Event()
+        self.dropped = False
         return self
 
 
@@ -122,6 +125,18 @@ class PollingTransport:
         """Next batch from a POST. Raises ``trio.EndOfChannel`` once the transport is closed."""
         return await self._in_recv.receive()
 
+    def stop_receiving(self) -> None:
+        """The session reads no more: release the POSTs waiting on it, and refuse new ones."""
+        while True:
+            try:
+                batch = self._in_recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            if isinstance(batch, Batch):
+                batch.dropped = True
+                batch.done.set()
+        self._in_recv.close()
+
     def release(self, packet: Packet) -> None:
         """Answer a parked GET (if any) with ``packet`` at once."""
         while True:
@@ -181,11 +196,16 @@ class PollingTransport:
         reply right away rides on the next poll, as with the JS server.
 
         Raises:
-            trio.ClosedResourceError: the transport is closed.
+            trio.ClosedResourceError: the transport is closed, or the session stopped reading.
         """
         batch = Batch(packets)
-        await self._in_send.send(batch)
+        try:
+            await self._in_send.send(batch)
+        except trio.BrokenResourceError:
+            raise trio.ClosedResourceError("the session reads no more") from None
         await batch.done.wait()
+        if batch.dropped:
+            raise trio.ClosedResourceError("the session reads no more")
 
     async def aclose(self) -> None:
         """Nothing to release beyond :meth:`close`."""
@@ -245,6 +265,9 @@ class WebSocketTransport:
             RemoteProtocolError: the frame is not a valid packet.
         """
         return (decode_packet(await self.channel.get_message()),)
+
+    def stop_receiving(self) -> None:
+        """Nothing to do: the WebSocket is read only by the session's receive task."""
 
     def close(self, final: Packet | None) -> None:
         """Mark closed; the frames (if any) are written by :meth:`aclose`."""

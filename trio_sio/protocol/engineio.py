@@ -358,3 +358,7 @@ class CloseReason(enum.StrEnum):
     FORCED_CLOSE = "forced close"
     #: the server is shutting down.
     SERVER_SHUTDOWN = "server shutting down"
+    #: the peer did not read what was sent to it: its send queue stayed over its bound for
+    #: longer than the grace period, or went far over it (not a JS reason: the JS server
+    #: buffers without a bound).
+    SLOW_CONSUMER = "slow consumer"
