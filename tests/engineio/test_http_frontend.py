@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import os
+import re
+import socket
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 import trio_websocket
+from websockets.exceptions import ConnectionClosed as WebSocketsClosed
+from websockets.sync.client import connect as websockets_connect
 
 from trio_sio.engineio import EngineServer, EngineSocket
+
+
+@pytest.fixture(autouse=True)
+def no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail the test on any ERROR record of a ``trio_sio`` logger: nothing a client sends
+    may be logged as a server error."""
+    caplog.set_level(logging.DEBUG, logger="trio_sio")
+    yield
+    errors = [
+        record
+        for record in caplog.get_records("call")
+        if record.name.startswith("trio_sio") and record.levelno >= logging.ERROR
+    ]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
 
 
 async def echo(socket: EngineSocket) -> None:
@@ -180,3 +203,93 @@ async def test_oversize_body_being_sent_still_gets_413(nursery: trio.Nursery) ->
                 assert chunk, "connection closed without an answer"
                 data += chunk
         assert data.startswith(b"HTTP/1.1 413")
+
+
+async def open_websocket(port: int) -> tuple[trio.SocketStream, bytes]:
+    """A raw WebSocket handshake; returns the stream and what came after the 101 head."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    await stream.send_all(
+        get("/engine.io/?EIO=4&transport=websocket")[:-2]
+        + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        + f"Sec-WebSocket-Key: {key}\r\n\r\n".encode()
+    )
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some(65536)
+        assert chunk, "closed during the handshake"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return stream, rest
+
+
+@pytest.mark.parametrize("backend", ["native", "trio-websocket"])
+async def test_message_one_byte_over_the_limit_gets_close_1009(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    """The server refuses the frame from its header, but reads and drops the rest of it
+    before closing: closing with unread data would reset the connection, and the client
+    would fail in its send and lose the close frame."""
+    with trio.fail_after(10):
+        _, port = await start(nursery, websocket=backend)
+        stream, received = await open_websocket(port)
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        size = 1_000_001  # the default max_http_buffer_size, plus one
+        frame = struct.pack("!BBQ", 0x81, 0x80 | 127, size) + b"\0\0\0\0" + b"4" * size
+        failed: list[BaseException] = []
+
+        async def send() -> None:
+            try:
+                await stream.send_all(frame)
+            except trio.BrokenResourceError as exc:
+                failed.append(exc)
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(send)
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+        # a close frame with status 1009 (and maybe a reason), then EOF
+        assert re.search(rb"\x88[\x02-\x7d]\x03\xf1", received), received[-80:]
+        assert not failed, "the connection was reset"
+
+
+@pytest.mark.parametrize("backend", ["native", "trio-websocket"])
+async def test_websockets_client_sees_1009(nursery: trio.Nursery, backend: str) -> None:
+    def client(port: int) -> int | None:
+        url = f"ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket"
+        with websockets_connect(url, max_size=None) as ws:
+            assert str(ws.recv()).startswith("0")
+            try:
+                ws.send("4" + "x" * 1_000_000)
+                while True:
+                    ws.recv()
+            except WebSocketsClosed as exc:
+                return exc.rcvd.code if exc.rcvd else None
+
+    with trio.fail_after(10):
+        _, port = await start(nursery, websocket=backend)
+        assert await trio.to_thread.run_sync(client, port) == 1009
+
+
+async def test_connection_cap_over_tcp(nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        _, port = await start(nursery, max_connections=1)
+        first = await trio.open_tcp_stream("127.0.0.1", port)
+        assert (await exchange(first, get("/nowhere"))).startswith(b"HTTP/1.1 404")
+        refused = await trio.open_tcp_stream("127.0.0.1", port)
+        try:
+            assert await refused.receive_some(65536) == b""
+        except trio.BrokenResourceError:
+            pass  # a reset: closed at once all the same
+        await first.aclose()
+        with trio.fail_after(2):
+            while True:  # once the server noticed, a new connection is served
+                again = await trio.open_tcp_stream("127.0.0.1", port)
+                try:
+                    if (await exchange(again, get("/nowhere"))).startswith(b"HTTP/1.1 404"):
+                        break
+                except trio.BrokenResourceError:
+                    pass
+                await again.aclose()
+                await trio.sleep(0.01)

@@ -22,6 +22,7 @@ from trio_sio.protocol.websocket import (
     accept_key,
     encode_close,
     encode_frame,
+    is_valid_key,
 )
 
 
@@ -162,3 +163,123 @@ def test_python_unmasking_matches_the_definition(data: bytes, mask: bytes) -> No
     expected = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
     assert _unmask_python(data, mask) == expected
     assert _unmask(bytearray(data), mask) == expected
+
+
+# -- bounds on fragmented messages and on the buffer -------------------------------------------
+def fragments(payload: bytes, size: int, opcode: int = OP_BINARY) -> bytes:
+    """``payload`` as a message of frames of ``size`` bytes."""
+    pieces = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+    return b"".join(
+        masked(opcode if i == 0 else 0, piece, fin=i == len(pieces) - 1)
+        for i, piece in enumerate(pieces)
+    )
+
+
+def test_message_of_exactly_the_limit_is_accepted() -> None:
+    decoder = FrameDecoder(max_message_size=1000)
+    decoder.feed(masked(OP_TEXT, b"x" * 1000) + fragments(b"y" * 808, 202))
+    # 808 bytes in 4 frames: 808 + 3 * 64 = 1000 charged, just within the limit
+    assert events(decoder) == [Message("x" * 1000), Message(b"y" * 808)]
+    decoder.feed(fragments(b"y" * 809, 203))
+    with pytest.raises(WebSocketError) as info:
+        events(decoder)
+    assert info.value.close_code == 1009
+
+
+def test_tiny_fragments_are_charged_their_overhead() -> None:
+    decoder = FrameDecoder(max_message_size=1000)
+    decoder.feed(masked(OP_BINARY, b"z" * 100))
+    assert events(decoder) == [Message(b"z" * 100)]  # in one frame: fine
+    decoder.feed(fragments(b"z" * 100, 1))  # in 100 frames: 100 + 99 * 64 bytes
+    with pytest.raises(WebSocketError) as info:
+        events(decoder)
+    assert info.value.close_code == 1009
+
+
+def test_fragment_count_is_capped() -> None:
+    decoder = FrameDecoder(max_message_size=10**6, max_fragments=10)
+    decoder.feed(fragments(b"a" * 10, 1))
+    assert events(decoder) == [Message(b"a" * 10)]
+    decoder.feed(fragments(b"a" * 11, 1))
+    with pytest.raises(WebSocketError, match="too many fragments") as info:
+        events(decoder)
+    assert info.value.close_code == 1009
+
+
+def test_flood_of_empty_continuation_frames_is_refused() -> None:
+    decoder = FrameDecoder(max_message_size=10**9)
+    decoder.feed(masked(OP_TEXT, b"", fin=False))
+    empty = masked(0x0, b"", fin=False)
+    with pytest.raises(WebSocketError) as info:
+        for _ in range(10_000):
+            decoder.feed(empty)
+            events(decoder)
+    assert info.value.close_code == 1009
+    assert decoder.buffered <= len(empty)
+
+
+def test_one_byte_fragments_cost_little_memory() -> None:
+    """100,000 one-byte fragments are reassembled in place: about 100 kB, where a list of
+    bytes objects would take several megabytes."""
+    import tracemalloc
+
+    payload = os.urandom(100_000)
+    data = fragments(payload, 1)
+    decoder = FrameDecoder(max_message_size=10**7, max_fragments=200_000)
+    tracemalloc.start()
+    try:
+        found: list[object] = []
+        for start in range(0, len(data), 65536):
+            decoder.feed(data[start : start + 65536])
+            found.extend(events(decoder))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert found == [Message(payload)]
+    assert peak < 1_000_000
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=3000), max_size=30),
+    st.integers(min_value=1, max_value=5000),
+)
+def test_buffer_holds_at_most_one_message_plus_one_read(sizes: list[int], read: int) -> None:
+    """Fed one read at a time, and only when no event is complete, the decoder holds at most
+    the limit plus one read (plus a frame header)."""
+    limit = 2000
+    data = b"".join(masked(OP_BINARY, b"q" * size) for size in sizes)
+    decoder = FrameDecoder(max_message_size=limit)
+    try:
+        for start in range(0, len(data), read):
+            decoder.feed(data[start : start + read])
+            assert decoder.buffered <= limit + read + 14
+            events(decoder)
+    except WebSocketError as exc:
+        assert exc.close_code == 1009 and max(sizes) > limit
+    else:
+        assert max(sizes, default=0) <= limit
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+def test_close_codes_a_peer_may_not_send(code: int) -> None:
+    decoder = FrameDecoder()
+    decoder.feed(masked(0x8, struct.pack("!H", code)))
+    with pytest.raises(WebSocketError) as info:
+        events(decoder)
+    assert info.value.close_code == 1002
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999])
+def test_close_codes_a_peer_may_send(code: int) -> None:
+    decoder = FrameDecoder()
+    decoder.feed(masked(0x8, struct.pack("!H", code)))
+    assert events(decoder) == [Close(code, "")]
+
+
+def test_handshake_keys() -> None:
+    assert is_valid_key("dGhlIHNhbXBsZSBub25jZQ==")
+    assert is_valid_key(" dGhlIHNhbXBsZSBub25jZQ== ")
+    for bad in ("", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ==x", "é" * 24):
+        assert not is_valid_key(bad)
+    with pytest.raises(ValueError):
+        accept_key("é" * 24)

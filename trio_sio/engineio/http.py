@@ -1,40 +1,136 @@
 """A standalone HTTP/1.1 front end on h11: one TCP port serves polling and WebSocket.
 
-Each TCP connection is read with h11. A WebSocket upgrade request is handed to
-trio-websocket on the same stream, which first replays the request bytes h11 consumed.
-Anything else goes to :meth:`EngineServer.handle_http`. Keep-alive is honoured.
+:func:`serve_listeners` accepts TCP connections and runs :func:`handle_stream` for each, which
+reads it with h11. A WebSocket upgrade is served by
+:class:`~trio_sio.engineio.websocket.NativeWebSocket` (or handed to trio-websocket, which
+first replays the request bytes h11 consumed); anything else goes to
+:meth:`EngineServer.handle_http`. Keep-alive is honoured.
+
+A client's hold on the server is bounded in time as well as in size (the ``http_*`` settings
+of :class:`~trio_sio.engineio.config.EngineConfig`), and nothing it sends is logged above INFO.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import mimetypes
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 import trio
 import trio_websocket
 
-from ..protocol.websocket import accept_key
-from .config import HttpResponse, RequestHead
+from ..protocol.errors import ConnectionClosed, RemoteProtocolError
+from ..protocol.websocket import accept_key, is_valid_key
+from .config import EngineConfig, HttpResponse, RequestHead
 from .transports import TrioWebSocketChannel
 from .websocket import NativeWebSocket
 
 if TYPE_CHECKING:
     from .server import EngineServer
 
-__all__ = ["handle_stream"]
+    _Handler = Callable[[EngineServer, trio.abc.Stream], Awaitable[None]]
+
+__all__ = ["handle_stream", "serve_listeners"]
 
 log = logging.getLogger("trio_sio.engineio.http")
 
 MAX_HEADER_BYTES = 16 * 1024
 READ_SIZE = 64 * 1024
-#: seconds an idle keep-alive connection, or a slow request head, may take.
-IDLE_TIMEOUT = 60.0
-#: seconds spent dropping the rest of a refused body before closing.
+#: seconds spent dropping the rest of a refused request before closing.
 LINGER_SECONDS = 1.0
+#: seconds to wait before retrying ``accept()`` when the process is out of resources; the
+#: wait doubles on each failure up to ``ACCEPT_BACKOFF_MAX``.
+ACCEPT_BACKOFF_FIRST = 0.1
+ACCEPT_BACKOFF_MAX = 1.0
+#: ``accept()`` errors that mean "out of file descriptors or memory": retried after a wait.
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+class _Timeout(Exception):
+    """The client was too slow: ``phase`` is ``idle``, ``head``, ``body`` or ``write``."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(phase)
+        self.phase = phase
+
+
+#: what a peer can make happen: these end its connection with an INFO line at most.
+_PEER_ERRORS: tuple[type[Exception], ...] = (_Timeout, ConnectionClosed, RemoteProtocolError)
+_PEER_ERRORS += (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError)
+_PEER_ERRORS += (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError)
+
+
+class _Connection:
+    """One HTTP connection: its h11 state machine, and the deadline of the current read."""
+
+    def __init__(
+        self, config: EngineConfig, stream: trio.abc.Stream, client: tuple[str, int] | None
+    ) -> None:
+        self.config = config
+        self.stream = stream
+        self.client = client
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.phase = "idle"
+        self.deadline = 0.0
+        self.request_deadline = 0.0
+
+    def wait_request(self) -> None:
+        """Between requests: idle until a byte of the next one arrives."""
+        if self.h11.trailing_data[0]:
+            self._head_started()  # a pipelined request has begun already
+        else:
+            self.phase = "idle"
+            self.deadline = trio.current_time() + self.config.http_keepalive_timeout
+
+    def _head_started(self) -> None:
+        config = self.config
+        now = trio.current_time()
+        self.phase = "head"
+        self.request_deadline = now + config.http_request_timeout
+        self.deadline = now + min(config.http_headers_timeout, config.http_request_timeout)
+
+    def reading_body(self, server_time: float = 0.0) -> None:
+        """The head is in: the body is bounded by the request deadline, pushed back by
+        ``server_time`` (seconds the server took before reading it)."""
+        self.phase = "body"
+        self.deadline = self.request_deadline + server_time
+
+    async def next_event(self) -> Any:
+        """The next h11 event, reading as needed.
+
+        Raises:
+            _Timeout: the current deadline passed first.
+        """
+        conn = self.h11
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            with trio.move_on_at(self.deadline) as scope:
+                data = await self.stream.receive_some(READ_SIZE)
+            if scope.cancelled_caught:
+                raise _Timeout(self.phase)
+            if data and self.phase == "idle":
+                self._head_started()
+            conn.receive_data(bytes(data))
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` within ``http_request_timeout`` seconds (a client that does not read
+        cannot hold a response, and the connection, forever).
+
+        Raises:
+            _Timeout: the write took too long (the stream is then unusable).
+        """
+        with trio.move_on_after(self.config.http_request_timeout) as scope:
+            await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            raise _Timeout("write")
 
 
 class _ReplayStream(trio.abc.Stream):
@@ -62,31 +158,120 @@ class _ReplayStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
-def _head(request: h11.Request, client: tuple[str, int] | None) -> RequestHead:
-    target = request.target.decode("latin-1")
-    parts = urlsplit(target)
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        query.setdefault(name, value)
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in request.headers:
-        key = raw_name.decode("latin-1")
-        text = raw_value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return RequestHead(request.method.decode("ascii"), parts.path, query, headers, client)
+# -- accepting connections --------------------------------------------------------------
+class _Admission:
+    """Shared by the accept loops of one :func:`serve_listeners`: the connections being
+    served against ``max_connections``, and the current episode of failing ``accept()``."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+        self.failures = 0
+
+    def admit(self) -> bool:
+        """Count a new connection in, or return False when the limit is reached."""
+        if self.limit is not None and self.open >= self.limit:
+            if not self.refused:
+                log.warning("max_connections (%d) reached: closing new ones at once", self.open)
+            self.refused += 1
+            return False
+        if self.refused:
+            log.info("accepting connections again; %d were refused", self.refused)
+            self.refused = 0
+        self.open += 1
+        return True
 
 
-def _is_websocket(head: RequestHead) -> bool:
-    return (
-        head.headers.get("upgrade", "").lower() == "websocket"
-        and "upgrade" in head.headers.get("connection", "").lower()
-    )
+async def serve_listeners(
+    server: EngineServer,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
+    handler: _Handler | None = None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept connections on ``listeners`` and serve each with ``handler`` (by default
+    :func:`handle_stream`), in a task of its own.
+
+    Use as ``await nursery.start(serve_listeners, server, listeners)``. Runs until cancelled;
+    the listeners are closed on the way out, and the connections are cancelled.
+
+    Resource handling: when ``accept()`` fails for lack of file descriptors or memory
+    (EMFILE, ENFILE, ENOBUFS, ENOMEM), it is retried after 0.1 s, doubling up to 1 s, with one
+    warning per episode and an info line when it works again. Past
+    ``server.config.max_connections`` open connections, a new connection is closed at once.
+
+    Error handling: a failing connection is logged and closed; it never ends the accept loop.
+    Any other ``accept()`` error (the listening socket itself is broken) propagates.
+    """
+    admission = _Admission(server.config.max_connections)
+    serve = handler or handle_stream
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, server, listener, serve, admission, nursery)
+        task_status.started()
+
+
+async def _accept_loop(
+    server: EngineServer,
+    listener: trio.abc.Listener[trio.abc.Stream],
+    serve: _Handler,
+    admission: _Admission,
+    nursery: trio.Nursery,
+) -> None:
+    delay = ACCEPT_BACKOFF_FIRST
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    raise
+                if not admission.failures:
+                    log.warning("cannot accept connections (%s): retrying with back-off", exc)
+                admission.failures += 1
+                await trio.sleep(delay)
+                delay = min(delay * 2, ACCEPT_BACKOFF_MAX)
+                continue
+            delay = ACCEPT_BACKOFF_FIRST
+            if admission.failures:
+                log.info("accepting connections again after %d failures", admission.failures)
+                admission.failures = 0
+            if admission.admit():
+                nursery.start_soon(_serve_connection, serve, server, stream, admission)
+            else:
+                await trio.aclose_forcefully(stream)
+
+
+async def _serve_connection(
+    serve: _Handler, server: EngineServer, stream: trio.abc.Stream, admission: _Admission
+) -> None:
+    try:
+        await serve(server, stream)
+    except Exception:  # handle_stream catches its own; this guards the accept loop
+        log.exception("HTTP connection handler failed")
+    finally:
+        admission.open -= 1
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+# -- one connection -----------------------------------------------------------------------
+def _is_peer_error(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_peer_error(inner) for inner in exc.exceptions)
+    return isinstance(exc, _PEER_ERRORS)
 
 
 async def handle_stream(server: EngineServer, stream: trio.abc.Stream) -> None:
-    """Serve HTTP requests on one TCP connection until it closes.
+    """Serve HTTP requests on one connection until it closes, then close it.
 
-    Error handling: any failure closes this connection only, with a log line.
+    Blocks until the client or the server is done with the connection (for a WebSocket, until
+    its session ends). Cancellation closes the connection.
+
+    Error handling: any failure closes this connection only. What the client causes (bad
+    requests, timeouts, resets) gets an HTTP error answer where one is still possible and an
+    INFO line at most; only a bug of the server is logged as an error.
     """
     client: tuple[str, int] | None = None
     sock = getattr(stream, "socket", None)
@@ -94,74 +279,92 @@ async def handle_stream(server: EngineServer, stream: trio.abc.Stream) -> None:
         try:
             peer = sock.getpeername()
             client = (str(peer[0]), int(peer[1]))
-        except OSError:
+        except (OSError, IndexError, TypeError, ValueError):
             pass
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+    c = _Connection(server.config, stream, client)
     try:
-        await _serve(server, stream, conn, client)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-        pass
+        await _serve(server, c)
+    except _Timeout as exc:
+        if exc.phase in ("head", "body"):
+            log.info("request from %s not received in time (%s)", client, exc.phase)
+            await _refuse(c, 408)
+        else:
+            log.debug("connection from %s closed: %s timeout", client, exc.phase)
     except h11.RemoteProtocolError as exc:
         log.info("bad HTTP request from %s: %s", client, exc)
-        await _try_send_error(stream, conn, exc.error_status_hint)
-    except Exception:
-        log.exception("HTTP connection from %s failed", client)
+        await _refuse(c, exc.error_status_hint)
+    except Exception as exc:
+        if not _is_peer_error(exc):
+            log.exception("HTTP connection from %s failed", client)
+        else:
+            log.debug("connection from %s ended: %r", client, exc)
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
 
 
-async def _next_event(
-    stream: trio.abc.Stream, conn: h11.Connection
-) -> h11.Event | type[h11.PAUSED]:
+async def _serve(server: EngineServer, c: _Connection) -> None:
+    path = server.config.path.rstrip("/")
+    conn = c.h11
     while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            with trio.fail_after(IDLE_TIMEOUT):
-                data = await stream.receive_some(READ_SIZE)
-            conn.receive_data(bytes(data))
-            continue
-        return event  # type: ignore[return-value]
-
-
-async def _serve(
-    server: EngineServer,
-    stream: trio.abc.Stream,
-    conn: h11.Connection,
-    client: tuple[str, int] | None,
-) -> None:
-    path = server.config.path
-    while True:
-        event = await _next_event(stream, conn)
-        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-            return
+        c.wait_request()
+        event = await c.next_event()
         if not isinstance(event, h11.Request):
-            return
-        head = _head(event, client)
-        if head.path.rstrip("/") != path.rstrip("/"):
-            await _drain_body(stream, conn)
-            await _respond(stream, conn, await _static(server, head))
-        elif _is_websocket(head):
-            await _websocket(server, stream, conn, event, head)
+            return  # ConnectionClosed: the client is done
+        c.reading_body()
+        head = _head(event, c.client)
+        if head.path.rstrip("/") != path:
+            await _drain_body(c)
+            await _respond(c, await _static(server, head), head.method)
+        elif head.headers.get("upgrade", "").lower() == "websocket" and (
+            "upgrade" in head.headers.get("connection", "").lower()
+        ):
+            await _websocket(server, c, event, head)
             return
         else:
             declared = _content_length(event)
-            response = await server.handle_http(head, _body(stream, conn), declared)
+            started = trio.current_time()
+            response = await server.handle_http(head, _body(c), declared)
+            if conn.their_state is h11.SEND_BODY:
+                c.reading_body(trio.current_time() - started)
             if response.close:
                 response.headers.append(("Connection", "close"))
-            await _respond(stream, conn, response)
+            await _respond(c, response, head.method)
             if response.close:
-                await _linger(stream, server.config.max_http_buffer_size)
+                await _linger(c.stream, server.config.max_http_buffer_size)
                 return
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
         if conn.their_state is h11.SEND_BODY:
             # A request whose body the handler did not need (a GET): read its end so that
             # the connection can be reused; a body over the limit closes the connection.
-            await _drain_body(stream, conn, limit=server.config.max_http_buffer_size)
+            await _drain_body(c, limit=server.config.max_http_buffer_size)
         if conn.their_state is not h11.DONE:
             return
         conn.start_next_cycle()
+
+
+def _head(request: h11.Request, client: tuple[str, int] | None) -> RequestHead:
+    """The request as the server sees it.
+
+    Raises:
+        h11.RemoteProtocolError: the request target cannot be parsed (400).
+    """
+    target = request.target.decode("latin-1")
+    try:
+        parts = urlsplit(target)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError as exc:
+        raise h11.RemoteProtocolError(f"bad request target: {exc}", 400) from None
+    query: dict[str, str] = {}
+    for name, value in pairs:
+        query.setdefault(name, value)
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in request.headers:
+        key = raw_name.decode("latin-1")
+        text = raw_value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return RequestHead(request.method.decode("ascii"), parts.path, query, headers, client)
 
 
 async def _static(server: EngineServer, head: RequestHead) -> HttpResponse:
@@ -172,29 +375,24 @@ async def _static(server: EngineServer, head: RequestHead) -> HttpResponse:
         return HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
     try:
         body = await trio.Path(name).read_bytes()
-    except OSError:
-        log.exception("static file %s for %s cannot be read", name, head.path)
+    except OSError as exc:  # a configuration error, but any client can make it happen
+        log.warning("static file for %s cannot be read: %s", head.path, exc)
         return HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
     kind = mimetypes.guess_type(str(name))[0] or "application/octet-stream"
     if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
         kind += "; charset=utf-8"
     headers = [("Content-Type", kind), ("Cache-Control", "no-cache")]
-    return HttpResponse(200, headers, b"" if head.method == "HEAD" else body)
+    return HttpResponse(200, headers, body)
 
 
 def _content_length(request: h11.Request) -> int | None:
-    for name, value in request.headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    value = dict(request.headers).get(b"content-length")  # digits: h11 checked it
+    return None if value is None else int(value)
 
 
-async def _body(stream: trio.abc.Stream, conn: h11.Connection) -> AsyncIterator[bytes]:
+async def _body(c: _Connection) -> AsyncIterator[bytes]:
     while True:
-        event = await _next_event(stream, conn)
+        event = await c.next_event()
         if isinstance(event, h11.Data):
             yield bytes(event.data)
         elif isinstance(event, h11.EndOfMessage):
@@ -204,114 +402,124 @@ async def _body(stream: trio.abc.Stream, conn: h11.Connection) -> AsyncIterator[
 
 
 async def _linger(stream: trio.abc.Stream, budget: int) -> None:
-    """Before closing on a refused body: half-close, then read and drop what the client is
-    still sending (bounded in bytes and time), so that it reads our answer instead of a
+    """Before closing on a refused request: half-close, then read and drop what the client
+    is still sending (bounded in bytes and time), so that it reads our answer instead of a
     connection reset."""
-    if isinstance(stream, trio.abc.HalfCloseableStream):
-        try:
+    try:
+        if isinstance(stream, trio.abc.HalfCloseableStream):
             await stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-    with trio.move_on_after(LINGER_SECONDS):
-        while budget > 0:
-            data = await stream.receive_some(READ_SIZE)
-            if not data:
-                return
-            budget -= len(data)
+        with trio.move_on_after(LINGER_SECONDS):
+            while budget > 0:
+                data = await stream.receive_some(READ_SIZE)
+                if not data:
+                    return
+                budget -= len(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+        pass
 
 
-async def _drain_body(
-    stream: trio.abc.Stream, conn: h11.Connection, limit: int = MAX_HEADER_BYTES
-) -> None:
+async def _drain_body(c: _Connection, limit: int = MAX_HEADER_BYTES) -> None:
     size = 0
-    async for chunk in _body(stream, conn):
+    async for chunk in _body(c):
         size += len(chunk)
         if size > limit:
             raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
 
 
-async def _respond(stream: trio.abc.Stream, conn: h11.Connection, response: HttpResponse) -> None:
+async def _respond(c: _Connection, response: HttpResponse, method: str = "GET") -> None:
+    """Write ``response`` (headers only for a HEAD request; the length is still the body's).
+
+    Raises:
+        _Timeout: the client did not take it in time.
+    """
+    conn = c.h11
     headers = [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
     ]
     headers.append((b"Content-Length", str(len(response.body)).encode()))
-    data = conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
-    if response.body:
+    reason = _REASONS.get(response.status, b"")
+    data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+    data = data or b""
+    if response.body and method != "HEAD":
         data += conn.send(h11.Data(data=response.body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
-    await stream.send_all(data)
+    await c.send(data)
 
 
-async def _try_send_error(stream: trio.abc.Stream, conn: h11.Connection, status: int) -> None:
-    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+async def _refuse(c: _Connection, status: int) -> None:
+    """Answer an error status if no response was started, then close after a linger."""
+    if c.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
+    headers = [("Content-Type", "text/plain"), ("Connection", "close")]
+    response = HttpResponse(status, headers, _REASONS.get(status, b"Bad Request"))
     try:
-        with trio.move_on_after(1.0):
-            await _respond(
-                stream, conn, HttpResponse(status, [("Connection", "close")], b"Bad Request")
-            )
-    except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
+        with trio.move_on_after(LINGER_SECONDS):
+            await _respond(c, response)
+    except (_Timeout, h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    await _linger(c.stream, c.config.max_http_buffer_size)
 
 
 async def _websocket(
-    server: EngineServer,
-    stream: trio.abc.Stream,
-    conn: h11.Connection,
-    request: h11.Request,
-    head: RequestHead,
+    server: EngineServer, c: _Connection, request: h11.Request, head: RequestHead
 ) -> None:
     refusal = await server.check_websocket(head)
     if refusal is not None:
-        await _respond(stream, conn, refusal)
+        await _respond(c, refusal)
         return
-    if server.config.websocket == "native":
-        await _native_websocket(server, stream, conn, head)
+    key = head.headers.get("sec-websocket-key", "")
+    if head.headers.get("sec-websocket-version") != "13" or not is_valid_key(key):
+        log.info("bad WebSocket handshake from %s", c.client)
+        headers = [("Content-Type", "text/plain"), ("Sec-WebSocket-Version", "13")]
+        await _respond(c, HttpResponse(400, headers, b"Bad WebSocket handshake"))
         return
-    # Rebuild the request bytes h11 consumed, then let trio-websocket read them again.
-    raw = [b"%s %s HTTP/1.1\r\n" % (request.method, request.target)]
-    raw.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw_items())
-    raw.append(b"\r\n")
-    while True:
-        event = await _next_event(stream, conn)
+    while True:  # the end of the (empty) request body
+        event = await c.next_event()
         if event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
             break
-    trailing, _closed = conn.trailing_data
-    replay = _ReplayStream(stream, b"".join(raw) + trailing)
-    max_size = server.config.max_http_buffer_size
-    async with trio.open_nursery() as nursery:
-        ws_request = await trio_websocket.wrap_server_stream(
-            nursery, replay, message_queue_size=1, max_message_size=max_size
-        )
-        ws = await ws_request.accept()
-        channel = TrioWebSocketChannel(ws)
-        try:
-            await server.serve_websocket(head, channel)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
+    leftover, _closed = c.h11.trailing_data
+    if server.config.websocket == "native":
+        await _native_websocket(server, c, key, bytes(leftover), head)
+    else:
+        await _trio_websocket(server, c, request, bytes(leftover), head)
 
 
 async def _native_websocket(
-    server: EngineServer, stream: trio.abc.Stream, conn: h11.Connection, head: RequestHead
+    server: EngineServer, c: _Connection, key: str, leftover: bytes, head: RequestHead
 ) -> None:
-    key = head.headers.get("sec-websocket-key")
-    if key is None or head.headers.get("sec-websocket-version") != "13":
-        bad = HttpResponse(400, [("Content-Type", "text/plain")], b"Bad WebSocket handshake")
-        await _respond(stream, conn, bad)
-        return
-    while True:
-        event = await _next_event(stream, conn)
-        if event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
-            break
-    leftover, _closed = conn.trailing_data
-    await stream.send_all(
+    await c.send(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept_key(key).encode("ascii") + b"\r\n\r\n"
     )
-    ws = NativeWebSocket(stream, bytes(leftover), server.config.max_http_buffer_size)
+    ws = NativeWebSocket(c.stream, leftover, server.config.max_http_buffer_size)
     try:
         await server.serve_websocket(head, ws)
     finally:
         await ws.aclose()
+
+
+async def _trio_websocket(
+    server: EngineServer, c: _Connection, request: h11.Request, leftover: bytes, head: RequestHead
+) -> None:
+    # Rebuild the request bytes h11 consumed, then let trio-websocket read them again.
+    raw = [b"%s %s HTTP/1.1\r\n" % (request.method, request.target)]
+    raw.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw_items())
+    raw.append(b"\r\n")
+    replay = _ReplayStream(c.stream, b"".join(raw) + leftover)
+    max_size = server.config.max_http_buffer_size
+    async with trio.open_nursery() as nursery:
+        try:
+            ws_request = await trio_websocket.wrap_server_stream(
+                nursery, replay, message_queue_size=1, max_message_size=max_size
+            )
+            ws = await ws_request.accept()
+        except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError) as exc:
+            log.info("WebSocket handshake with %s failed: %r", c.client, exc)
+            nursery.cancel_scope.cancel()
+            return
+        try:
+            await server.serve_websocket(head, TrioWebSocketChannel(ws))
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                await ws.aclose()
+            nursery.cancel_scope.cancel()

@@ -12,7 +12,7 @@ import inspect
 import logging
 import secrets
 from collections.abc import AsyncIterable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -31,7 +31,7 @@ from ..protocol.engineio import (
 )
 from ..protocol.errors import RemoteProtocolError
 from .config import EngineConfig, HttpResponse, RequestHead
-from .http import handle_stream
+from .http import handle_stream, serve_listeners
 from .socket import EngineSocket, Handler
 from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
 
@@ -103,10 +103,7 @@ class EngineServer:
         listeners = await trio.open_tcp_listeners(port, host=host)
 
         async def start_listening(nursery: trio.Nursery) -> None:
-            async def handler(stream: trio.SocketStream) -> None:
-                await handle_stream(self, stream)
-
-            await nursery.start(trio.serve_listeners, handler, listeners)
+            await nursery.start(serve_listeners, self, listeners, handle_stream)
 
         await self._run(start_listening, task_status, listeners)
 
@@ -194,10 +191,26 @@ class EngineServer:
     async def _run_session(
         self, socket: EngineSocket, *, task_status: trio.TaskStatus[None]
     ) -> None:
+        """The failure boundary of one session: whatever its tasks raise ends that session
+        (logged once, with the reason) and goes no further."""
+        started = False
+
+        def mark_started(value: None = None) -> None:
+            nonlocal started
+            started = True
+            task_status.started(value)
+
         try:
-            await socket.run(self._handler, task_status=task_status)
+            status = cast("trio.TaskStatus[None]", _Started(mark_started))
+            await socket.run(self._handler, task_status=status)
+        except Exception:
+            # Peer mistakes close a session without raising, so this is a bug in a layer of
+            # the session (ours or the application's): worth a traceback, once.
+            log.exception("session %s ended by an unexpected error", socket.sid)
         finally:
             self._sessions.pop(socket.sid, None)
+            if not started:
+                task_status.started()
 
     async def _check(self, head: RequestHead, *, is_upgrade: bool) -> str | None:
         """Validate a request; return its sid (None for a handshake). Raises HandshakeError."""
@@ -374,6 +387,13 @@ class EngineServer:
         if socket_ is None:
             return
         await socket_.upgrade(channel)
+
+
+class _Started:
+    """A ``task_status`` that tells the boundary whether ``started()`` was called."""
+
+    def __init__(self, started: Callable[[None], None]) -> None:
+        self.started = started
 
 
 async def _read_limited(body: AsyncIterable[bytes], limit: int, declared: int | None) -> bytes:

@@ -15,6 +15,7 @@ import trio
 
 from ..protocol.errors import ConnectionClosed
 from ..protocol.websocket import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_PONG,
     OP_TEXT,
@@ -43,15 +44,30 @@ class NativeWebSocket:
         stream: the connection, positioned after the handshake.
         leftover: bytes already read past the handshake request.
         max_message_size: the largest message accepted; larger ones close with 1009.
+        max_fragments: the most frames a message may be split into; more close with 1009.
+
+    Closing (ours, or on a protocol error): the close frame, then a half-close, then what the
+    client still sends is read and dropped until it closes its side (at most
+    ``CLOSE_TIMEOUT`` seconds and about one message of bytes). Closing the socket with unread
+    bytes in its receive buffer would make the kernel answer with a reset, and the client
+    would lose the close frame (and its status, such as 1009) with it.
     """
 
-    def __init__(self, stream: trio.abc.Stream, leftover: bytes, max_message_size: int) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        leftover: bytes,
+        max_message_size: int,
+        max_fragments: int = MAX_FRAGMENTS,
+    ) -> None:
         self._stream = stream
-        self._decoder = FrameDecoder(max_message_size)
+        self._decoder = FrameDecoder(max_message_size, max_fragments)
         self._decoder.feed(leftover)
+        self._drain_budget = max_message_size + READ_SIZE
         self._send_lock = trio.StrictFIFOLock()
         self._close_sent = False
         self._closed_reason: str | None = None
+        self._receiving = False
 
     async def get_message(self) -> str | bytes:
         """The next text or binary message.
@@ -72,10 +88,13 @@ class NativeWebSocket:
                 await self._fail(exc.close_code)
                 raise ConnectionClosed("transport error") from None
             if event is None:
+                self._receiving = True
                 try:
                     data = await self._stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
+                finally:
+                    self._receiving = False
                 if not data:
                     self._closed_reason = "transport close"
                     raise ConnectionClosed("transport close")
@@ -112,12 +131,17 @@ class NativeWebSocket:
         await self._write(frames)
 
     async def aclose(self) -> None:
-        """Close: a close frame (bounded by ``CLOSE_TIMEOUT``), then the connection."""
+        """Close: a close frame, then the connection once the client closed its side.
+
+        Blocks for at most ``CLOSE_TIMEOUT`` seconds, even when cancelled (shielded).
+        """
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             try:
                 await self._send_close(1000)
             except ConnectionClosed:
                 pass
+            if not self._receiving:  # else a reader (or a linger) owns the receiving side
+                await self._linger()
         self._closed_reason = self._closed_reason or "forced close"
         await trio.aclose_forcefully(self._stream)
 
@@ -130,6 +154,8 @@ class NativeWebSocket:
         except trio.WouldBlock:
             await lock.acquire()
         try:
+            if self._close_sent:  # closed while this write waited for the lock
+                raise ConnectionClosed(self._closed_reason or "transport close")
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._closed_reason = self._closed_reason or "transport close"
@@ -148,8 +174,29 @@ class NativeWebSocket:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
+    async def _linger(self) -> None:
+        """After our close frame: half-close, then read and drop what the client still sends
+        until it closes its side or ``_drain_budget`` bytes went by. Bound it in time."""
+        stream = self._stream
+        self._receiving = True
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                async with self._send_lock:
+                    await stream.send_eof()
+            budget = self._drain_budget
+            while budget > 0:
+                data = await stream.receive_some(READ_SIZE)
+                if not data:
+                    return
+                budget -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
+        finally:
+            self._receiving = False
+
     async def _fail(self, code: int) -> None:
+        self._closed_reason = "transport error"
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._send_close(code)
-        self._closed_reason = "transport error"
+            await self._linger()
         await trio.aclose_forcefully(self._stream)

@@ -9,12 +9,20 @@ big integers, which XOR a whole payload in a few C-speed passes.
 Malformed input raises :class:`~trio_sio.protocol.errors.RemoteProtocolError` whose
 ``close_code`` is the close status to send back (1002 protocol error, 1007 bad UTF-8,
 1009 too big).
+
+Memory is bounded by the message size limit: a frame whose declared length does not fit
+what is left of the limit is refused from its header, before its payload is buffered, so the
+decoder never holds more than one message plus what was fed past it. A fragmented message is
+reassembled into one ``bytearray``; each continuation frame is charged
+:data:`FRAGMENT_COST` bytes on top of its payload and their number is capped, so that a
+stream of tiny or empty fragments cannot cost more than a large message would.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +38,7 @@ __all__ = [
     "WebSocketError",
     "FrameDecoder",
     "accept_key",
+    "is_valid_key",
     "encode_close",
     "encode_frame",
 ]
@@ -45,6 +54,17 @@ OP_PONG: Final = 0xA
 
 _DATA_OPS: Final = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY})
 _CONTROL_OPS: Final = frozenset({OP_CLOSE, OP_PING, OP_PONG})
+
+#: bytes each continuation frame is charged against the message size limit, on top of its
+#: payload (what parsing a frame costs, roughly): 1-byte fragments cannot make a message of
+#: the limit's size take tens of times more work than one frame would.
+FRAGMENT_COST: Final = 64
+#: the default for the most frames one message may be split into.
+MAX_FRAGMENTS: Final = 4096
+#: close codes a peer may send (RFC 6455 section 7.4 and the IANA registry); 3000-4999 are
+#: for libraries and applications.
+_PEER_CLOSE_CODES: Final = frozenset({*range(1000, 1004), *range(1007, 1015)})
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
 
 
 class WebSocketError(RemoteProtocolError):
@@ -87,8 +107,19 @@ class Close:
 Event = Message | Ping | Pong | Close
 
 
+def is_valid_key(key: str) -> bool:
+    """True when ``key`` is a well-formed ``Sec-WebSocket-Key`` (16 bytes in base64)."""
+    return _KEY.fullmatch(key.strip(" \t")) is not None
+
+
 def accept_key(key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` value for a client's ``Sec-WebSocket-Key``."""
+    """The ``Sec-WebSocket-Accept`` value for a client's ``Sec-WebSocket-Key``.
+
+    Check the key with :func:`is_valid_key` first.
+
+    Raises:
+        UnicodeEncodeError: the key is not ASCII (a :class:`ValueError`).
+    """
     digest = hashlib.sha1(key.strip().encode("ascii") + _GUID).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -135,19 +166,30 @@ class FrameDecoder:
     """Turns the bytes a client sends into :data:`Event` objects.
 
     Args:
-        max_message_size: the largest data message accepted, in bytes (after reassembly).
+        max_message_size: the largest data message accepted, in bytes (after reassembly);
+            each continuation frame also counts :data:`FRAGMENT_COST` bytes towards it.
+        max_fragments: the most frames one data message may be split into.
 
     Use :meth:`feed` with received bytes, then call :meth:`next_event` until it returns None.
+    Feed more only after that: then the buffer holds at most one incomplete frame (which
+    fits the limit, or it would have been refused) plus what was fed last.
     """
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_max", "_opcode")
+    __slots__ = ("_buffer", "_charged", "_count", "_fragments", "_max", "_max_count", "_opcode")
 
-    def __init__(self, max_message_size: int = 1 << 20) -> None:
+    def __init__(self, max_message_size: int = 1 << 20, max_fragments: int = MAX_FRAGMENTS) -> None:
         self._buffer = bytearray()
         self._max = max_message_size
-        self._fragments: list[bytes] = []
-        self._fragments_size = 0
+        self._max_count = max_fragments
+        self._fragments = bytearray()
+        self._charged = 0  # payload bytes plus FRAGMENT_COST per continuation frame
+        self._count = 0  # frames of the message being reassembled
         self._opcode: int | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: received but not yet decoded, plus the fragments of a message."""
+        return len(self._buffer) + len(self._fragments)
 
     def feed(self, data: bytes | bytearray) -> None:
         """Add received bytes."""
@@ -166,30 +208,32 @@ class FrameDecoder:
             fin, opcode, payload = frame
             if opcode in _CONTROL_OPS:
                 return self._control(opcode, payload)
-            if opcode == OP_CONTINUATION:
-                if self._opcode is None:
-                    raise WebSocketError("continuation frame without a message")
-            elif self._opcode is not None:
-                raise WebSocketError("new message inside a fragmented one")
-            else:
+            if opcode != OP_CONTINUATION:
+                if fin:
+                    return self._message(opcode, payload)
                 self._opcode = opcode
-            self._fragments_size += len(payload)
-            if self._fragments_size > self._max:
-                raise WebSocketError("message too big", 1009)
-            self._fragments.append(payload)
-            if not fin:
+                self._fragments = bytearray(payload)
+                self._charged = len(payload)
+                self._count = 1
                 continue
-            data = self._fragments[0] if len(self._fragments) == 1 else b"".join(self._fragments)
-            kind = self._opcode
-            self._fragments = []
-            self._fragments_size = 0
-            self._opcode = None
-            if kind == OP_TEXT:
-                try:
-                    return Message(data.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise WebSocketError("text message is not UTF-8", 1007) from None
-            return Message(data)
+            self._fragments += payload
+            self._charged += len(payload) + FRAGMENT_COST
+            self._count += 1
+            if fin:
+                kind, data = self._opcode, self._fragments
+                self._opcode = None
+                self._fragments = bytearray()
+                self._charged = self._count = 0
+                return self._message(kind, data)
+
+    @staticmethod
+    def _message(opcode: int | None, data: bytes | bytearray) -> Message:
+        if opcode == OP_TEXT:
+            try:
+                return Message(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise WebSocketError("text message is not UTF-8", 1007) from None
+        return Message(data if type(data) is bytes else bytes(data))
 
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == OP_PING:
@@ -201,11 +245,25 @@ class FrameDecoder:
         if len(payload) == 1:
             raise WebSocketError("close frame with a one-byte body")
         (code,) = struct.unpack_from("!H", payload)
+        if code not in _PEER_CLOSE_CODES and not 3000 <= code <= 4999:
+            raise WebSocketError(f"close code {code} is not one a peer may send")
         try:
             reason = payload[2:].decode("utf-8")
         except UnicodeDecodeError:
             raise WebSocketError("close reason is not UTF-8", 1007) from None
         return Close(code, reason)
+
+    def _room(self, opcode: int) -> int:
+        """How many payload bytes a data frame may carry, or raise if it may not come now."""
+        if opcode == OP_CONTINUATION:
+            if self._opcode is None:
+                raise WebSocketError("continuation frame without a message")
+            if self._count >= self._max_count:
+                raise WebSocketError("message split into too many fragments", 1009)
+            return self._max - self._charged - FRAGMENT_COST
+        if self._opcode is not None:
+            raise WebSocketError("new message inside a fragmented one")
+        return self._max
 
     def _next_frame(self) -> tuple[bool, int, bytes] | None:
         buffer = self._buffer
@@ -222,8 +280,14 @@ class FrameDecoder:
             raise WebSocketError("client frames must be masked")
         size = second & 0x7F
         offset = 2
-        if opcode in _CONTROL_OPS and (size > 125 or not fin):
-            raise WebSocketError("control frames must be short and unfragmented")
+        if opcode in _CONTROL_OPS:
+            if size > 125 or not fin:
+                raise WebSocketError("control frames must be short and unfragmented")
+            room = 125
+        elif opcode != OP_CONTINUATION and self._opcode is None:
+            room = self._max  # a new message: the common case
+        else:
+            room = self._room(opcode)
         if size == 126:
             if len(buffer) < 4:
                 return None
@@ -234,7 +298,7 @@ class FrameDecoder:
                 return None
             (size,) = struct.unpack_from("!Q", buffer, 2)
             offset = 10
-        if size > self._max and opcode in _DATA_OPS:
+        if size > room:
             raise WebSocketError("message too big", 1009)
         end = offset + 4 + size
         if len(buffer) < end:
