@@ -15,6 +15,7 @@ from .protocol.errors import RemoteProtocolError as RemoteProtocolError
 from .protocol.errors import SocketIOError as SocketIOError
 
 if TYPE_CHECKING:
+    from ._handlers import Ack as Ack
     from .client import Client as Client
     from .client import ClientSocket as ClientSocket
     from .client import ConnectError as ConnectError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # The server (and client) are imported on first use, so that importing the sans-IO layer
 # (trio_sio.protocol) does not pull in an event loop.
 _LAZY = {
+    "Ack": "_handlers",
     "Client": "client",
     "ClientSocket": "client",
     "ConnectError": "client",
@@ -52,6 +54,7 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Ack",
     "AckTimeoutError",
     "BadNamespaceError",
     "BroadcastOperator",

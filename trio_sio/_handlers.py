@@ -1,50 +1,122 @@
-"""Event handlers, normalised once at registration: sync or async, any arity."""
+"""Event handlers, normalised once at registration: sync or async, any arity, and the
+:class:`Ack` a handler may take to acknowledge on its own terms."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, final
 
-__all__ = ["Handler", "ack_args"]
+import trio
+
+__all__ = ["Ack", "Handler", "ack_args"]
+
+#: Sends an ack's arguments (already checked by :func:`ack_args`).
+AckSender = Callable[[tuple[Any, ...]], Awaitable[None]]
+
+
+@final
+class Ack:
+    """The acknowledgement of one received event, for handlers that take it.
+
+    A handler that declares a keyword-only parameter named ``ack`` gets one of these, and its
+    return value is then *not* sent as the ack. It may call the ack once, now or later and from
+    any task (as JS code calls the last-argument callback), or never (declining, as a JS
+    listener that does not call its callback)::
+
+        @sio.on("job")
+        async def job(socket, spec, *, ack):
+            socket.start_soon(run_job, spec, ack)      # acknowledged when the job ends
+
+    Attributes:
+        requested: whether the peer asked for an ack. When it did not, calling the ack does
+            nothing.
+    """
+
+    __slots__ = ("_sender", "_used", "requested")
+
+    def __init__(self, sender: AckSender | None) -> None:
+        self._sender = sender
+        self.requested = sender is not None
+        self._used = False
+
+    @property
+    def sent(self) -> bool:
+        """Whether the ack was called already."""
+        return self._used
+
+    async def __call__(self, *args: Any) -> None:
+        """Send the ack with these arguments (serialization rules as for emits).
+
+        Raises:
+            RuntimeError: the ack was already sent.
+            TypeError: an argument cannot be sent (the ack stays unsent and may be retried).
+            ConnectionClosed: never; an ack for a socket that is gone is dropped silently,
+                as the JS server drops it.
+
+        Blocks: while the connection's send queue is full.
+
+        Cancellation: if cancelled before the ack is queued, it is not sent and may be called
+        again.
+        """
+        if self._used:
+            raise RuntimeError("this event was acknowledged already")
+        if self._sender is None:
+            await trio.lowlevel.checkpoint()
+            return
+        self._used = True
+        try:
+            await self._sender(args)
+        except BaseException:
+            self._used = False
+            raise
 
 
 class Handler:
     """A user callable, with the number of positional arguments it accepts.
 
     Extra arguments sent by the peer are dropped (as a JS listener ignores them); a handler
-    that takes ``*args`` gets them all. Sync handlers run in the calling task.
+    that takes ``*args`` gets them all. Sync handlers run in the calling task. A handler with
+    a keyword-only ``ack`` parameter (:attr:`takes_ack`) is given an :class:`Ack`.
     """
 
-    __slots__ = ("fn", "max_args")
+    __slots__ = ("fn", "max_args", "takes_ack")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         if not callable(fn):
             raise TypeError(f"a handler must be callable, not {type(fn).__name__}")
         self.fn = fn
-        self.max_args: int | None = _max_positional(fn)
+        self.max_args: int | None
+        self.max_args, self.takes_ack = _inspect(fn)
 
-    async def __call__(self, *args: Any) -> Any:
+    async def __call__(self, *args: Any, ack: Ack | None = None) -> Any:
         if self.max_args is not None and len(args) > self.max_args:
             args = args[: self.max_args]
-        result = self.fn(*args)
+        if self.takes_ack:
+            result = self.fn(*args, ack=ack if ack is not None else Ack(None))
+        else:
+            result = self.fn(*args)
         if inspect.isawaitable(result):
             result = await result
         return result
 
 
-def _max_positional(fn: Callable[..., Any]) -> int | None:
+def _inspect(fn: Callable[..., Any]) -> tuple[int | None, bool]:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None
-    count = 0
+        return None, False
+    count: int | None = 0
+    takes_ack = False
     for param in signature.parameters.values():
         if param.kind is param.VAR_POSITIONAL:
-            return None
-        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
+            count = None
+        elif param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            if count is not None:
+                count += 1
+        elif param.kind is param.KEYWORD_ONLY and param.name == "ack":
+            takes_ack = True
+    return count, takes_ack
 
 
 def ack_args(result: Any) -> tuple[Any, ...]:

@@ -326,13 +326,16 @@ async def test_handler_waiting_for_ack_does_not_block_receiving(
         await raw.expect('435["this"]')
 
 
-async def test_events_from_one_client_are_handled_in_order(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize("how", ["event", "namespace", "server"])
+async def test_ordered_events_are_handled_one_at_a_time_in_order(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, how: str
 ) -> None:
-    sio = make_server()
+    sio = make_server(ordered_handlers=how == "server")
+    if how == "namespace":
+        sio.main.ordered_handlers = True
     order: list[int] = []
 
-    @sio.on("n")
+    @sio.on("n", ordered=how == "event")
     async def n(socket: trio_sio.Socket, i: int) -> None:
         await trio.sleep(1 if i % 2 else 0)
         order.append(i)
@@ -346,6 +349,124 @@ async def test_events_from_one_client_are_handled_in_order(
             while len(order) < 10:
                 await trio.sleep(1)
     assert order == list(range(10))
+
+
+async def test_handlers_start_in_arrival_order_and_run_concurrently(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server()
+    started_order: list[int] = []
+
+    @sio.on("slow")
+    async def slow(socket: trio_sio.Socket, i: int) -> int:
+        started_order.append(i)
+        await trio.sleep(10 - i)  # later events finish first
+        return i
+
+    await started(nursery, sio)
+    async with open_raw_client(sio) as raw:
+        await raw.connect()
+        t0 = trio.current_time()
+        for i in range(5):
+            await raw.send(f'42{i}["slow",{i}]')
+        acks = [await raw.receive() for _ in range(5)]
+    assert started_order == [0, 1, 2, 3, 4]
+    assert acks == [f"43{i}[{i}]" for i in (4, 3, 2, 1, 0)]
+    assert trio.current_time() - t0 == pytest.approx(10)  # concurrently, not 40 s
+
+
+async def test_a_blocked_handler_does_not_block_the_next_events(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server()
+
+    @sio.on("forever")
+    async def forever(socket: trio_sio.Socket) -> None:
+        await trio.sleep_forever()
+
+    @sio.on("ping")
+    def ping(socket: trio_sio.Socket) -> str:
+        return "pong"
+
+    await started(nursery, sio)
+    async with open_raw_client(sio) as raw:
+        await raw.connect()
+        await raw.send('421["forever"]')
+        await raw.send('422["ping"]')
+        await raw.expect('432["pong"]')
+
+
+async def test_handlers_in_flight_are_bounded_and_reading_pauses(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server(max_concurrent_handlers=3)
+    running = 0
+    most = 0
+    release = trio.Event()
+
+    @sio.on("work")
+    async def work(socket: trio_sio.Socket) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+
+    @sio.on("ping")
+    def ping(socket: trio_sio.Socket) -> str:
+        return "pong"
+
+    await started(nursery, sio)
+    async with open_raw_client(sio) as raw:
+        await raw.connect()
+        for _ in range(10):
+            await raw.send('42["work"]')
+        await raw.send('421["ping"]')
+        await trio.testing.wait_all_tasks_blocked()
+        assert (running, most) == (3, 3)
+        with pytest.raises(trio.WouldBlock):
+            raw.receive_nowait()  # reading paused: the ping is not handled yet
+        release.set()
+        await raw.expect('431["pong"]')
+    assert most == 3
+
+
+async def test_a_handler_can_decline_or_acknowledge_later(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server()
+    acks: list[trio_sio.Ack] = []
+
+    @sio.on("decline")
+    async def decline(socket: trio_sio.Socket, *, ack: trio_sio.Ack) -> str:
+        return "not an ack"
+
+    @sio.on("later")
+    def later(socket: trio_sio.Socket, x: int, *, ack: trio_sio.Ack) -> None:
+        acks.append(ack)
+
+        async def finish() -> None:
+            await trio.sleep(5)
+            await ack(x * 2, "done")
+
+        socket.start_soon(finish)
+
+    await started(nursery, sio)
+    async with open_raw_client(sio) as raw:
+        await raw.connect()
+        await raw.send('421["decline"]')
+        await raw.send('422["later",21]')
+        t0 = trio.current_time()
+        await raw.expect('432[42,"done"]')
+        assert trio.current_time() - t0 == pytest.approx(5)
+        with pytest.raises(RuntimeError, match="already"):
+            await acks[0]("again")
+        await raw.send('42["later",1]')  # no ack asked: calling it does nothing
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(6)
+        with pytest.raises(trio.WouldBlock):
+            raw.receive_nowait()
+    assert [a.requested for a in acks] == [True, False]
 
 
 async def test_failing_handler_is_logged_and_harms_nothing(
@@ -405,7 +526,7 @@ async def test_catch_all_listeners(
 async def test_volatile_emits_are_dropped_when_the_queue_is_full(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    sio = make_server(max_queued_packets=2)
+    sio = make_server(max_buffer_bytes=40)
     await started(nursery, sio)
     sent = trio.Event()
 

@@ -1,9 +1,10 @@
 """One Engine.IO session seen by the Socket.IO server: it multiplexes namespace sockets.
 
-The connection's task is the Engine.IO session handler. It decodes packets and routes them:
-CONNECT runs the namespace's middleware and starts the socket's dispatch task; EVENT goes to
-that socket's bounded queue (handled in order, by that task); ACK is resolved right here, so
-a handler waiting for an ack never blocks the reading of its own ack.
+The session's receive task hands each message to :meth:`Connection.on_message`, which decodes
+and routes it: CONNECT runs the namespace's middleware and then the connection handlers;
+EVENT starts its handler in a task of its own (bounded per socket: at the bound, reading
+pauses); ACK is resolved right here, so a handler waiting for an ack never blocks the reading
+of its own ack.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _REASONS = {
     CloseReason.PARSE_ERROR: "parse error",
     CloseReason.FORCED_CLOSE: "forced server close",
     CloseReason.SERVER_SHUTDOWN: "server shutting down",
+    CloseReason.SLOW_CONSUMER: "slow consumer",
 }
 
 
@@ -56,6 +58,8 @@ class Connection:
         self._connect_scope = trio.CancelScope()
         self._ready = trio.Event()
         self._close_reason: str | None = None
+        #: True once the connection is ending: no new handler starts.
+        self.closing = False
 
     # -- sending --------------------------------------------------------------------------
     async def send_packet(self, packet: Packet, *, volatile: bool = False) -> None:
@@ -74,16 +78,20 @@ class Connection:
         """Queue already encoded frames; waits while the send queue is full."""
         await self.engine.send_packets(group)
 
-    def send_group_nowait(self, group: tuple[EnginePacket, ...], *, volatile: bool) -> bool:
+    def send_group_nowait(
+        self, group: tuple[EnginePacket, ...], *, volatile: bool, force: bool = False
+    ) -> bool:
         """Queue frames if that can be done right now; returns whether it was.
 
         With ``volatile``, the packet is sent only if the connection is writable right now
-        (see ``EngineSocket.writable``), as the JS server does.
+        (see ``EngineSocket.writable``), as the JS server does. With ``force`` it is queued
+        even over the send queue's bound (a broadcast never waits): the session is closed
+        as a slow consumer if it stays over it.
         """
         if volatile and not self.engine.writable:
             return False
         try:
-            self.engine.send_packets_nowait(group)
+            self.engine.send_packets_nowait(group, force=force)
         except (trio.WouldBlock, ConnectionClosed):
             return False
         return True
@@ -108,8 +116,10 @@ class Connection:
                     log.info("session %s: no namespace connected in time", self.engine.sid)
                     self.engine.close(CloseReason.FORCED_CLOSE)
                     await self.engine.wait_closing()
+                self.closing = True
                 nursery.cancel_scope.cancel()
         finally:
+            self.closing = True
             reason = self._close_reason or _REASONS.get(
                 self.engine.close_reason or CloseReason.TRANSPORT_CLOSE, "transport close"
             )
@@ -127,7 +137,7 @@ class Connection:
         decoder = self.decoder
         try:
             decoder.feed(message)
-            while True:
+            while not self.closing:
                 packet = decoder.next_packet()
                 if packet is NEED_DATA:
                     return
@@ -135,7 +145,10 @@ class Connection:
         except RemoteProtocolError as exc:
             log.info("session %s: bad packet: %s", self.engine.sid, exc)
             self._close_reason = "parse error"
+            self.closing = True
             self.engine.close(CloseReason.PARSE_ERROR)
+        except ConnectionClosed:
+            pass  # the session closed while a reply was being queued: nothing more to do
 
     async def close(self, reason: str) -> None:
         """Disconnect every namespace socket with ``reason`` and close the session."""
@@ -156,10 +169,7 @@ class Connection:
             if socket is None:
                 log.debug("session %s: event for unconnected %s", self.engine.sid, packet.namespace)
                 return
-            try:
-                await socket._events_send.send(packet)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
+            await socket._on_event(packet)
         elif ptype is PacketType.ACK:
             socket = self.sockets.get(packet.namespace)
             if socket is not None and not socket._acks.resolve(packet.id, packet.data):
@@ -179,7 +189,13 @@ class Connection:
         if name in self.sockets:
             log.info("session %s: already connected to %s", self.engine.sid, name)
             return
-        namespace = await self.server._namespace_for(name, auth)
+        try:
+            namespace = await self.server._namespace_for(name, auth)
+        except Exception:
+            log.exception("session %s: the namespace matcher failed for %s", self.engine.sid, name)
+            namespace = None
+        if self.closing:
+            return
         if namespace is None:
             await self._refuse(name, {"message": "Invalid namespace"})
             return
@@ -196,12 +212,14 @@ class Connection:
             log.exception("session %s: middleware of %s failed", self.engine.sid, name)
             await self._refuse(name, {"message": "Internal server error"})
             return
+        if self.closing or name in self.sockets:
+            return  # the connection ended, or the same namespace connected, meanwhile
         socket.connected = True
         self.sockets[name] = socket
         namespace._add(socket)
         await self.send_packet(Packet(PacketType.CONNECT, name, {"sid": socket.id}))
         self._connect_scope.deadline = math.inf
-        self.nursery.start_soon(socket._run, auth)
+        self.nursery.start_soon(socket._guarded, socket._run, auth)
 
     async def _refuse(self, name: str, data: dict[str, Any]) -> None:
         await self.send_packet(Packet(PacketType.CONNECT_ERROR, name, data))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
@@ -45,14 +45,31 @@ class _HandlerTable:
         self._middlewares: list[Handler] = []
         self._incoming_hooks: list[Handler] = []
         self._outgoing_hooks: list[Handler] = []
+        self._ordered: set[str] = set()
+        #: handle this namespace's events strictly one at a time, in order, per socket
+        #: (None: the server's ``ordered_handlers``).
+        self.ordered_handlers: bool | None = None
 
-    def on(self, event: str, handler: F | None = None) -> Any:
+    @overload
+    def on(
+        self, event: str, handler: None = None, *, ordered: bool = False
+    ) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F, *, ordered: bool = False) -> F: ...
+    def on(
+        self, event: str, handler: F | None = None, *, ordered: bool = False
+    ) -> F | Callable[[F], F]:
         """Register a handler; usable as ``@ns.on("event")`` or ``ns.on("event", fn)``.
 
         Lifecycle names: ``"connection"`` (alias ``"connect"``) gets ``(socket, auth)``;
         ``"disconnecting"`` and ``"disconnect"`` get ``(socket, reason)``. Any other name is an
-        event: the handler gets ``(socket, *args)`` and its return value is the ack.
-        Handlers may be sync or async.
+        event: the handler gets ``(socket, *args)`` and its return value is the ack, unless
+        it takes a keyword-only ``ack`` parameter (an :class:`~trio_sio.Ack` to call once,
+        now, later or never). Handlers may be sync or async.
+
+        Handlers of one socket's events start in arrival order and run concurrently (see
+        ``max_concurrent_handlers``); with ``ordered``, this event's handler runs strictly one
+        at a time per socket, in order with the socket's other ordered events.
         """
 
         def register(fn: F) -> F:
@@ -61,6 +78,10 @@ class _HandlerTable:
                 self._lifecycle.setdefault(name, []).append(Handler(fn))
             else:
                 self._handlers[name] = Handler(fn)
+                if ordered:
+                    self._ordered.add(name)
+                else:
+                    self._ordered.discard(name)
             return fn
 
         if handler is not None:
@@ -117,6 +138,14 @@ class Namespace(_HandlerTable):
             handler = self.parent._handlers.get(event)
         return handler
 
+    def _is_ordered(self, event: str) -> bool:
+        if event in self._ordered or (self.parent is not None and event in self.parent._ordered):
+            return True
+        for table in (self, self.parent):
+            if table is not None and table.ordered_handlers is not None:
+                return table.ordered_handlers
+        return self.server.ordered_handlers
+
     def _all(self, name: str) -> list[Handler]:
         mine = self._lifecycle.get(name, [])
         if self.parent is None:
@@ -156,31 +185,35 @@ class Namespace(_HandlerTable):
     def _remove(self, socket: Socket) -> None:
         self.adapter.delete_all(socket.id)
         self.sockets.pop(socket.id, None)
+        if (
+            self.parent is not None
+            and not self.sockets
+            and self.server.cleanup_empty_child_namespaces
+        ):
+            self.parent._forget(self)
 
     def get_socket(self, sid: str) -> Socket | None:
         """The connected socket with this id, if any."""
         return self.sockets.get(sid)
 
     async def deliver(self, sids: Sequence[str], packet: Packet, *, volatile: bool) -> None:
-        """Encode ``packet`` once and queue it for each socket.
+        """Encode ``packet`` once and queue it for each socket; never waits for one socket.
 
-        Sockets whose queue has room get it at once; then the call waits for the others in
-        turn (volatile: drops it for them instead).
+        A socket whose send queue is over its bound still gets the packet (and is closed as
+        a slow consumer if it stays over, see ``max_buffer_bytes``); volatile packets are
+        dropped for sockets that cannot write right now. The outgoing catch-all listeners
+        are called for each socket first.
         """
         group = frames_to_engine(self.server.parser.encode(packet))
-        waiting: list[Socket] = []
+        hooks = self._outgoing_hooks
         for sid in sids:
             socket = self.sockets.get(sid)
             if socket is None or not socket.connected:
                 continue
-            sent = socket._connection.send_group_nowait(group, volatile=volatile)
-            if not sent and not volatile:
-                waiting.append(socket)
-        for socket in waiting:
-            try:
-                await socket._connection.send_group(group)
-            except ConnectionClosed:
-                pass
+            if hooks:
+                await socket._notify_outgoing(packet.data)
+            socket._connection.send_group_nowait(group, volatile=volatile, force=not volatile)
+        await trio.lowlevel.checkpoint()
 
     async def deliver_with_ack(
         self, sids: Sequence[str], packet: Packet, timeout: float
@@ -288,6 +321,10 @@ class ParentNamespace(_HandlerTable):
         if not isinstance(verdict, bool):
             verdict = await verdict
         return bool(verdict)
+
+    def _forget(self, namespace: Namespace) -> None:
+        if self.children.get(namespace.name) is namespace:
+            del self.children[namespace.name]
 
     def child(self, name: str) -> Namespace:
         """The child namespace ``name`` (created if needed)."""

@@ -33,8 +33,15 @@ class Server:
         adapter: a factory ``adapter(namespace) -> Adapter`` (default in-memory).
         connect_timeout: seconds a client has to connect to a namespace after the
             Engine.IO handshake before the connection is closed.
-        event_queue_size: events waiting for their handler, per socket; when full, the
-            connection stops reading (backpressure).
+        max_concurrent_handlers: events of one socket in flight at once (handlers running
+            or, for ordered events, waiting their turn); at the bound, the connection stops
+            reading (backpressure) until one finishes.
+        ordered_handlers: handle every event strictly one at a time per socket, in order
+            (default: concurrently; see also ``Namespace.ordered_handlers`` and
+            ``on(event, ordered=True)``).
+        cleanup_empty_child_namespaces: remove a dynamic child namespace (and its adapter)
+            when its last socket leaves, as the JS option of that name does (off by default,
+            as in JS: handlers registered on the child itself would be lost).
         max_pending_acks: acks one socket may wait for at once.
         close_grace: seconds the disconnect handlers get when a connection ends.
         **engine_options: Engine.IO settings (:class:`~trio_sio.engineio.EngineConfig`):
@@ -60,7 +67,9 @@ class Server:
         parser: Parser | None = None,
         adapter: Callable[[SocketRegistry], Adapter] = InMemoryAdapter,
         connect_timeout: float = 45.0,
-        event_queue_size: int = 256,
+        max_concurrent_handlers: int = 64,
+        ordered_handlers: bool = False,
+        cleanup_empty_child_namespaces: bool = False,
         max_pending_acks: int = 10_000,
         close_grace: float = 5.0,
         **engine_options: Any,
@@ -68,7 +77,11 @@ class Server:
         self.parser: Parser = parser or JsonParser()
         self.adapter_factory = adapter
         self.connect_timeout = connect_timeout
-        self.event_queue_size = event_queue_size
+        if max_concurrent_handlers < 1:
+            raise ValueError("max_concurrent_handlers must be at least 1")
+        self.max_concurrent_handlers = max_concurrent_handlers
+        self.ordered_handlers = ordered_handlers
+        self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self.max_pending_acks = max_pending_acks
         self.close_grace = close_grace
         self.engine = EngineServer(
@@ -120,9 +133,19 @@ class Server:
         return None
 
     # -- the main namespace ---------------------------------------------------------------
-    def on(self, event: str, handler: F | None = None) -> Any:
+    @overload
+    def on(
+        self, event: str, handler: None = None, *, ordered: bool = False
+    ) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F, *, ordered: bool = False) -> F: ...
+    def on(
+        self, event: str, handler: F | None = None, *, ordered: bool = False
+    ) -> F | Callable[[F], F]:
         """Register a handler on ``"/"``; see :meth:`Namespace.on`."""
-        return self.main.on(event, handler)
+        if handler is None:
+            return self.main.on(event, ordered=ordered)
+        return self.main.on(event, handler, ordered=ordered)
 
     def use(self, middleware: F) -> F:
         """Add connection middleware to ``"/"``; see :meth:`Namespace.use`."""

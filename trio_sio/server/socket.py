@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .._acks import AckRegistry, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
-from .._handlers import Handler, ack_args
+from .._handlers import Ack, Handler, ack_args
 from ..adapters.base import BroadcastOptions
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.serialize import to_wire
@@ -79,9 +81,11 @@ class Socket:
         self.connected = False
         self._connection = connection
         self._acks = AckRegistry(namespace.server.max_pending_acks)
-        self._events_send, self._events_recv = trio.open_memory_channel[Packet](
-            namespace.server.event_queue_size
-        )
+        # Events in flight (running, or waiting for their turn); reading pauses at the bound.
+        self._in_flight = trio.Semaphore(namespace.server.max_concurrent_handlers)
+        # Events that came before the connection handlers finished, in order.
+        self._early: list[Packet] | None = []
+        self._ordered_send: trio.MemorySendChannel[Packet] | None = None
         self._background_scopes: set[trio.CancelScope] = set()
 
     def __repr__(self) -> str:
@@ -150,7 +154,9 @@ class Socket:
             TypeError: an argument cannot be sent (nothing was sent).
             ConnectionClosed: the socket is disconnected.
 
-        Blocks: while the connection's send queue is full.
+        Blocks: while the connection's send queue is over ``max_buffer_bytes``; at most
+            ``slow_consumer_grace`` seconds, after which the client is disconnected as a slow
+            consumer and ConnectionClosed is raised.
 
         Cancellation: if cancelled, the event was not queued; once queued it is sent.
         """
@@ -224,6 +230,15 @@ class Socket:
             await hook(self, event, *args)
         await self._connection.send_packet(packet, volatile=volatile)
 
+    async def _notify_outgoing(self, data: list[Any]) -> None:
+        """Call the outgoing catch-all listeners for a broadcast reaching this socket."""
+        event, *args = data
+        for hook in self.namespace._outgoing_hooks:
+            try:
+                await hook(self, event, *args)
+            except Exception:
+                log.exception("%r: outgoing listener failed", self)
+
     def _check_connected(self) -> None:
         if not self.connected:
             raise ConnectionClosed("socket is disconnected")
@@ -248,35 +263,81 @@ class Socket:
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` in a task of this socket, cancelled when it disconnects.
 
-        For work that outlives a handler (periodic updates, streams): the connection
-        handler and event handlers run one at a time, so they should not loop forever.
-        An exception in the task is logged; it does not disconnect the socket.
+        For work that outlives a handler (periodic updates, streams, a late ack). An
+        exception in the task is logged; it does not disconnect the socket.
 
         Raises:
             ConnectionClosed: the socket is disconnected.
         """
         if not self.connected:
             raise ConnectionClosed("socket is disconnected")
-        self._connection.nursery.start_soon(self._background, fn, args)
+        self._connection.nursery.start_soon(self._guarded, _log_failure, self, fn, *args)
 
-    async def _background(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+    async def _run(self, auth: dict[str, Any]) -> None:
+        """Run the connection handlers, then start the events that came meanwhile."""
+        await self.namespace._on_connection(self, auth)
+        early = self._early
+        while early:
+            await self._start(early.pop(0))
+        self._early = None  # from now on the receive task starts events itself
+
+    async def _on_event(self, packet: Packet) -> None:
+        """An EVENT packet from the client (called by the connection's receive task).
+
+        Blocks: while ``max_concurrent_handlers`` events of this socket are in flight, which
+        pauses the reading of the whole connection (backpressure).
+        """
+        await self._in_flight.acquire()
+        if not self.connected or self._connection.closing:
+            self._in_flight.release()
+            return
+        if self._early is not None:
+            self._early.append(packet)
+        else:
+            await self._start(packet)
+
+    async def _start(self, packet: Packet) -> None:
+        """Start handling one event: in a task of its own, begun before this returns (so
+        handlers start in arrival order), or queued for the socket's ordered task."""
+        if not self.connected or self._connection.closing:
+            self._in_flight.release()
+            return
+        if self.namespace._is_ordered(str(packet.data[0])):
+            if self._ordered_send is None:
+                self._ordered_send, receive = trio.open_memory_channel[Packet](math.inf)
+                self._connection.nursery.start_soon(self._guarded, self._ordered_loop, receive)
+            self._ordered_send.send_nowait(packet)
+        else:
+            await self._connection.nursery.start(self._handler_task, packet)
+
+    async def _handler_task(self, packet: Packet, *, task_status: trio.TaskStatus[None]) -> None:
+        with trio.CancelScope() as scope:
+            self._background_scopes.add(scope)
+            task_status.started()
+            try:
+                await self._dispatch(packet)
+            finally:
+                self._background_scopes.discard(scope)
+                self._in_flight.release()
+
+    async def _ordered_loop(self, receive: trio.MemoryReceiveChannel[Packet]) -> None:
+        async with receive:
+            async for packet in receive:
+                try:
+                    await self._dispatch(packet)
+                finally:
+                    self._in_flight.release()
+
+    async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` until it returns or the socket disconnects."""
         if not self.connected:
             return
         with trio.CancelScope() as scope:
             self._background_scopes.add(scope)
             try:
-                await _log_failure(self, fn, *args)
+                await fn(*args)
             finally:
                 self._background_scopes.discard(scope)
-
-    async def _run(self, auth: dict[str, Any]) -> None:
-        """The dispatch task: connection handlers, then events one at a time, in order."""
-        await self.namespace._on_connection(self, auth)
-        async with self._events_recv:
-            async for packet in self._events_recv:
-                if not self.connected:
-                    break
-                await self._dispatch(packet)
 
     async def _dispatch(self, packet: Packet) -> None:
         event, *args = packet.data
@@ -288,23 +349,33 @@ class Socket:
             if handler is None:
                 log.debug("%r: no handler for %r", self, event)
                 return
+            if handler.takes_ack:
+                sender = None if packet.id is None else partial(self._send_ack, packet.id)
+                await handler(self, *args, ack=Ack(sender))
+                return
             result = await handler(self, *args)
         except ConnectionClosed:
             return
         except Exception:
             log.exception("%r: handler for %r failed", self, event)
             return
-        if packet.id is not None and self.connected:
+        if packet.id is not None:
             try:
-                data = to_wire(ack_args(result))
+                await self._send_ack(packet.id, ack_args(result))
             except (TypeError, ValueError):
                 log.exception("%r: the ack of %r cannot be sent", self, event)
-                return
-            ack = Packet(PacketType.ACK, self.namespace.name, data, packet.id)
-            try:
-                await self._connection.send_packet(ack)
-            except ConnectionClosed:
-                pass
+
+    async def _send_ack(self, ack_id: int, args: tuple[Any, ...]) -> None:
+        data = to_wire(args)
+        if not self.connected:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await self._connection.send_packet(
+                Packet(PacketType.ACK, self.namespace.name, data, ack_id)
+            )
+        except ConnectionClosed:
+            pass
 
     async def _close(self, reason: str) -> None:
         """Run the disconnect sequence once: ``disconnecting`` (rooms still there), leave
@@ -316,7 +387,9 @@ class Socket:
         self.namespace._remove(self)
         self._connection.forget(self)
         self._acks.close(reason)
-        self._events_send.close()
+        self._early = None
+        if self._ordered_send is not None:
+            self._ordered_send.close()
         for scope in list(self._background_scopes):
             scope.cancel()
         await self.namespace._run_lifecycle("disconnect", self, reason)
