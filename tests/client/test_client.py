@@ -165,9 +165,9 @@ async def test_reconnection_backoff_and_rejoin(
         assert client.connected
         assert await client.emit_with_ack("echo", "back") == "back"
     delays = [round(t - t0, 3) for _, t in attempts]
-    # attempt n starts after the back-off of attempts 1..n-1: 1, 2, 4, 5, 5 seconds
+    # as in JS, attempt n fires when it starts, after its back-off: 1, 2, 4, 5, 5 seconds
     assert [n for n, _ in attempts][:5] == [1, 2, 3, 4, 5]
-    assert delays[:5] == [0.0, 1.0, 3.0, 7.0, 12.0]
+    assert delays[:5] == [1.0, 3.0, 7.0, 12.0, 17.0]
     assert reasons[0] == "transport close"
     assert reconnected and reconnected[0] >= 5
     assert welcomes == [{"n": 1}, {"n": 2}]  # auth evaluated at each connection

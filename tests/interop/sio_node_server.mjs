@@ -48,10 +48,11 @@
 //   join(room)                    cb(the socket's rooms, sorted, without its own id)
 //   to-room(room, ...args)        socket.to(room).emit("room-news", ...args); cb("sent")
 //   ping(count)                   logged like every event (the page's restart example)
+//   kick-me                       socket.disconnect() (any namespace): "io server disconnect"
 //
 // "/admin" accepts only auth.token === "secret"; its middleware refuses anything else with
 // an Error("not authorized") whose data is {code: 403, reason: "bad token"}. It emits
-// admin-hello({welcome: auth.user}) on connection and answers whoami, echo and sync.
+// admin-hello({welcome: auth.user}) on connection and answers whoami, echo, sync and kick-me.
 
 import { Buffer } from "node:buffer";
 import http from "node:http";
@@ -140,6 +141,7 @@ function common(socket) {
     socket.emit("echoed", ...args);
     cb?.(...args);
   });
+  socket.on("kick-me", () => socket.disconnect());
 }
 
 async function ask(socket, request) {

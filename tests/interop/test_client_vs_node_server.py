@@ -793,3 +793,151 @@ async def test_restart_example(transport: str, volatile: bool) -> None:
         assert len(after) >= 5
         assert not set(offline) & set(after)
         assert after[0] == offline[-1] + 1
+
+
+# -- namespaces connected and disconnected one by one -------------------------------------
+
+
+async def test_server_disconnects_a_namespace(server: NodeServer, transport: str) -> None:
+    """Node's ``socket.disconnect()`` on ``/admin``: the ack our client waits for there fails
+    with "io server disconnect", emits on it raise, ``/`` carries on, and ``connect()``
+    joins ``/admin`` again over the same Engine.IO connection (not automatically)."""
+    client = client_for(server, transport, namespaces=["/", "/admin"], auth={"token": "secret"})
+    admin = client.of("/admin")
+    reasons: list[str] = []
+    admin.on("disconnect", reasons.append)
+    with trio.fail_after(LIMIT):
+        async with client:
+            first_sid = admin.id
+            outcome: list[str] = []
+
+            async def wait_ack() -> None:
+                try:
+                    await admin.emit_with_ack("no-answer")
+                except trio_sio.ConnectionClosed as exc:
+                    outcome.append(exc.reason)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_ack)
+                await trio.sleep(0.05)
+                await admin.emit("kick-me")
+            assert outcome == ["io server disconnect"]
+            assert admin.server_disconnected and not admin.connected
+            with pytest.raises(trio_sio.ConnectionClosed):
+                await admin.emit("after")
+            entry = await server.wait_entry(ev="disconnect", sid=first_sid)
+            assert entry["reason"] == "server namespace disconnect"
+            await trio.sleep(0.3)
+            assert not admin.connected
+            assert reasons == ["io server disconnect"]
+            await sync(server, client)
+            await admin.connect()
+            assert admin.connected and admin.id != first_sid
+            who = await admin.emit_with_ack("whoami", timeout=WAIT)
+            main_who = await client.emit_with_ack("whoami", timeout=WAIT)
+            assert who["nsp"] == "/admin" and who["eio"] == main_who["eio"]
+
+
+async def test_namespace_added_connected_refused_and_left(
+    server: NodeServer, transport: str
+) -> None:
+    """``client.of("/admin")`` after connecting, then ``connect()`` (socket.io-client's
+    ``manager.socket()`` + ``socket.connect()``): refused by Node's middleware with its
+    message and data, accepted with a good token (auth evaluated again), left with
+    ``disconnect()`` (Node sees "client namespace disconnect")."""
+    token = "bad"
+    client = client_for(server, transport, auth=lambda: {"token": token, "user": "late"})
+    with trio.fail_after(LIMIT):
+        async with client:
+            admin = client.of("/admin")
+            hello = Recorder(admin)
+            with pytest.raises(trio_sio.ConnectionRefused) as info:
+                await admin.connect()
+            assert info.value.message == "not authorized"
+            assert info.value.data == {"code": 403, "reason": "bad token"}
+            token = "secret"
+            await admin.connect()
+            assert await hello.first("admin-hello") == ({"welcome": "late"},)
+            sid = admin.id
+            for n in range(3):
+                await admin.emit("where", n)
+            await admin.disconnect()
+            entry = await server.wait_entry(ev="disconnect", sid=sid)
+            assert entry["reason"] == "client namespace disconnect"
+            assert server.args(sid, "where") == [[0], [1], [2]]
+            assert client.connected
+            await sync(server, client)
+
+
+# -- handler concurrency and the ack parameter --------------------------------------------
+
+
+async def test_handlers_run_concurrently_with_node(server: NodeServer, transport: str) -> None:
+    """Node asks two questions at once; our first handler waits for the second one's:
+    answered only because handlers run concurrently."""
+    client = client_for(server, transport)
+    recorder = Recorder(client)
+    second_seen = trio.Event()
+
+    @client.on("first")
+    async def first() -> str:
+        await second_seen.wait()
+        return "first"
+
+    @client.on("second")
+    def second() -> str:
+        second_seen.set()
+        return "second"
+
+    with trio.fail_after(LIMIT):
+        async with client:
+            await client.emit("ask", {"id": 1, "event": "first", "timeout": 2000})
+            await client.emit("ask", {"id": 2, "event": "second", "timeout": 2000})
+            [one] = await recorder.first("answer", id=1)
+            [two] = await recorder.first("answer", id=2)
+    assert (one["value"], two["value"]) == ("first", "second")
+
+
+async def test_ack_parameter_with_node(server: NodeServer, transport: str) -> None:
+    """A handler taking ``ack``: acknowledged later from another task (Node's
+    ``emitWithAck`` resolves), or never (Node's times out)."""
+    client = client_for(server, transport)
+    recorder = Recorder(client)
+    pending: list[trio_sio.Ack] = []
+
+    @client.on("later")
+    def later(x: int, *, ack: trio_sio.Ack) -> None:
+        pending.append(ack)
+
+    @client.on("never")
+    def never(*, ack: trio_sio.Ack) -> str:
+        return "ignored"
+
+    async def acknowledge() -> None:
+        while not pending:
+            await trio.sleep(0.01)
+        await trio.sleep(0.2)
+        await pending[0]("late", b"\x02")
+
+    with trio.fail_after(LIMIT):
+        async with client, trio.open_nursery() as nursery:
+            nursery.start_soon(acknowledge)
+            request = {"id": 1, "event": "later", "args": [1], "timeout": 2000, "style": "callback"}
+            answer = await ask(client, recorder, request)
+            assert (answer["err"], answer["args"]) == (None, ["late", b"\x02"])
+            assert answer["ms"] >= 150
+            answer = await ask(client, recorder, {"id": 2, "event": "never", "timeout": 300})
+            assert answer["error"] == "operation has timed out"
+
+
+async def test_volatile_after_plain_emits_keeps_order(server: NodeServer, transport: str) -> None:
+    """Five plain emits then a volatile one: Node receives them in that order."""
+    client = client_for(server, transport)
+    with trio.fail_after(LIMIT):
+        async with client:
+            sid = client.id
+            for n in range(1, 6):
+                await client.emit("seq", n)
+            await client.volatile.emit("seq", 6)
+            await sync(server, client)
+    assert server.args(sid or "", "seq") == [[n] for n in range(1, 7)]

@@ -2,55 +2,40 @@
 
 from __future__ import annotations
 
-import inspect
-import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import trio
 
+from .._emitter import Callback, SocketEmitter
 from .._handlers import Handler
 from ..engineio._http_client import Connector
-from ..engineio.client import ConnectError, open_engine_client
-from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
-from ..protocol.socketio import NEED_DATA, JsonParser, Packet, PacketType, Parser
+from ..protocol.errors import ConnectionClosed
+from ..protocol.socketio import Packet, PacketType, Parser
 from ._backoff import Backoff
-from .socket import ClientSocket, Session
+from ._manager import Auth, Manager
+from ._namespace import DRAIN_GRACE
+from .socket import ClientSocket
 
 __all__ = ["Client", "connect"]
 
-log = logging.getLogger("trio_sio.client")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
 #: Manager-level events (the JS ``socket.io`` manager's).
 MANAGER_EVENTS = frozenset(
     {"reconnect_attempt", "reconnect", "reconnect_error", "reconnect_failed"}
 )
 
-#: Engine.IO close reasons → the client's disconnect reasons.
-_REASONS = {
-    "forced close": "io client disconnect",
-    "transport close": "transport close",
-    "transport error": "transport error",
-    "ping timeout": "ping timeout",
-    "parse error": "parse error",
-}
+
+def _name(namespace: str) -> str:
+    return namespace if namespace.startswith("/") else "/" + namespace
 
 
-class _Refused(Exception):
-    def __init__(self, namespace: str, data: Any) -> None:
-        super().__init__(namespace)
-        self.namespace = namespace
-        self.data = data
-
-
-class Client:
+class Client(Manager):
     """A Socket.IO client for Trio.
 
     Register handlers first, then connect with ``async with``; the block starts once every
@@ -67,6 +52,7 @@ class Client:
     Args:
         url: the server, ``http(s)://host:port`` (``ws(s)://`` works too).
         namespaces: the namespaces to connect, over one connection (``"/"`` by default).
+            Others can be added with :meth:`of`.
         auth: the CONNECT payload: a dict, or a function (sync or async) returning one,
             called at each (re)connection.
         transports: ``("polling", "websocket")`` (start on polling, then upgrade),
@@ -85,7 +71,13 @@ class Client:
             packet at a time, in order.
         ack_timeout: seconds per try when ``retries`` is set (5 s if None).
         buffer_size: emits kept while disconnected, per namespace.
-        event_queue_size: received events waiting for their handler, per namespace.
+        event_queue_size: received events waiting for their handler to start, per namespace.
+        max_concurrent_handlers: handlers of one namespace in flight at once (running, or
+            waiting for their turn in the ordered lane); at the bound the client stops
+            taking events, and then stops reading from the connection (backpressure).
+        ordered_handlers: handle every event (and lifecycle event) one at a time, in
+            order, per namespace (default: concurrently; see also ``on(event,
+            ordered=True)``).
         max_pending_acks: acks one namespace may wait for at once.
         connector: opens the byte stream instead of TCP (``trio_sio.testing`` connects in
             memory with it).
@@ -113,11 +105,16 @@ class Client:
         ack_timeout: float | None = None,
         buffer_size: int = 1024,
         event_queue_size: int = 256,
+        max_concurrent_handlers: int = 64,
+        ordered_handlers: bool = False,
         max_pending_acks: int = 10_000,
         connector: Connector | None = None,
     ) -> None:
         if not namespaces:
             raise ValueError("at least one namespace is needed")
+        if max_concurrent_handlers < 1:
+            raise ValueError("max_concurrent_handlers must be at least 1")
+        super().__init__(parser)
         self.url = url
         self.auth = auth
         self.transports = tuple(transports)
@@ -125,7 +122,6 @@ class Client:
         self.headers = headers
         self.query = query
         self.ssl_context = ssl_context
-        self.parser: Parser = parser or JsonParser()
         self.reconnection = reconnection
         self.reconnection_attempts = reconnection_attempts
         self.backoff = Backoff(
@@ -136,31 +132,49 @@ class Client:
         self.ack_timeout = ack_timeout
         self.buffer_size = buffer_size
         self.event_queue_size = event_queue_size
+        self.max_concurrent_handlers = max_concurrent_handlers
+        self.ordered_handlers = ordered_handlers
         self.max_pending_acks = max_pending_acks
         self.connector = connector
-        names = [n if n.startswith("/") else "/" + n for n in namespaces]
+        names = [_name(n) for n in namespaces]
         self._sockets: dict[str, ClientSocket] = {n: ClientSocket(self, n) for n in names}
         self.main = self._sockets.get("/") or self._sockets[names[0]]
         self._manager_handlers: dict[str, list[Handler]] = {}
-        self._session: Session | None = None
-        self._closing = False
-        self._started = False
         self._stack: AsyncExitStack | None = None
-        self._nursery: trio.Nursery
 
     # -- namespaces and handlers ---------------------------------------------------------
     def of(self, namespace: str) -> ClientSocket:
-        """The socket of a namespace given in ``namespaces``.
+        """The socket of a namespace, made on first use (as socket.io-client's
+        ``manager.socket(namespace)``).
 
-        Raises:
-            KeyError: the namespace was not requested.
+        A namespace made before the client connects is connected with the others. One made
+        while the client runs stays disconnected until ``await socket.connect()``, which
+        connects it over the client's existing connection; register its handlers first.
         """
-        return self._sockets[namespace if namespace.startswith("/") else "/" + namespace]
+        name = _name(namespace)
+        socket = self._sockets.get(name)
+        if socket is None:
+            socket = self._sockets[name] = ClientSocket(self, name)
+            if self._closing or self._ended:
+                socket._shutdown("io client disconnect")
+            elif self._running:
+                socket._start_tasks(self._nursery)
+        return socket
 
-    def on(self, event: str, handler: F | None = None) -> Any:
-        """Register a handler on the main namespace, or for a manager event:
-        ``"reconnect_attempt"`` (attempt number), ``"reconnect"`` (attempts it took),
-        ``"reconnect_error"`` (the error), ``"reconnect_failed"`` (no arguments)."""
+    @overload
+    def on(
+        self, event: str, handler: None = None, *, ordered: bool = False
+    ) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F, *, ordered: bool = False) -> F: ...
+    def on(
+        self, event: str, handler: F | None = None, *, ordered: bool = False
+    ) -> F | Callable[[F], F]:
+        """Register a handler on the main namespace (see :meth:`ClientSocket.on`), or for a
+        manager event: ``"reconnect_attempt"`` (attempt number), ``"reconnect"`` (attempts
+        it took), ``"reconnect_error"`` (the error), ``"reconnect_failed"`` (no arguments).
+        Manager handlers run in the client's connecting task, one at a time (``ordered``
+        does not apply to them)."""
         if event in MANAGER_EVENTS:
 
             def register(fn: F) -> F:
@@ -168,7 +182,9 @@ class Client:
                 return fn
 
             return register(handler) if handler is not None else register
-        return self.main.on(event, handler)
+        if handler is not None:
+            return self.main.on(event, handler, ordered=ordered)
+        return self.main.on(event, ordered=ordered)
 
     def on_any(self, handler: F) -> F:
         """Catch-all for incoming events of the main namespace."""
@@ -193,7 +209,7 @@ class Client:
         """The current transport (``"polling"``/``"websocket"``), while connected."""
         return self._session.engine.transport if self._session is not None else None
 
-    async def emit(self, event: str, *args: Any, callback: Any = None) -> None:
+    async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
         """Emit on the main namespace; see :meth:`ClientSocket.emit`."""
         await self.main.emit(event, *args, callback=callback)
 
@@ -201,16 +217,16 @@ class Client:
         """Emit on the main namespace and wait for the ack (``ClientSocket.emit_with_ack``)."""
         return await self.main.emit_with_ack(event, *args, timeout=timeout)
 
-    async def send(self, *args: Any, callback: Any = None) -> None:
+    async def send(self, *args: Any, callback: Callback | None = None) -> None:
         """Emit ``"message"`` on the main namespace."""
         await self.main.send(*args, callback=callback)
 
     @property
-    def volatile(self) -> Any:
+    def volatile(self) -> SocketEmitter:
         """Volatile emits on the main namespace."""
         return self.main.volatile
 
-    def timeout(self, seconds: float) -> Any:
+    def timeout(self, seconds: float) -> SocketEmitter:
         """Emits with an ack timeout on the main namespace."""
         return self.main.timeout(seconds)
 
@@ -230,16 +246,19 @@ class Client:
             ConnectionRefused: a namespace was refused by the server's middleware (with the
                 server's ``message`` and ``data``).
             ConnectError: the server could not be reached and reconnection is off or gave up.
+            RuntimeError: the client was entered before (a Client connects once).
 
         Cancellation: cancelling while connecting leaves nothing running.
         """
+        if self._running:
+            raise RuntimeError("a Client can be used in `async with` only once")
+        self._running = True
+        self._initial = set(self._sockets)
         stack = AsyncExitStack()
         try:
             self._nursery = await stack.enter_async_context(trio.open_nursery())
-            for socket in self._sockets.values():
-                self._nursery.start_soon(socket._dispatch_loop)
-                self._nursery.start_soon(socket._flush_loop)
-                self._nursery.start_soon(socket._retry_loop)
+            for socket in list(self._sockets.values()):
+                socket._start_tasks(self._nursery)
             await self._nursery.start(self._manager)
         except BaseException as exc:
             self._closing = True
@@ -256,7 +275,8 @@ class Client:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        """Disconnect every namespace, close the connection, end every task."""
+        """Disconnect every namespace, close the connection, end every task (handlers
+        still running are cancelled)."""
         stack, self._stack = self._stack, None
         try:
             with trio.CancelScope(shield=True):
@@ -274,168 +294,43 @@ class Client:
     async def aclose(self) -> None:
         """Disconnect (sending DISCONNECT for each namespace) and stop reconnecting.
 
-        Bounded: gives up on the goodbye after two seconds.
+        Emits already made go out first; then the ``"disconnect"`` handlers run; then every
+        task of the client ends, handlers still running included (they are cancelled).
+
+        Blocks: at most about four seconds (two for the goodbye, two for the handlers).
+
+        Cancellation: if cancelled, the goodbye or the wait for the handlers is cut short;
+        the client is closed all the same (``async with`` shields this call).
         """
         if self._closing:
+            await trio.lowlevel.checkpoint()
             return
         self._closing = True
+        self._wake()
         session = self._session
-        with trio.move_on_after(2.0):
+        with trio.move_on_after(DRAIN_GRACE):
             if session is not None:
-                # Emits already made go out first: close each buffer, let it drain.
-                for socket in self._sockets.values():
-                    if socket.connected:
-                        socket._outbox_send.close()
-                        await socket._flush_done.wait()
-                for socket in self._sockets.values():
-                    if socket.connected:
-                        frames = self.encode(Packet(PacketType.DISCONNECT, socket.namespace))
+                connected = [s for s in self._sockets.values() if s.connected]
+                for socket in connected:
+                    await socket._drain("io client disconnect")
+                for socket in connected:
+                    link = socket._link
+                    if link is not None:
                         try:
-                            await session.engine.send_many(frames)
+                            await link.send(socket._encode(PacketType.DISCONNECT))
                         except ConnectionClosed:
                             break
                 await session.engine.aclose()
-        for socket in self._sockets.values():
+        sockets = list(self._sockets.values())
+        for socket in sockets:
             socket._shutdown("io client disconnect")
         # Let the disconnect handlers run, then stop every task.
-        with trio.move_on_after(2.0):
-            for socket in self._sockets.values():
-                socket._events_send.close()
-                await socket._dispatch_done.wait()
+        with trio.move_on_after(DRAIN_GRACE):
+            for socket in sockets:
+                socket._dispatcher.queue.close()
+            for socket in sockets:
+                await socket._dispatcher.wait_idle()
         self._nursery.cancel_scope.cancel()
-
-    async def _fire(self, event: str, *args: Any) -> None:
-        for handler in self._manager_handlers.get(event, []):
-            try:
-                await handler(*args)
-            except Exception:
-                log.exception("%s handler failed", event)
-
-    async def _auth(self) -> dict[str, Any] | None:
-        auth = self.auth
-        if auth is None:
-            return None
-        if callable(auth):
-            value = auth()
-            if inspect.isawaitable(value):
-                value = await value
-            return dict(value)
-        return dict(auth)
-
-    async def _manager(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """Connect, serve the connection, reconnect with back-off; until closed or given up."""
-        started = False
-        attempt = 0
-        last_error: BaseException | None = None
-        while not self._closing:
-            reason = "transport close"
-            try:
-                async with open_engine_client(
-                    self.url,
-                    path=self.path,
-                    transports=self.transports,
-                    query=self.query,
-                    headers=self.headers,
-                    ssl_context=self.ssl_context,
-                    connect_timeout=self.connect_timeout,
-                    connector=self.connector,
-                ) as engine:
-                    session = Session(engine)
-                    self._session = session
-                    self.backoff.reset()
-                    if attempt:
-                        await self._fire("reconnect", attempt)
-                    attempt = 0
-                    try:
-                        reason = await self._serve(session, task_status if not started else None)
-                    finally:
-                        session.closed.set()
-                        self._session = None
-                    started = True
-            except _Refused as refused:
-                info = refused.data if isinstance(refused.data, dict) else {"message": refused.data}
-                message, data = str(info.get("message", "refused")), info.get("data")
-                self._disconnect_all("io client disconnect")
-                raise ConnectionRefused(message, data) from None
-            except ConnectError as exc:
-                last_error = exc
-                reason = "transport error"
-                if attempt:
-                    await self._fire("reconnect_error", exc)
-            self._disconnect_all(reason)
-            if self._closing or not self.reconnection:
-                break
-            if all(s.server_disconnected or s.refused for s in self._sockets.values()):
-                break
-            attempt += 1
-            if attempt > self.reconnection_attempts:
-                await self._fire("reconnect_failed")
-                break
-            await self._fire("reconnect_attempt", attempt)
-            await trio.sleep(self.backoff.duration())
-        for socket in self._sockets.values():
-            socket._shutdown("io client disconnect" if self._closing else "transport close")
-        if not started:
-            if last_error is not None:
-                raise last_error
-            raise ConnectError("could not connect")
-
-    def _disconnect_all(self, reason: str) -> None:
-        for socket in self._sockets.values():
-            socket._on_disconnect(reason)
-
-    async def _serve(self, session: Session, task_status: trio.TaskStatus[None] | None) -> str:
-        """Connect the namespaces on this session, then route its packets until it ends."""
-        engine = session.engine
-        auth = await self._auth()
-        for socket in self._sockets.values():
-            if socket.server_disconnected or socket.refused:
-                continue
-            connect = Packet(PacketType.CONNECT, socket.namespace, auth)
-            await engine.send_many(self.encode(connect))
-        decoder = self.parser.decoder()
-        try:
-            async for message in engine:
-                decoder.feed(message)
-                while True:
-                    packet = decoder.next_packet()
-                    if packet is NEED_DATA:
-                        break
-                    assert isinstance(packet, Packet)
-                    await self._route(packet, session)
-                    if task_status is not None and all(s.connected for s in self._sockets.values()):
-                        task_status.started()
-                        task_status = None
-                        self._started = True
-        except RemoteProtocolError as exc:
-            log.info("bad packet from the server: %s", exc)
-            await engine.aclose()
-            return "parse error"
-        return _REASONS.get(engine.close_reason or "transport close", "transport close")
-
-    async def _route(self, packet: Packet, session: Session) -> None:
-        socket = self._sockets.get(packet.namespace)
-        if socket is None:
-            return
-        ptype = packet.type
-        if ptype is PacketType.EVENT:
-            await socket._on_event(packet)
-        elif ptype is PacketType.ACK:
-            socket._acks.resolve(packet.id, packet.data)
-        elif ptype is PacketType.CONNECT:
-            sid = packet.data.get("sid") if isinstance(packet.data, dict) else None
-            if not isinstance(sid, str):
-                raise RemoteProtocolError("CONNECT without a sid")
-            socket._on_connect(sid, session)
-        elif ptype is PacketType.CONNECT_ERROR:
-            if not self._started:
-                raise _Refused(packet.namespace, packet.data)
-            socket._on_connect_error(packet.data)
-        elif ptype is PacketType.DISCONNECT:
-            socket.server_disconnected = True
-            socket._on_disconnect("io server disconnect")
-            if all(s.server_disconnected or s.refused for s in self._sockets.values()):
-                await session.engine.aclose()  # no namespace left: close, do not reconnect
 
 
 @asynccontextmanager

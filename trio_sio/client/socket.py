@@ -4,119 +4,106 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
-from .._acks import AckRegistry, await_callback, unpack_ack
+from .._acks import AckSlot, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
-from .._handlers import Handler, ack_args
+from .._handlers import Ack, Handler
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
+from ._dispatch import LIFECYCLE, Dispatcher
+from ._link import Link, Session
+from ._namespace import NamespaceState
+from ._queues import Incoming, Outgoing
 
 if TYPE_CHECKING:
-    from ..engineio.client import EngineClient
     from .client import Client
 
-__all__ = ["ClientSocket"]
+__all__ = ["LIFECYCLE", "ClientSocket", "Session"]
 
 log = logging.getLogger("trio_sio.client")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Names of the lifecycle handlers of a namespace socket.
-LIFECYCLE = frozenset({"connect", "disconnect", "connect_error"})
 
-
-@dataclass(slots=True)
-class Session:
-    """One Engine.IO connection of the client; ``closed`` is set when it ends."""
-
-    engine: EngineClient
-    closed: trio.Event = field(default_factory=trio.Event)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outgoing:
-    frames: tuple[str | bytes, ...]
-    ack_id: int | None
-
-
-class ClientSocket:
+class ClientSocket(NamespaceState):
     """The client side of one namespace: ``client.of("/chat")``.
 
     Emits made while disconnected wait in a bounded buffer (``buffer_size`` packets) and are
     sent in order once the namespace is connected again. When the buffer is full, ``emit``
-    waits (use a cancel scope to bound the wait) and ``emit_nowait`` raises
-    ``trio.WouldBlock``; volatile emits made while disconnected are dropped. If the client
-    gives up reconnecting or is closed, waiting and later emits raise ``ConnectionClosed``
-    and the packets still buffered are discarded (their acks fail with ``ConnectionClosed``).
+    waits (use a cancel scope to bound the wait); volatile emits that cannot be written at
+    once are dropped. When the namespace is disconnected for good (by the server, by a
+    refusal, by :meth:`disconnect`, or because the client closed or gave up reconnecting),
+    waiting and later emits raise ``ConnectionClosed``, the packets still buffered are
+    discarded, and pending acks fail with ``ConnectionClosed``; :meth:`connect` opens the
+    namespace again (unless the client is closed).
+
+    Handlers start in arrival order and run concurrently (see the client's
+    ``max_concurrent_handlers`` and ``ordered_handlers``).
 
     Attributes:
         namespace: the namespace name.
         id: the socket id the server gave, while connected.
+        server_disconnected: the server disconnected the namespace (until :meth:`connect`).
+        refused: the server refused the namespace (until :meth:`connect`).
     """
 
     def __init__(self, client: Client, namespace: str) -> None:
-        self.client = client
-        self.namespace = namespace
-        self.id: str | None = None
-        self._handlers: dict[str, Handler] = {}
-        self._lifecycle: dict[str, list[Handler]] = {}
-        self._incoming_hooks: list[Handler] = []
-        self._outgoing_hooks: list[Handler] = []
-        self._waiters: dict[str, list[trio.MemorySendChannel[tuple[Any, ...]]]] = {}
-        self._acks = AckRegistry(client.max_pending_acks)
-        self._sent_acks: set[int] = set()
-        self._outbox_send, self._outbox_recv = trio.open_memory_channel[_Outgoing](
-            client.buffer_size
+        super().__init__(client, namespace)
+        self._dispatcher = Dispatcher(
+            f"<ClientSocket {namespace}>",
+            self._make_ack,
+            queue_size=client.event_queue_size,
+            limit=client.max_concurrent_handlers,
+            ordered=client.ordered_handlers,
         )
-        self._events_send, self._events_recv = trio.open_memory_channel[
-            tuple[str, Packet | None, tuple[Any, ...]]
-        ](client.event_queue_size)
+        self._outgoing_hooks: list[Handler] = []
+        self._flush_blocked = False  # the flush task waits for room to send the first packet
         self._retry_send, self._retry_recv = trio.open_memory_channel[
             tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
         ](client.buffer_size)
-        self._session: Session | None = None
-        self._ready = trio.Event()
-        self._dispatch_done = trio.Event()
-        self._flush_done = trio.Event()
-        self._flush_scope = trio.CancelScope()
-        self.server_disconnected = False
-        self.refused = False
 
     def __repr__(self) -> str:
         return f"<ClientSocket {self.namespace} {self.id or '(disconnected)'}>"
 
-    @property
-    def connected(self) -> bool:
-        """Whether the namespace is connected right now."""
-        return self._ready.is_set()
-
     # -- handlers -------------------------------------------------------------------------
-    def on(self, event: str, handler: F | None = None) -> Any:
+    @overload
+    def on(
+        self, event: str, handler: None = None, *, ordered: bool = False
+    ) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F, *, ordered: bool = False) -> F: ...
+    def on(
+        self, event: str, handler: F | None = None, *, ordered: bool = False
+    ) -> F | Callable[[F], F]:
         """Register a handler: ``@socket.on("event")`` or ``socket.on("event", fn)``.
 
         An event handler gets the event's arguments; its return value is the ack (a tuple
-        for several arguments). Lifecycle names: ``"connect"`` (no arguments),
-        ``"disconnect"`` (the reason), ``"connect_error"`` (the server's error data).
-        Handlers may be sync or async; events are handled one at a time, in order.
+        for several arguments, None for an empty ack). A handler that declares a keyword-only
+        ``ack`` parameter gets a :class:`trio_sio.Ack` instead, to call once, now, later, or
+        never (declining); its return value is then ignored. Lifecycle names: ``"connect"``
+        (no arguments), ``"disconnect"`` (the reason), ``"connect_error"`` (the server's
+        error data). Handlers may be sync or async.
+
+        Handlers start in arrival order and run concurrently. With ``ordered``, this event's
+        handler runs one at a time, in order with the socket's other ordered events (a later
+        one waits for the earlier one to finish). ``ordered`` does not apply to lifecycle
+        names (see the client's ``ordered_handlers``).
         """
 
         def register(fn: F) -> F:
-            if event in LIFECYCLE:
-                self._lifecycle.setdefault(event, []).append(Handler(fn))
-            else:
-                self._handlers[event] = Handler(fn)
+            self._dispatcher.register(event, fn, ordered)
             return fn
 
         return register(handler) if handler is not None else register
 
     def on_any(self, handler: F) -> F:
-        """Call ``handler(event, *args)`` for every incoming event, first."""
-        self._incoming_hooks.append(Handler(handler))
+        """Call ``handler(event, *args)`` for every incoming event, when its task starts
+        (in arrival order), before the event's handler."""
+        self._dispatcher.add_incoming_hook(handler)
         return handler
 
     def on_any_outgoing(self, handler: F) -> F:
@@ -129,27 +116,18 @@ class ClientSocket:
 
         Meant for tests and simple scripts; it does not acknowledge the event.
 
+        Raises:
+            ConnectionClosed: the client closed first.
+
         Cancellation: safe; a cancelled wait takes nothing.
         """
-        send, recv = trio.open_memory_channel[tuple[Any, ...]](1)
-        self._waiters.setdefault(event, []).append(send)
-        try:
-            return await recv.receive()
-        except trio.EndOfChannel:
-            raise ConnectionClosed("client is closed") from None
-        finally:
-            waiters = self._waiters.get(event, [])
-            if send in waiters:
-                waiters.remove(send)
-
-    async def wait_connected(self) -> None:
-        """Block until the namespace is connected."""
-        await self._ready.wait()
+        return await self._dispatcher.wait_for(event)
 
     # -- emitting -------------------------------------------------------------------------
     @property
     def volatile(self) -> SocketEmitter:
-        """Emit without guarantee: dropped unless it can be sent right now."""
+        """Emit without guarantee: dropped unless it can be written right now, behind what
+        this socket has queued (never out of order)."""
         return SocketEmitter(self, None, True)
 
     def timeout(self, seconds: float) -> SocketEmitter:
@@ -163,11 +141,13 @@ class ClientSocket:
             event: the event name.
             *args: any number of values; ``bytes`` anywhere go as binary attachments.
             callback: called with the server's ack arguments; with :meth:`timeout`, called
-                as ``callback(err, *args)``, ``err`` being None or an AckTimeoutError.
+                as ``callback(err, *args)``, ``err`` being None or an AckTimeoutError (or a
+                ConnectionClosed if the namespace is disconnected first).
 
         Raises:
             TypeError: an argument cannot be sent (nothing was sent).
-            ConnectionClosed: the client is closed or gave up reconnecting.
+            ConnectionClosed: the namespace is disconnected for good (see the class), or
+                the client is closed or gave up reconnecting.
 
         Blocks: while the offline buffer is full.
 
@@ -185,15 +165,18 @@ class ClientSocket:
         Raises:
             AckTimeoutError: no ack within ``timeout`` seconds (counted from this call,
                 including time spent buffered while disconnected).
-            ConnectionClosed: the connection dropped after the event was sent, or the
-                client is closed.
+            ConnectionClosed: the connection dropped after the event was sent, the
+                namespace was disconnected, or the client is closed.
 
         Cancellation: a cancelled wait frees the ack id; a late ack is ignored.
         """
         return await self._emit_with_ack(event, args, timeout, False)
 
     async def send(self, *args: Any, callback: Callback | None = None) -> None:
-        """Emit a ``"message"`` event."""
+        """Emit a ``"message"`` event.
+
+        Cancellation: as :meth:`emit`.
+        """
         await self.emit("message", *args, callback=callback)
 
     async def _emit(
@@ -210,21 +193,31 @@ class ClientSocket:
         if self.client.retries and not volatile:
             await self._queue_retry(data, callback, None)
             return
-        if volatile:
-            if self.connected and self._session is not None:
-                frames = self.client.encode(Packet(PacketType.EVENT, self.namespace, data))
-                try:
-                    self._session.engine.send_many_nowait(frames)
-                except (trio.WouldBlock, ConnectionClosed):
-                    pass
+        packet = Packet(PacketType.EVENT, self.namespace, data)
+        if callback is None:
+            if volatile:
+                self._send_volatile(packet)
+                await trio.lowlevel.checkpoint()
+            else:
+                await self._put(packet)
             return
-        ack_id = None
-        if callback is not None:
-            ack_id, slot = self._acks.new()
-            self.client._nursery.start_soon(
-                await_callback, self._acks, ack_id, slot.wait, callback, timeout
-            )
-        await self._put(Packet(PacketType.EVENT, self.namespace, data, ack_id))
+        nursery = self.client._running_nursery()
+        ack_id, slot = self._new_ack()
+        packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
+        if volatile:
+            if not self._send_volatile(packet) and timeout is None:
+                self._ack_done(ack_id)  # never acknowledged: the callback is not called
+                await trio.lowlevel.checkpoint()
+                return
+            await trio.lowlevel.checkpoint()
+        else:
+            try:
+                await self._put(packet)
+            except BaseException:
+                self._ack_done(ack_id)
+                raise
+        # Started once queued: a refused emit raises, and does not call the callback too.
+        nursery.start_soon(self._await_callback, ack_id, slot, callback, timeout)
 
     async def _emit_with_ack(
         self, event: str, args: tuple[Any, ...], timeout: float | None, volatile: bool
@@ -239,69 +232,142 @@ class ClientSocket:
             if isinstance(outcome, BaseException):
                 raise outcome
             return outcome
-        ack_id, slot = self._acks.new()
+        ack_id, slot = self._new_ack()
         try:
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
-            if timeout is None:
-                await self._put(packet)
-                return unpack_ack(await slot.wait())
-            with trio.move_on_after(timeout):
-                await self._put(packet)
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                if volatile:
+                    if not self._send_volatile(packet) and timeout is None:
+                        raise AckTimeoutError("volatile emit dropped")
+                else:
+                    await self._put(packet)
                 return unpack_ack(await slot.wait())
             raise AckTimeoutError()
         finally:
-            self._acks.discard(ack_id)
-            self._sent_acks.discard(ack_id)
+            self._ack_done(ack_id)
+
+    def _send_volatile(self, packet: Packet) -> bool:
+        """Write a volatile packet now, behind what this socket has buffered, if the
+        connection takes all of it without waiting; else drop it (as the JS client drops a
+        volatile packet when the transport is not writable). Returns whether it went."""
+        link = self._link
+        if link is None or link.closed.is_set() or self._flush_blocked:
+            return False
+        try:
+            if not self._flush_now(link):
+                return False
+            link.send_nowait(self.client.encode(packet))
+        except (trio.WouldBlock, ConnectionClosed):
+            return False
+        if packet.id is not None:
+            self._sent_acks.add(packet.id)
+        return True
+
+    def _flush_now(self, link: Link) -> bool:
+        """Hand buffered packets to ``link`` while it takes them without waiting; returns
+        whether the buffer is empty. Only while the flush task is not blocked on a send.
+
+        Raises:
+            ConnectionClosed: the link ended.
+        """
+        while (item := self._buffer.peek()) is not None:
+            try:
+                link.send_nowait(item.frames)
+            except trio.WouldBlock:
+                return False
+            self._sent(item)
+        return True
+
+    def _sent(self, item: Outgoing) -> None:
+        self._buffer.remove(item)
+        if item.ack_id is not None and item.ack_id in self._pending:
+            self._sent_acks.add(item.ack_id)
 
     async def _put(self, packet: Packet) -> None:
-        item = _Outgoing(tuple(self.client.encode(packet)), packet.id)
-        try:
-            await self._outbox_send.send(item)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise ConnectionClosed("client is closed") from None
+        await self._buffer.put(Outgoing(tuple(self.client.encode(packet)), packet.id))
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None
     ) -> None:
+        if self._buffer.refused is not None:
+            await trio.lowlevel.checkpoint()
+            raise ConnectionClosed(self._buffer.refused)
         try:
             await self._retry_send.send((tuple(data), callback, result))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ConnectionClosed("client is closed") from None
 
-    # -- background tasks (started by the client) ---------------------------------------
-    async def _flush_loop(self) -> None:
-        """Move buffered packets to the connection, in order, whenever connected."""
+    async def _await_callback(
+        self, ack_id: int, slot: AckSlot, callback: Callback, timeout: float | None
+    ) -> None:
         try:
-            await self._flush()
+            await await_callback(self._acks, ack_id, slot.wait, callback, timeout)
         finally:
-            self._flush_done.set()
+            self._ack_done(ack_id)
 
-    async def _flush(self) -> None:
-        current: _Outgoing | None = None
-        while True:
-            await self._ready.wait()
-            if current is None:
-                # Taken only while connected (a disconnect cancels the wait), so the buffer
-                # holds exactly ``buffer_size`` packets while disconnected.
-                with trio.CancelScope() as self._flush_scope:
-                    try:
-                        current = await self._outbox_recv.receive()
-                    except trio.EndOfChannel:
-                        return
-                if current is None:
-                    continue
-            session = self._session
-            if session is None:
+    # -- acknowledging received events ----------------------------------------------------
+    def _make_ack(self, ack_id: int | None, link: Link | None) -> Ack:
+        """The Ack of an event received on ``link``: it answers on that namespace connection
+        only, and is dropped silently once that connection is gone."""
+        if ack_id is None:
+            return Ack(None)
+
+        async def send(args: tuple[Any, ...]) -> None:
+            data = to_wire(args)
+            if link is None or link.closed.is_set():
                 await trio.lowlevel.checkpoint()
+                return
+            frames = self.client.encode(Packet(PacketType.ACK, self.namespace, data, ack_id))
+            try:
+                await link.send(frames)
+            except ConnectionClosed:
+                pass
+
+        return Ack(send)
+
+    # -- background tasks (started by the client) ---------------------------------------
+    def _start_tasks(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._dispatcher.run, nursery)
+        nursery.start_soon(self._flush_loop)
+        nursery.start_soon(self._retry_loop)
+
+    async def _flush_loop(self) -> None:
+        """Move buffered packets to the connection, in order, whenever connected.
+
+        A packet leaves the buffer only once the connection has taken it, so the buffer
+        holds exactly ``buffer_size`` packets while disconnected, and a packet whose send a
+        disconnection cut short is sent first on the next connection.
+        """
+        while True:
+            changed = self._changed
+            link = self._link
+            if link is None or link.closed.is_set():
+                await changed.wait()
                 continue
             try:
-                await session.engine.send_many(current.frames)
+                if self._flush_now(link):
+                    await self._buffer.wait_item()
+                    continue
             except ConnectionClosed:
-                await session.closed.wait()
+                await link.closed.wait()  # the session is ending: wait for the next one
                 continue
-            if current.ack_id is not None:
-                self._sent_acks.add(current.ack_id)
-            current = None
+            item = self._buffer.peek()
+            assert item is not None
+            self._flush_blocked = True
+            try:
+                await link.send(item.frames)
+            except ConnectionClosed:
+                await link.closed.wait()
+                continue
+            except ValueError:  # more binary attachments than the send queue holds
+                log.exception("%r: a packet cannot be sent; dropped", self)
+                self._buffer.remove(item)
+                if item.ack_id is not None:
+                    self._fail_acks({item.ack_id}, "packet too large")
+                continue
+            finally:
+                self._flush_blocked = False
+            self._sent(item)
 
     async def _retry_loop(self) -> None:
         """At-least-once delivery (``retries``): one packet at a time, resent until acked."""
@@ -309,7 +375,11 @@ class ClientSocket:
         async for data, callback, result in self._retry_recv:
             outcome: Any = AckTimeoutError(f"no ack after {client.retries + 1} attempts")
             for _ in range(client.retries + 1):
-                ack_id, slot = self._acks.new()
+                try:
+                    ack_id, slot = self._new_ack()
+                except ConnectionClosed as exc:
+                    outcome = exc
+                    break
                 try:
                     with trio.move_on_after(client.ack_timeout or 5.0):
                         await self._put(
@@ -321,8 +391,7 @@ class ClientSocket:
                     outcome = exc
                     break
                 finally:
-                    self._acks.discard(ack_id)
-                    self._sent_acks.discard(ack_id)
+                    self._ack_done(ack_id)
             if isinstance(outcome, list):
                 value: Any = unpack_ack(outcome)
                 args: tuple[Any, ...] = tuple(outcome)
@@ -337,88 +406,20 @@ class ClientSocket:
                 except Exception:
                     log.exception("%r: ack callback failed", self)
 
-    async def _dispatch_loop(self) -> None:
-        """Run handlers: lifecycle events and server events, one at a time, in order."""
-        try:
-            async for kind, packet, extra in self._events_recv:
-                if kind == "event" and packet is not None:
-                    await self._dispatch(packet)
-                else:
-                    for handler in self._lifecycle.get(kind, []):
-                        try:
-                            await handler(*extra)
-                        except Exception:
-                            log.exception("%r: %s handler failed", self, kind)
-        finally:
-            self._dispatch_done.set()
-
-    async def _dispatch(self, packet: Packet) -> None:
-        event, *args = packet.data
-        event = str(event)
-        try:
-            for hook in self._incoming_hooks:
-                await hook(event, *args)
-            for waiter in self._waiters.pop(event, []):
-                waiter.send_nowait(tuple(args))
-            handler = self._handlers.get(event)
-            if handler is None:
-                return  # nobody listens: no ack either, as with the JS client
-            result = await handler(*args)
-        except Exception:
-            log.exception("%r: handler for %r failed", self, event)
-            return
-        if packet.id is not None and self._session is not None:
-            try:
-                data = to_wire(ack_args(result))
-                frames = self.client.encode(Packet(PacketType.ACK, self.namespace, data, packet.id))
-                await self._session.engine.send_many(frames)
-            except ConnectionClosed:
-                pass
-            except (TypeError, ValueError):
-                log.exception("%r: the ack of %r cannot be sent", self, event)
-
     # -- driven by the client's receive loop ----------------------------------------------
-    def _lifecycle_event(self, name: str, *args: Any) -> None:
-        try:
-            self._events_send.send_nowait((name, None, args))
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            log.warning("%r: %s handler skipped (event queue full)", self, name)
-
     async def _on_event(self, packet: Packet) -> None:
-        try:
-            await self._events_send.send(("event", packet, ()))
-        except trio.ClosedResourceError:
-            pass
+        """An EVENT for this namespace; blocks while the event queue is full."""
+        link = self._link
+        if link is None:
+            await trio.lowlevel.checkpoint()
+            return  # not connected (any more): ignored, as by the JS client
+        await self._dispatcher.queue.put_event(Incoming("event", packet, (), link))
 
-    def _on_connect(self, sid: str, session: Session) -> None:
-        self.id = sid
-        self._session = session
-        self.server_disconnected = False
-        self._ready.set()
-        self._lifecycle_event("connect")
-
-    def _on_connect_error(self, data: Any) -> None:
-        self.refused = True
-        self._lifecycle_event("connect_error", data)
-
-    def _on_disconnect(self, reason: str) -> None:
-        was_connected = self.connected
-        self._flush_scope.cancel()
-        self.id = None
-        self._session = None
-        if was_connected:
-            self._ready = trio.Event()
-        sent, self._sent_acks = self._sent_acks, set()
-        self._acks.fail(sent, reason)
-        if was_connected:
-            self._lifecycle_event("disconnect", reason)
+    def _lifecycle_event(self, name: str, *args: Any) -> None:
+        self._dispatcher.lifecycle(name, *args)
 
     def _shutdown(self, reason: str) -> None:
         """The client is closing or gave up: refuse new emits, fail every pending ack."""
-        self._on_disconnect(reason)
-        self._outbox_send.close()
+        super()._shutdown(reason)
         self._retry_send.close()
-        self._acks.close(reason)
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                waiter.close()
+        self._dispatcher.close_waiters()
