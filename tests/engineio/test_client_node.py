@@ -370,6 +370,28 @@ async def test_send_queue_applies_backpressure(
         client.send_nowait("d")
 
 
+async def test_a_sender_waiting_for_room_wakes_when_the_session_ends(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    engine = FakeEngine(park_posts=True)
+    url = await serve(nursery, FakeHTTPServer(engine.respond))
+    async with open_engine_client(url, send_queue_size=1) as client:
+        client.send_nowait("a")  # its POST never completes: the queue stays full
+        outcome: list[BaseException] = []
+
+        async def waiting_send() -> None:
+            try:
+                await client.send("b")
+            except ConnectionClosed as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(waiting_send)
+            await trio.testing.wait_all_tasks_blocked()
+            engine.push("1")  # the server closes the session
+        assert [str(exc) for exc in outcome] == ["transport close"]
+
+
 async def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="transports"):
         async with open_engine_client("http://127.0.0.1:1", transports=("carrier-pigeon",)):

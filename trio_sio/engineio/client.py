@@ -111,6 +111,7 @@ class EngineClient:
         self._stopped = trio.Event()
         self._tasks_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
+        self._reserving: set[trio.CancelScope] = set()  # senders waiting for a slot
 
     @property
     def open_info(self) -> OpenInfo:
@@ -146,7 +147,7 @@ class EngineClient:
         """
         packet = self._message(data)
         self._check_open()
-        await self._outbox.reserve()
+        await self._reserve()
         try:
             self._check_open()
         except ConnectionClosed:
@@ -173,7 +174,7 @@ class EngineClient:
             taken = 0
             try:
                 for _ in packets:
-                    await self._outbox.reserve()
+                    await self._reserve()
                     taken += 1
                 self._check_open()
             except BaseException:
@@ -182,6 +183,20 @@ class EngineClient:
                 raise
         for packet in packets:
             self._outbox.put_reserved(packet)
+
+    async def _reserve(self) -> None:
+        """Take a slot of the send queue; raise ConnectionClosed if the session ends first.
+
+        Cancellation: if cancelled, no slot was taken.
+        """
+        with trio.CancelScope() as scope:
+            self._reserving.add(scope)
+            try:
+                await self._outbox.reserve()
+            finally:
+                self._reserving.discard(scope)
+        if scope.cancelled_caught:
+            raise ConnectionClosed(self.close_reason or "forced close")
 
     def send_many_nowait(self, messages: Sequence[str | bytes]) -> None:
         """Like :meth:`send_many`, raising ``trio.WouldBlock`` unless all fit right now."""
@@ -315,6 +330,8 @@ class EngineClient:
 
     def _set_finished(self) -> None:
         self._finished.set()
+        for scope in self._reserving:  # a finished session frees no more slots
+            scope.cancel()
         self._close_sent.set()  # wakes aclose()
         self._upgrade_settled.set()  # wakes wait_upgraded()
 
