@@ -43,10 +43,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package."""
+    """mypy --strict over the package, then over a small application that uses it as a
+    strictly typed user would (tests/typing/typed_app.py): the public API must type-check
+    without Any leaking into the user's code."""
     session.install("-r", "requirements/lint.txt", "-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     session.run("mypy")
+    session.run("mypy", "--strict", "tests/typing/typed_app.py")
 
 
 @nox.session

@@ -15,6 +15,8 @@ from .protocol.errors import RemoteProtocolError as RemoteProtocolError
 from .protocol.errors import SocketIOError as SocketIOError
 
 if TYPE_CHECKING:
+    from ._emitter import Callback as Callback
+    from ._emitter import SocketEmitter as SocketEmitter
     from ._handlers import Ack as Ack
     from .client import Client as Client
     from .client import ClientSocket as ClientSocket
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 # (trio_sio.protocol) does not pull in an event loop.
 _LAZY = {
     "Ack": "_handlers",
+    "Callback": "_emitter",
+    "SocketEmitter": "_emitter",
     "Client": "client",
     "ClientSocket": "client",
     "ConnectError": "client",
@@ -58,6 +62,7 @@ __all__ = [
     "AckTimeoutError",
     "BadNamespaceError",
     "BroadcastOperator",
+    "Callback",
     "Client",
     "ClientSocket",
     "ConnectError",
@@ -67,6 +72,7 @@ __all__ = [
     "Namespace",
     "Server",
     "Socket",
+    "SocketEmitter",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",

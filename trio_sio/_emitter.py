@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, final
 
 from .protocol.serialize import to_wire
 from .protocol.socketio import RESERVED_EVENTS
 
 __all__ = ["Callback", "SocketEmitter", "event_data"]
 
-Callback = Callable[..., Any | Awaitable[Any]]
+#: The ``callback=`` of an emit: called (sync) or awaited (async) with the peer's ack
+#: arguments, ``callback(*args)``; after ``timeout(s)``, ``callback(err, *args)`` with ``err``
+#: None, or an :class:`~trio_sio.AckTimeoutError` (or a
+#: :class:`~trio_sio.ConnectionClosed`). Its return value, awaited if awaitable, is ignored.
+Callback: TypeAlias = Callable[..., object]
 
 
 def event_data(event: str, args: tuple[Any, ...]) -> list[Any]:
@@ -43,9 +47,19 @@ class _EmitsEvents(Protocol):
     ) -> Any: ...
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class SocketEmitter:
-    """A socket with emit flags set: what ``socket.timeout(s)`` and ``socket.volatile`` return."""
+    """A socket with emit flags set: what ``socket.timeout(s)`` and ``socket.volatile`` return
+    (on the server's :class:`~trio_sio.Socket`, and on a :class:`~trio_sio.Client` or
+    :class:`~trio_sio.ClientSocket`). The flags combine:
+    ``await socket.volatile.timeout(2).emit("x", callback=cb)``.
+
+    Attributes:
+        socket: the socket it emits on.
+        timeout_s: the ack timeout in seconds (None: none).
+        is_volatile: whether emits are volatile.
+    """
 
     socket: _EmitsEvents
     timeout_s: float | None = None
@@ -65,7 +79,15 @@ class SocketEmitter:
         await self.socket._emit(event, args, callback, self.timeout_s, self.is_volatile)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
-        """Send an event and wait for its ack (see the socket's ``emit_with_ack``)."""
+        """Send an event and wait for its ack (see the socket's ``emit_with_ack``).
+
+        Args:
+            timeout: seconds to wait for the ack (default: the one set with :meth:`timeout`).
+
+        Returns:
+            The ack's argument as the peer sent it (None if none, a tuple if several): any
+            deserialized value, hence ``Any``.
+        """
         if timeout is None:
             timeout = self.timeout_s
         return await self.socket._emit_with_ack(event, args, timeout, self.is_volatile)

@@ -126,9 +126,11 @@ def accept_key(key: str) -> str:
 
 _apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] | None
 try:  # the C implementation of the websockets package, when it is installed
-    from websockets.speedups import apply_mask as _apply_mask
+    from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - depends on the environment
     _apply_mask = None
+else:
+    _apply_mask = apply_mask
 
 
 def _unmask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
