@@ -8,16 +8,23 @@ same :class:`BroadcastOptions` to the other nodes and delivers locally through t
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..protocol.socketio import Packet
+import trio
+
+from .._emitter import event_data
+from ..protocol.errors import AckTimeoutError
+from ..protocol.socketio import Packet, PacketType
 
 if TYPE_CHECKING:
     from ..server.socket import Socket
 
-__all__ = ["Adapter", "BroadcastOptions", "SocketRegistry"]
+__all__ = ["Adapter", "BroadcastOptions", "RemoteSocket", "SocketRegistry"]
+
+#: Sends the reply of a server-side emit that asked for one.
+ReplySender = Callable[[Any], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +60,18 @@ class SocketRegistry(Protocol):
         ...
 
     async def deliver_with_ack(
-        self, sids: Sequence[str], packet: Packet, timeout: float
+        self,
+        sids: Sequence[str],
+        packet: Packet,
+        timeout: float,
+        on_reply: Callable[[Any], None] | None = None,
     ) -> tuple[list[Any], bool]:
-        """Send to each socket with its own ack id; return (replies, all_arrived)."""
+        """Send to each socket with its own ack id; return (replies, all_arrived).
+        ``on_reply`` is called with each reply as it comes."""
+        ...
+
+    async def on_server_side_emit(self, data: list[Any], reply: ReplySender | None) -> None:
+        """Run this node's handlers of a server-side emit from another node."""
         ...
 
 
@@ -107,19 +123,30 @@ class Adapter(abc.ABC):
             raise ValueError("a broadcast waiting for acks needs a timeout")
         return await self.namespace.deliver_with_ack(self.sids(options), packet, options.timeout)
 
-    async def fetch_sockets(self, options: BroadcastOptions) -> list[Socket]:
+    async def fetch_sockets(self, options: BroadcastOptions) -> list[Socket | RemoteSocket]:
         """The selected sockets (on this node, for this adapter)."""
+        await trio.lowlevel.checkpoint()
         found = (self.namespace.get_socket(sid) for sid in self.sids(options))
         return [socket for socket in found if socket is not None]
 
     async def add_sockets(self, options: BroadcastOptions, rooms: Iterable[str]) -> None:
         """Make the selected sockets join ``rooms``."""
+        self.add_sockets_nowait(options, rooms)
+        await trio.lowlevel.checkpoint()
+
+    async def del_sockets(self, options: BroadcastOptions, rooms: Iterable[str]) -> None:
+        """Make the selected sockets leave ``rooms``."""
+        self.del_sockets_nowait(options, rooms)
+        await trio.lowlevel.checkpoint()
+
+    def add_sockets_nowait(self, options: BroadcastOptions, rooms: Iterable[str]) -> None:
+        """:meth:`add_sockets` without blocking (other nodes are told in the background)."""
         rooms = list(rooms)
         for sid in self.sids(options):
             self.add_all(sid, rooms)
 
-    async def del_sockets(self, options: BroadcastOptions, rooms: Iterable[str]) -> None:
-        """Make the selected sockets leave ``rooms``."""
+    def del_sockets_nowait(self, options: BroadcastOptions, rooms: Iterable[str]) -> None:
+        """:meth:`del_sockets` without blocking (other nodes are told in the background)."""
         rooms = list(rooms)
         for sid in self.sids(options):
             for room in rooms:
@@ -127,5 +154,82 @@ class Adapter(abc.ABC):
 
     async def disconnect_sockets(self, options: BroadcastOptions, close: bool) -> None:
         """Disconnect the selected sockets (and their whole connection if ``close``)."""
-        for socket in await self.fetch_sockets(options):
+        found = (self.namespace.get_socket(sid) for sid in self.sids(options))
+        for socket in [socket for socket in found if socket is not None]:
             await socket.disconnect(close)
+
+    # -- the cluster --------------------------------------------------------------------------
+    async def server_count(self) -> int:
+        """How many nodes serve this namespace (1 for a single-node adapter)."""
+        await trio.lowlevel.checkpoint()
+        return 1
+
+    async def all_rooms(self) -> frozenset[str]:
+        """The rooms of every node."""
+        await trio.lowlevel.checkpoint()
+        return frozenset(self.rooms())
+
+    async def server_side_emit(self, data: list[Any]) -> None:
+        """Send ``[event, *args]`` to the other nodes' server-side handlers (none here)."""
+        await trio.lowlevel.checkpoint()
+
+    async def server_side_emit_with_ack(
+        self, data: list[Any], timeout: float
+    ) -> tuple[list[Any], bool]:
+        """Like :meth:`server_side_emit`, collecting one reply per other node until
+        ``timeout``; returns the replies and whether every node answered."""
+        await trio.lowlevel.checkpoint()
+        return [], True
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSocket:
+    """A socket of another node, as :meth:`Adapter.fetch_sockets` finds it.
+
+    Its methods act through the adapter, like a broadcast to the room named by its id.
+
+    Attributes:
+        id: the socket id.
+        handshake: the handshake as the other node described it (a dict, JS field names).
+        rooms: its rooms when it was fetched.
+        data: its ``data`` when it was fetched.
+    """
+
+    adapter: Adapter = field(repr=False)
+    id: str
+    handshake: Mapping[str, Any]
+    rooms: frozenset[str]
+    data: Any
+
+    def _only_me(self) -> BroadcastOptions:
+        return BroadcastOptions(rooms=frozenset({self.id}))
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to this socket (through its node)."""
+        packet = Packet(PacketType.EVENT, self.adapter.namespace.name, event_data(event, args))
+        await self.adapter.broadcast(packet, self._only_me())
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float) -> Any:
+        """Send an event and wait for this socket's ack.
+
+        Raises:
+            AckTimeoutError: no ack came within ``timeout`` seconds.
+        """
+        packet = Packet(PacketType.EVENT, self.adapter.namespace.name, event_data(event, args))
+        options = replace(self._only_me(), timeout=timeout)
+        replies, _ = await self.adapter.broadcast_with_ack(packet, options)
+        if not replies:
+            raise AckTimeoutError()
+        return replies[0]
+
+    def join(self, *rooms: str) -> None:
+        """Make this socket join these rooms. Does not block (like ``Socket.join``)."""
+        self.adapter.add_sockets_nowait(self._only_me(), rooms)
+
+    def leave(self, *rooms: str) -> None:
+        """Make this socket leave these rooms. Does not block (like ``Socket.leave``)."""
+        self.adapter.del_sockets_nowait(self._only_me(), rooms)
+
+    async def disconnect(self, close: bool = False) -> None:
+        """Disconnect this socket (and its whole connection if ``close``)."""
+        await self.adapter.disconnect_sockets(self._only_me(), close)

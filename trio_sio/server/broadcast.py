@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .._emitter import event_data
-from ..adapters.base import BroadcastOptions
+from ..adapters.base import BroadcastOptions, RemoteSocket
 from ..protocol.errors import AckTimeoutError
 from ..protocol.socketio import Packet, PacketType
 
@@ -100,7 +100,7 @@ class BroadcastOperator:
     def _packet(self, event: str, args: tuple[Any, ...]) -> Packet:
         return Packet(PacketType.EVENT, self.namespace.name, event_data(event, args))
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
         """The selected sockets."""
         return await self.namespace.adapter.fetch_sockets(self.options)
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
-from .._handlers import Handler
-from ..adapters.base import BroadcastOptions
+from .._emitter import event_data
+from .._handlers import Ack, Handler
+from ..adapters.base import BroadcastOptions, RemoteSocket
 from ..protocol.engineio import Packet as EnginePacket
 from ..protocol.engineio import PacketType as EnginePacketType
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -46,6 +47,7 @@ class _HandlerTable:
         self._incoming_hooks: list[Handler] = []
         self._outgoing_hooks: list[Handler] = []
         self._ordered: set[str] = set()
+        self._server_side: dict[str, Handler] = {}
         #: handle this namespace's events strictly one at a time, in order, per socket
         #: (None: the server's ``ordered_handlers``).
         self.ordered_handlers: bool | None = None
@@ -82,6 +84,26 @@ class _HandlerTable:
                     self._ordered.add(name)
                 else:
                     self._ordered.discard(name)
+            return fn
+
+        if handler is not None:
+            return register(handler)
+        return register
+
+    @overload
+    def on_server_side(self, event: str, handler: None = None) -> Callable[[F], F]: ...
+    @overload
+    def on_server_side(self, event: str, handler: F) -> F: ...
+    def on_server_side(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Handle ``event`` sent by another node's ``server_side_emit`` (JS: ``io.on(event)``).
+
+        The handler gets the event's arguments. If the sender waits for replies, the handler's
+        return value is this node's reply (or, with a keyword-only ``ack`` parameter, the
+        argument it calls the :class:`~trio_sio.Ack` with).
+        """
+
+        def register(fn: F) -> F:
+            self._server_side[event] = Handler(fn)
             return fn
 
         if handler is not None:
@@ -216,9 +238,14 @@ class Namespace(_HandlerTable):
         await trio.lowlevel.checkpoint()
 
     async def deliver_with_ack(
-        self, sids: Sequence[str], packet: Packet, timeout: float
+        self,
+        sids: Sequence[str],
+        packet: Packet,
+        timeout: float,
+        on_reply: Callable[[Any], None] | None = None,
     ) -> tuple[list[Any], bool]:
-        """Send to each socket with its own ack id and collect replies until ``timeout``."""
+        """Send to each socket with its own ack id and collect replies until ``timeout``;
+        ``on_reply`` is called with each reply as it comes."""
         replies: list[Any] = []
         targets = [
             s for s in (self.sockets.get(sid) for sid in sids) if s is not None and s.connected
@@ -233,12 +260,65 @@ class Namespace(_HandlerTable):
                 return
             replies.append(reply)
             missing -= 1
+            if on_reply is not None:
+                on_reply(reply)
 
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
                 for socket in targets:
                     nursery.start_soon(one, socket)
         return replies, missing == 0
+
+    async def on_server_side_emit(
+        self, data: list[Any], reply: Callable[[Any], Awaitable[None]] | None
+    ) -> None:
+        """Run this node's handler of a server-side emit from another node."""
+        event, *args = data
+        handler = self._server_side.get(str(event))
+        if handler is None and self.parent is not None:
+            handler = self.parent._server_side.get(str(event))
+        if handler is None:
+            log.debug("%r: no server-side handler for %r", self, event)
+            return
+        try:
+            if handler.takes_ack:
+                sender = None if reply is None else _first_arg_sender(reply)
+                await handler(*args, ack=Ack(sender))
+                return
+            result = await handler(*args)
+        except Exception:
+            log.exception("%r: server-side handler for %r failed", self, event)
+            return
+        if reply is not None:
+            await reply(result)
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send an event to the server-side handlers of the other nodes (see
+        :meth:`on_server_side`); with a single-node adapter, nobody gets it."""
+        await self.adapter.server_side_emit(event_data(event, args))
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, timeout: float = 5.0
+    ) -> list[Any]:
+        """Send an event to the other nodes' server-side handlers and collect one reply per
+        node.
+
+        Raises:
+            AckTimeoutError: some node did not answer within ``timeout`` seconds; ``replies``
+                holds those that did.
+        """
+        replies, complete = await self.adapter.server_side_emit_with_ack(
+            event_data(event, args), timeout
+        )
+        if not complete:
+            raise AckTimeoutError(
+                f"timeout reached: only {len(replies)} server-side replies", replies=replies
+            )
+        return replies
+
+    async def server_count(self) -> int:
+        """How many nodes serve this namespace."""
+        return await self.adapter.server_count()
 
     # -- broadcasting ---------------------------------------------------------------------
     def _operator(self) -> BroadcastOperator:
@@ -280,7 +360,7 @@ class Namespace(_HandlerTable):
         """Needs :meth:`timeout` first: ``await ns.timeout(2).emit_with_ack(...)``."""
         return await self._operator().emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
         """Every socket of the namespace."""
         return await self._operator().fetch_sockets()
 
@@ -338,3 +418,12 @@ class ParentNamespace(_HandlerTable):
         """Send an event to every socket of every child namespace."""
         for namespace in list(self.children.values()):
             await namespace.emit(event, *args)
+
+
+def _first_arg_sender(
+    reply: Callable[[Any], Awaitable[None]],
+) -> Callable[[tuple[Any, ...]], Awaitable[None]]:
+    async def send(args: tuple[Any, ...]) -> None:
+        await reply(args[0] if args else None)
+
+    return send
