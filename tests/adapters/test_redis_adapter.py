@@ -246,3 +246,39 @@ async def test_a_redis_restart_is_ridden_out(redis_server: RedisServer) -> None:
                         frame = await on_b.receive()
                     assert isinstance(frame, str) and frame.startswith('42["after",')
                     break
+
+
+async def test_the_emitter_reaches_every_node(redis_url: str) -> None:
+    from trio_sio.adapters.redis_emitter import open_emitter
+
+    async with cluster(redis_url) as (a, b):
+        key = a.main.adapter.factory.key  # type: ignore[attr-defined]
+        got: list[Any] = []
+        b.on_server_side("reload", lambda *args: got.append(args))
+        async with (
+            open_raw_client(a) as on_a,
+            open_raw_client(b, query={}) as on_b,
+            open_emitter(redis_url, key=key) as emitter,
+        ):
+            sid_a = await on_a.connect()
+            sid_b = await on_b.connect(auth={"rooms": ["red"]})
+            await emitter.emit("hello", b"\x00", {"n": 1})
+            for raw in (on_a, on_b):
+                await expect(raw, '451-["hello",{"_placeholder":true,"num":0},{"n":1}]')
+                await expect(raw, b"\x00")
+            await emitter.to("red").emit("red")
+            await expect(on_b, '42["red"]')
+            await emitter.except_("red").emit("not red")
+            await expect(on_a, '42["not red"]')
+            await emitter.in_(sid_a).sockets_join("blue")
+            with trio.fail_after(5):
+                while "blue" not in a.main.adapter.socket_rooms(sid_a):
+                    await trio.sleep(0.02)
+            await emitter.server_side_emit("reload", 1)
+            with trio.fail_after(5):
+                while not got:
+                    await trio.sleep(0.02)
+            assert got == [(1,)]
+            await emitter.in_(sid_b).disconnect_sockets()
+            await expect(on_b, "41")
+            await nothing_more(on_a)

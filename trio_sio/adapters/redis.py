@@ -57,7 +57,14 @@ from .memory import InMemoryAdapter
 if TYPE_CHECKING:
     from ..server.socket import Socket
 
-__all__ = ["ClusterTimeoutError", "RedisAdapter", "RedisAdapterFactory", "create_adapter"]
+__all__ = [
+    "ClusterTimeoutError",
+    "RedisAdapter",
+    "RedisAdapterFactory",
+    "RedisUnavailable",
+    "coredis",
+    "create_adapter",
+]
 
 log = logging.getLogger("trio_sio.adapters.redis")
 
