@@ -14,6 +14,7 @@ import sys
 import trio
 
 from trio_sio.engineio import EngineServer, EngineSocket
+from trio_sio.frontends.standalone import serve
 
 
 async def echo(socket: EngineSocket) -> None:
@@ -24,7 +25,7 @@ async def echo(socket: EngineSocket) -> None:
 async def main(port: int) -> None:
     server = EngineServer(echo, cors_allowed_origins="*")
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(server.serve, "127.0.0.1", port)
+        listeners = await nursery.start(serve, server, "127.0.0.1", port)
         print(
             f"Engine.IO echo server on http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/engine.io/"
         )

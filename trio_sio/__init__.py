@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .client import ClientSocket as ClientSocket
     from .client import ConnectError as ConnectError
     from .client import connect as connect
+    from .frontends.asgi import ASGIApp as ASGIApp
     from .server import BroadcastOperator as BroadcastOperator
     from .server import Handshake as Handshake
     from .server import Namespace as Namespace
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # (trio_sio.protocol) does not pull in an event loop.
 _LAZY = {
     "Ack": "_handlers",
+    "ASGIApp": "frontends.asgi",
     "Callback": "_emitter",
     "SocketEmitter": "_emitter",
     "Client": "client",
@@ -59,6 +61,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Ack",
+    "ASGIApp",
     "AckTimeoutError",
     "BadNamespaceError",
     "BroadcastOperator",

@@ -1,7 +1,8 @@
 """A small multi-room chat on trio_sio, with its web page served from the same port.
 
     npm ci --prefix examples/chat          # once: fetches the official browser client
-    python examples/chat/server.py [--host 127.0.0.1] [--port 8000]
+    python examples/chat/server.py [--host 127.0.0.1] [--port 8000] [--redis URL]
+    hypercorn --worker-class trio --bind 127.0.0.1:8000 examples.chat.server:app   # or so
 
 then open http://127.0.0.1:8000/ in two browser windows.
 
@@ -19,6 +20,18 @@ What it shows:
   connection (or a server restart) it comes back as the same user in the same room.
 
 The state lives in memory: a restart forgets the history.
+
+Several servers: with ``--redis redis://127.0.0.1:6379`` the server uses the Redis adapter
+(``trio_sio.adapters.redis``), and pages connected to different servers of the same Redis
+chat together (``nox -s chat-cluster`` starts two, on ports 8000 and 8001). Then:
+
+* cluster-wide: messages, join/leave notices and typing (room broadcasts go through Redis);
+  the user list of a room and the head counts of the room list (``fetch_sockets`` asks every
+  server);
+* per server: each room's history holds only the messages sent through *this* server, and
+  a page gets the history of the server it is connected to; the room list names the rooms
+  with someone in them on any server, plus the empty rooms the server that sent it knows;
+  a nickname is unique per server only.
 """
 
 from __future__ import annotations
@@ -86,8 +99,14 @@ class Chat:
     server has not yet seen die) and ``room``.
     """
 
-    def __init__(self, history_size: int = HISTORY_SIZE) -> None:
-        self.sio = trio_sio.Server(static_files=static_files())
+    def __init__(self, history_size: int = HISTORY_SIZE, redis: str | None = None) -> None:
+        options: dict[str, Any] = {}
+        if redis is not None:
+            # only here: the Redis adapter needs the `redis` extra (coredis, msgpack)
+            from trio_sio.adapters.redis import create_adapter  # noqa: PLC0415
+
+            options["adapter"] = create_adapter(redis)
+        self.sio = trio_sio.Server(static_files=static_files(), **options)
         self.history_size = history_size
         self.rooms: dict[str, Room] = {LOBBY: self._new_room(LOBBY)}
         self.nicknames: dict[str, trio_sio.Socket] = {}  # casefolded nickname -> socket
@@ -209,11 +228,15 @@ class Chat:
         return sorted((s.data["nickname"] for s in sockets), key=str.casefold)
 
     async def _rooms(self) -> list[dict[str, Any]]:
-        listing = []
-        for name in sorted(self.rooms, key=lambda n: (n != LOBBY, n)):
-            count = len(await self.sio.in_(name).fetch_sockets())
-            listing.append({"name": name, "users": count})
-        return listing
+        """The known rooms (with several servers: those with users anywhere too)."""
+        counts = dict.fromkeys(self.rooms, 0)
+        for socket in await self.sio.fetch_sockets():
+            for name in socket.rooms - {socket.id}:
+                counts[name] = counts.get(name, 0) + 1
+        return [
+            {"name": name, "users": counts[name]}
+            for name in sorted(counts, key=lambda n: (n != LOBBY, n))
+        ]
 
     async def _broadcast_rooms(self) -> None:
         await self.sio.emit("rooms", await self._rooms())
@@ -250,19 +273,36 @@ class Chat:
         await socket.to(room).emit("typing", update)
 
 
-async def serve(host: str, port: int) -> None:
-    chat = Chat()
+async def serve(host: str, port: int, redis: str | None = None) -> int:
+    chat = Chat(redis=redis)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(chat.sio.serve, host, port)
+        try:
+            listeners = await nursery.start(chat.sio.serve, host, port)
+        except trio_sio.SocketIOError as exc:  # RedisUnavailable
+            log.error("%s", exc)
+            return 1
         bound = listeners[0].socket.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         log.info("chat server on http://%s:%d/", shown, bound[1])
+    return 0
+
+
+def create_app(redis: str | None = None) -> trio_sio.ASGIApp:
+    """The chat as an ASGI application (its page included), for Hypercorn's trio worker."""
+    return trio_sio.ASGIApp(Chat(redis=redis).sio)
+
+
+#: The chat for an ASGI server, run from the repository's root:
+#: ``hypercorn --worker-class trio --bind 127.0.0.1:8000 examples.chat.server:app``
+#: (with Redis: ``"examples.chat.server:create_app('redis://127.0.0.1:6379')"``).
+app = create_app()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    parser.add_argument("--redis", metavar="URL", help="share rooms with other servers via Redis")
     parser.add_argument("--debug", action="store_true", help="log trio_sio's debug messages")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -274,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("the Socket.IO browser client is missing: run `npm ci` in %s", HERE)
         return 1
     try:
-        trio.run(serve, args.host, args.port)
+        return trio.run(serve, args.host, args.port, args.redis)
     except KeyboardInterrupt:
         log.info("stopped")
     return 0

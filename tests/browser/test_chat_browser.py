@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,8 @@ EXAMPLE = ROOT / "examples" / "chat"
 DEADLINE = 60.0  # seconds for the whole scenario
 START_TIMEOUT = 15.0
 LISTENING = re.compile(r"chat server on http://127\.0\.0\.1:(\d+)/")
+#: Hypercorn's line once it listens.
+HYPERCORN_LISTENING = re.compile(r"Running on http://127\.0\.0\.1:(\d+) ")
 
 
 def _requirements() -> tuple[str, str]:
@@ -36,10 +40,16 @@ def _requirements() -> tuple[str, str]:
 
 
 class ChatServer:
-    """``examples/chat/server.py`` as a subprocess; its log goes to ``log_path``."""
+    """``examples/chat/server.py`` as a subprocess; its log goes to ``log_path``.
 
-    def __init__(self, log_path: Path) -> None:
+    ``front_end`` ``"hypercorn"`` runs its ASGI app as a user would:
+    ``hypercorn --worker-class trio --bind 127.0.0.1:<port> examples.chat.server:app`` from
+    the repository's root, in a process group of its own (Hypercorn's worker is a child).
+    """
+
+    def __init__(self, log_path: Path, front_end: str = "standalone") -> None:
         self.log_path = log_path
+        self.front_end = front_end
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, port: int = 0) -> int:
@@ -47,19 +57,31 @@ class ChatServer:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        command = [sys.executable, str(EXAMPLE / "server.py"), "--port", str(port)]
+        listening = LISTENING
+        if self.front_end == "hypercorn":
+            hypercorn = shutil.which("hypercorn", path=str(Path(sys.executable).parent))
+            command = [
+                *([hypercorn] if hypercorn else [sys.executable, "-m", "hypercorn"]),
+                *("--worker-class", "trio", "--bind", f"127.0.0.1:{port}"),
+                "examples.chat.server:app",
+            ]
+            listening = HYPERCORN_LISTENING
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(EXAMPLE / "server.py"), "--port", str(port)],
+                command,
+                cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             with self.log_path.open("rb") as log:
                 log.seek(offset)
-                found = LISTENING.search(log.read().decode("utf-8", "replace"))
+                found = listening.search(log.read().decode("utf-8", "replace"))
             if found:
                 return int(found.group(1))
             if self.proc.poll() is not None:
@@ -69,19 +91,23 @@ class ChatServer:
         raise RuntimeError(f"the chat server did not start:\n{self.log()}")
 
     def kill(self) -> None:
-        """Kill the server at once, as a crash would."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        """Kill the server (its whole process group) at once, as a crash would."""
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
 
 
-def test_two_users_chat_and_survive_a_server_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("front_end", ["standalone", "hypercorn"])
+def test_two_users_chat_and_survive_a_server_restart(tmp_path: Path, front_end: str) -> None:
     node, chromium = _requirements()
     started = time.monotonic()
-    server = ChatServer(tmp_path / "server.log")
+    server = ChatServer(tmp_path / "server.log", front_end)
     port = server.start()
     env = dict(os.environ)
     env.update(

@@ -5,7 +5,10 @@ max payload 1e6, connect timeout 1 s, CORS open to any origin; namespaces "/" an
 emit "auth" with the handshake's auth on connection; "/" echoes "message" as "message-back"
 and acknowledges "message-with-ack" with its own arguments.
 
-    python tests/conformance/sio_server.py [port]
+    python tests/conformance/sio_server.py [port]           # the standalone server
+    python tests/conformance/sio_server.py --asgi [port]    # through Hypercorn's trio worker
+
+Hypercorn can also load it: ``hypercorn --worker-class trio "sio_server:asgi_app()"``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,24 @@ async def main(port: int) -> None:
         print(f"socket.io conformance server on port {port}", flush=True)
 
 
+def asgi_app() -> trio_sio.ASGIApp:
+    """The conformance server as an ASGI application."""
+    return trio_sio.ASGIApp(build())
+
+
+async def main_asgi(port: int) -> None:
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    config = Config()
+    config.bind = [f"0.0.0.0:{port}"]
+    print(f"socket.io conformance server (ASGI, Hypercorn) on port {port}", flush=True)
+    await serve(asgi_app(), config)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 3000)
+    args = sys.argv[1:]
+    asgi = "--asgi" in args
+    args = [arg for arg in args if arg != "--asgi"]
+    trio.run(main_asgi if asgi else main, int(args[0]) if args else 3000)

@@ -18,11 +18,11 @@ import trio
 import trio.testing
 
 from trio_sio.engineio import EngineServer, EngineSocket
-from trio_sio.engineio.http import handle_stream, serve_listeners
 from trio_sio.engineio.websocket import READ_SIZE, NativeWebSocket
+from trio_sio.frontends.standalone import handle_stream, serve_listeners
 from trio_sio.protocol.errors import ConnectionClosed
 
-LOG = "trio_sio.engineio.http"
+LOG = "trio_sio.frontends.standalone"
 
 
 @pytest.fixture(autouse=True)

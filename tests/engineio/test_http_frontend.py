@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed as WebSocketsClosed
 from websockets.sync.client import connect as websockets_connect
 
 from trio_sio.engineio import EngineServer, EngineSocket
+from trio_sio.frontends.standalone import serve
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +43,7 @@ async def echo(socket: EngineSocket) -> None:
 
 async def start(nursery: trio.Nursery, **options: object) -> tuple[EngineServer, int]:
     server = EngineServer(echo, **options)
-    listeners = await nursery.start(server.serve, "127.0.0.1", 0)
+    listeners = await nursery.start(serve, server, "127.0.0.1", 0)
     return server, listeners[0].socket.getsockname()[1]
 
 

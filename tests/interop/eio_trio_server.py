@@ -25,6 +25,7 @@ import sys
 import trio
 
 from trio_sio.engineio import EngineServer, EngineSocket
+from trio_sio.frontends.standalone import serve
 
 
 def emit(line: str) -> None:
@@ -62,7 +63,7 @@ async def wait_stdin_closed() -> None:
 async def main(ping_interval: float, ping_timeout: float) -> None:
     server = EngineServer(echo, ping_interval=ping_interval, ping_timeout=ping_timeout)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(server.serve, "127.0.0.1", 0)
+        listeners = await nursery.start(serve, server, "127.0.0.1", 0)
         emit(str(listeners[0].socket.getsockname()[1]))
         await wait_stdin_closed()
         server.shutdown()

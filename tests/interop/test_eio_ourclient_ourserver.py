@@ -15,6 +15,7 @@ import trio
 
 from trio_sio.engineio import EngineServer, EngineSocket
 from trio_sio.engineio.client import EngineClient, open_engine_client
+from trio_sio.frontends.standalone import serve
 from trio_sio.protocol.errors import ConnectionClosed
 
 pytestmark = pytest.mark.interop
@@ -62,7 +63,7 @@ async def _serve(**options: float) -> AsyncIterator[Served]:
 
     server = EngineServer(handler, **options)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(server.serve, "127.0.0.1", 0)
+        listeners = await nursery.start(serve, server, "127.0.0.1", 0)
         port = listeners[0].socket.getsockname()[1]
         try:
             yield Served(server, f"http://127.0.0.1:{port}", port, closed)

@@ -1,4 +1,5 @@
-"""Engine.IO v4 on Trio: sessions, transports, the standalone server, the client."""
+"""Engine.IO v4 on Trio: sessions, transports, the client. The front ends that bring requests
+to the server are in :mod:`trio_sio.frontends`."""
 
 from __future__ import annotations
 

@@ -292,7 +292,7 @@ async def open_websocket_transport(
     Raises:
         trio_websocket.HandshakeError: the server refused the upgrade.
         OSError: connecting failed.
-        trio.BrokenResourceError: the TLS handshake failed.
+        TLSHandshakeError: the TLS handshake failed.
 
     Cancellation:
         Cancelling it before it started abandons the connection attempt.

@@ -19,7 +19,14 @@ import trio
 
 from ..protocol.errors import SocketIOError
 
-__all__ = ["HTTPConnection", "HTTPResponse", "HTTPTransportError", "host_header", "open_stream"]
+__all__ = [
+    "HTTPConnection",
+    "HTTPResponse",
+    "HTTPTransportError",
+    "TLSHandshakeError",
+    "host_header",
+    "open_stream",
+]
 
 logger = logging.getLogger("trio_sio.engineio.client")
 
@@ -33,6 +40,11 @@ _RECEIVE_SIZE: Final = 65536
 
 class HTTPTransportError(SocketIOError):
     """An HTTP exchange failed: network error, malformed response, or body too large."""
+
+
+class TLSHandshakeError(HTTPTransportError):
+    """The TLS handshake failed: most often the server's certificate was refused (not
+    signed by a trusted authority, or not for this host name); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +88,7 @@ async def open_stream(
 
     Raises:
         OSError: connecting failed.
-        trio.BrokenResourceError: the TLS handshake failed.
+        TLSHandshakeError: the TLS handshake failed (the certificate was refused, say).
 
     Cancellation:
         Safe: a cancelled connection attempt leaves nothing open.
@@ -89,6 +101,10 @@ async def open_stream(
     tls = trio.SSLStream(tcp, ssl_context, server_hostname=host, https_compatible=True)
     try:
         await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(tls)
+        why = exc.__cause__ if exc.__cause__ is not None else exc
+        raise TLSHandshakeError(f"TLS handshake with {host}:{port} failed: {why}") from exc
     except BaseException:
         await trio.aclose_forcefully(tls)
         raise

@@ -2,8 +2,9 @@
 
 :class:`EngineServer` knows requests only as :class:`~trio_sio.engineio.config.RequestHead`
 plus a body iterator (polling) or a :class:`~trio_sio.engineio.transports.WebSocketChannel`
-(WebSocket), so the standalone h11 server (:mod:`trio_sio.engineio.http`) and an ASGI
-integration can share all of it.
+(WebSocket). It does not listen: the front ends above it do, and drive it the same way
+(:mod:`trio_sio.frontends.standalone`, the h11 server, and :mod:`trio_sio.frontends.asgi`,
+the ASGI application). Nothing here imports them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import trio
@@ -31,7 +32,6 @@ from ..protocol.engineio import (
 )
 from ..protocol.errors import RemoteProtocolError
 from .config import EngineConfig, HttpResponse, RequestHead
-from .http import handle_stream, serve_listeners
 from .socket import EngineSocket, Handler
 from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
 
@@ -60,8 +60,9 @@ class EngineServer:
         on_open: called with each new session before its tasks start (to set its
             ``message_handler``, for instance).
 
-    Use :meth:`serve` to listen on a TCP port, or :meth:`run` to host the sessions for
-    another front end (ASGI) that calls :meth:`handle_http` and :meth:`serve_websocket`.
+    :meth:`run` hosts the sessions; a front end brings the requests: listen on a TCP port
+    with :func:`trio_sio.frontends.standalone.serve`, or mount
+    :class:`trio_sio.ASGIApp` in an ASGI server.
     """
 
     def __init__(
@@ -80,41 +81,54 @@ class EngineServer:
         self._sessions: dict[str, EngineSocket] = {}
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self._stopped.set()
 
     # -- lifetime -------------------------------------------------------------------------
-    async def serve(
+    async def run(
         self,
-        host: str | None,
-        port: int,
         *,
-        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+        front_end: Callable[[trio.Nursery], Awaitable[object]] | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``host:port`` (port 0 picks one) and serve until cancelled or stopped.
+        """Host sessions until cancelled or :meth:`shutdown`; ``nursery.start(server.run)``.
 
-        Use as ``listeners = await nursery.start(server.serve, "127.0.0.1", 0)``.
+        A front end calls :meth:`handle_http`, :meth:`check_websocket` and
+        :meth:`serve_websocket` while this runs (the ASGI app starts it on ``lifespan``).
+
+        Args:
+            front_end: for a front end that owns its connections (the standalone server):
+                ``await front_end(nursery)`` is called before this reports started, with the
+                nursery the sessions live in, so that the connections it starts there stay
+                open until the sessions have closed.
 
         Resource handling: on cancellation or :meth:`shutdown`, every session is closed
-        gracefully (a CLOSE packet, bounded by ``close_timeout``) before the listeners and
-        connections are closed.
+        gracefully (a CLOSE packet, bounded by ``close_timeout``) before the front end's
+        tasks are cancelled.
 
-        Error handling: a failing connection or session is logged and closed; it never reaches
-        this task.
+        Error handling: a failing session is logged and closed; it never reaches this task.
         """
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        await self._run(front_end, task_status)
 
-        async def start_listening(nursery: trio.Nursery) -> None:
-            await nursery.start(serve_listeners, self, listeners, handle_stream)
+    @property
+    def running(self) -> bool:
+        """True while :meth:`run` hosts sessions (until it has closed them all)."""
+        return self._nursery is not None
 
-        await self._run(start_listening, task_status, listeners)
+    @property
+    def accepting(self) -> bool:
+        """True while new sessions are accepted: running, and :meth:`shutdown` not called.
+        Handshakes are otherwise answered 503."""
+        return self._nursery is not None and not self._stop.is_set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Host sessions without listening (for an ASGI front end). Runs until cancelled.
-
-        Resource handling: as :meth:`serve`.
-        """
-        await self._run(None, task_status, None)
-
-    async def _run(self, start: Any, task_status: Any, started_value: Any) -> None:
+    async def _run(
+        self,
+        start: Callable[[trio.Nursery], Awaitable[object]] | None,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        if self._nursery is not None:
+            raise RuntimeError("the server is already running")
+        self._stopped = trio.Event()
         children = trio.CancelScope(shield=True)
 
         async def run_children(*, task_status: trio.TaskStatus[None]) -> None:
@@ -129,7 +143,7 @@ class EngineServer:
         try:
             async with trio.open_nursery() as outer:
                 await outer.start(run_children)
-                task_status.started(started_value)
+                task_status.started()
                 try:
                     await self._stop.wait()
                 finally:
@@ -138,10 +152,16 @@ class EngineServer:
                         children.cancel()
         finally:
             self._nursery = None
+            self._stopped.set()
 
     def shutdown(self) -> None:
-        """Stop :meth:`serve` or :meth:`run`: close every session gracefully, then return."""
+        """Stop :meth:`run`: close every session gracefully, then return. Does not block;
+        see :meth:`wait_stopped`."""
         self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        """Block until :meth:`run` has returned (at once if it is not running)."""
+        await self._stopped.wait()
 
     async def _close_sessions(self) -> None:
         sessions = list(self._sessions.values())
@@ -161,7 +181,7 @@ class EngineServer:
         self, head: RequestHead, transport: PollingTransport | WebSocketTransport
     ) -> EngineSocket:
         if self._nursery is None:
-            raise RuntimeError("the server is not running: use serve() or run()")
+            raise RuntimeError("the server is not running: start run() (or a front end)")
         config = self.config
         sid = secrets.token_urlsafe(15)  # 120 random bits
         upgrades: tuple[str, ...] = ()
@@ -245,6 +265,11 @@ class EngineServer:
             headers = [("Content-Type", "application/json")]
         return HttpResponse(exc.status, headers, exc.body())
 
+    def _unavailable(self, head: RequestHead) -> HttpResponse:
+        log.info("refused a handshake: the server is not running")
+        headers = [_TEXT, *self.config.cors_headers(head)]
+        return HttpResponse(503, headers, b"Service Unavailable")
+
     # -- HTTP long-polling ----------------------------------------------------------------
     async def handle_http(
         self, head: RequestHead, body: AsyncIterable[bytes], content_length: int | None = None
@@ -278,6 +303,8 @@ class EngineServer:
         except HandshakeError as exc:
             return self._error(head, exc)
         if sid is None:
+            if not self.accepting:
+                return self._unavailable(head)
             socket = await self._open_session(head, PollingTransport())
             response = await self._poll(socket, head)
             if self.config.cookie:
@@ -367,9 +394,11 @@ class EngineServer:
             None to accept, or the error response to refuse it with.
         """
         try:
-            await self._check(head, is_upgrade=True)
+            sid = await self._check(head, is_upgrade=True)
         except HandshakeError as exc:
             return self._error(head, exc)
+        if sid is None and not self.accepting:
+            return self._unavailable(head)
         return None
 
     async def serve_websocket(self, head: RequestHead, channel: WebSocketChannel) -> None:
@@ -377,16 +406,36 @@ class EngineServer:
 
         Blocks until the session over this WebSocket is over (or the upgrade failed). The
         caller closes the WebSocket afterwards.
+
+        Cancellation: the front end stops serving this WebSocket (an ASGI server shutting
+        down cancels its connections): the session is closed as in a server shutdown, with
+        a CLOSE packet if the WebSocket still takes it; that wait is shielded and bounded by
+        ``close_timeout`` (plus a second for the closing handshake).
         """
         sid = head.query.get("sid")
-        if not sid:
-            socket = await self._open_session(head, WebSocketTransport(channel))
-            await socket.wait_closed()
-            return
-        socket_ = self._sessions.get(sid)
-        if socket_ is None:
-            return
-        await socket_.upgrade(channel)
+        socket: EngineSocket | None = None
+        try:
+            if not sid:
+                if not self.accepting:
+                    return
+                socket = await self._open_session(head, WebSocketTransport(channel))
+                await socket.wait_closed()
+                return
+            socket = self._sessions.get(sid)
+            if socket is None:
+                return
+            await socket.upgrade(channel)
+        except trio.Cancelled:
+            if socket is not None and socket.transport is Transport.WEBSOCKET:
+                socket.close(CloseReason.SERVER_SHUTDOWN)
+                with trio.CancelScope(shield=True), trio.move_on_after(self._closing_time()):
+                    await socket.wait_closed()
+            raise
+
+    def _closing_time(self) -> float:
+        """The longest a graceful close of one session takes: the CLOSE packet and the
+        handler, ``close_timeout`` each, then the closing handshake."""
+        return 2 * self.config.close_timeout + 1.0
 
 
 class _Started:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar, overload
 
 import trio
 
-from ..adapters.base import Adapter, SocketRegistry
+from ..adapters.base import Adapter, RemoteSocket, SocketRegistry
 from ..adapters.memory import InMemoryAdapter
 from ..engineio.config import EngineConfig
 from ..engineio.server import EngineServer
 from ..engineio.socket import EngineSocket
+from ..frontends import standalone
 from ..protocol.socketio import JsonParser, Parser
 from .broadcast import BroadcastOperator
 from .connection import Connection
@@ -195,9 +198,34 @@ class Server:
         """``await sio.timeout(2).emit_with_ack(...)``: one reply per socket."""
         return await self.main.emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
         """Every socket of ``"/"``."""
         return await self.main.fetch_sockets()
+
+    @overload
+    def on_server_side(self, event: str, handler: None = None) -> Callable[[F], F]: ...
+    @overload
+    def on_server_side(self, event: str, handler: F) -> F: ...
+    def on_server_side(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Handle a server-side emit from another node on ``"/"``; see
+        :meth:`Namespace.on_server_side`."""
+        if handler is None:
+            return self.main.on_server_side(event)
+        return self.main.on_server_side(event, handler)
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send an event to the other nodes' server-side handlers of ``"/"``."""
+        await self.main.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, timeout: float = 5.0
+    ) -> list[Any]:
+        """Like :meth:`server_side_emit`, returning one reply per other node."""
+        return await self.main.server_side_emit_with_ack(event, *args, timeout=timeout)
+
+    async def server_count(self) -> int:
+        """How many nodes serve ``"/"`` (1 without a multi-node adapter)."""
+        return await self.main.server_count()
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
         """Make every socket of ``"/"`` join these rooms."""
@@ -217,22 +245,51 @@ class Server:
         host: str | None,
         port: int,
         *,
+        ssl_context: ssl.SSLContext | None = None,
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` and serve until cancelled or :meth:`shutdown`.
 
-        Use as ``listeners = await nursery.start(sio.serve, "127.0.0.1", 3000)``.
+        Use as ``listeners = await nursery.start(sio.serve, "127.0.0.1", 3000)``. With
+        ``ssl_context`` (a server context holding the certificate chain), it serves
+        HTTPS/WSS. To serve inside an ASGI server instead, see :class:`trio_sio.ASGIApp`.
 
         Resource handling: on cancellation or shutdown every connection is closed (clients
         get a close packet; disconnect handlers run with reason ``"server shutting down"``).
 
         Error handling: a failing connection or handler is logged and harms nothing else.
+        An adapter that cannot start (Redis unreachable) makes this raise before listening.
         """
-        await self.engine.serve(host, port, task_status=task_status)
+        async with self._adapter_running():
+            await standalone.serve(
+                self.engine, host, port, ssl_context=ssl_context, task_status=task_status
+            )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host connections for another front end (ASGI) without listening."""
-        await self.engine.run(task_status=task_status)
+        async with self._adapter_running():
+            await self.engine.run(task_status=task_status)
+
+    @asynccontextmanager
+    async def _adapter_running(self) -> AsyncIterator[None]:
+        """Run the adapter's background work (a multi-node adapter's I/O), if it has any."""
+        run = getattr(self.adapter_factory, "run", None)
+        if run is None:
+            yield
+            return
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run)
+                started = True
+                try:
+                    yield
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            if not started and len(group.exceptions) == 1:
+                raise group.exceptions[0] from None  # why the adapter could not start
+            raise
 
     def shutdown(self) -> None:
         """Stop :meth:`serve` or :meth:`run` after closing every connection."""

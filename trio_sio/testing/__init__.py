@@ -38,8 +38,8 @@ from urllib.parse import urlencode
 import trio
 import trio.testing
 
-from ..engineio.http import handle_stream
 from ..engineio.memory import MemoryWebSocket, memory_websocket_pair, request_head
+from ..frontends.standalone import handle_stream
 from ..protocol.engineio import OpenInfo, decode_open, decode_packet
 from ..protocol.errors import ConnectionClosed, SocketIOError
 from ..server.server import Server

@@ -1,10 +1,11 @@
-"""A standalone HTTP/1.1 front end on h11: one TCP port serves polling and WebSocket.
+"""The standalone front end: one TCP (or TLS) port serves HTTP long-polling and WebSocket.
 
-:func:`serve_listeners` accepts TCP connections and runs :func:`handle_stream` for each, which
-reads it with h11. A WebSocket upgrade is served by
-:class:`~trio_sio.engineio.websocket.NativeWebSocket` (or handed to trio-websocket, which
+:func:`serve` listens and runs the engine; :func:`serve_listeners` accepts connections and
+runs :func:`handle_stream` for each, which reads it with h11. A WebSocket upgrade is served
+by :class:`~trio_sio.engineio.websocket.NativeWebSocket` (or handed to trio-websocket, which
 first replays the request bytes h11 consumed); anything else goes to
-:meth:`EngineServer.handle_http`. Keep-alive is honoured.
+:meth:`EngineServer.handle_http <trio_sio.engineio.EngineServer.handle_http>`. Keep-alive
+is honoured.
 
 A client's hold on the server is bounded in time as well as in size (the ``http_*`` settings
 of :class:`~trio_sio.engineio.config.EngineConfig`), and nothing it sends is logged above INFO.
@@ -12,43 +13,36 @@ of :class:`~trio_sio.engineio.config.EngineConfig`), and nothing it sends is log
 
 from __future__ import annotations
 
-import errno
 import logging
-import mimetypes
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 import trio
 import trio_websocket
 
+from ..engineio.config import EngineConfig, HttpResponse, RequestHead
+from ..engineio.server import EngineServer
+from ..engineio.transports import TrioWebSocketChannel
+from ..engineio.websocket import NativeWebSocket
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
 from ..protocol.websocket import accept_key, is_valid_key
-from .config import EngineConfig, HttpResponse, RequestHead
-from .transports import TrioWebSocketChannel
-from .websocket import NativeWebSocket
+from ._accept import accept_connections
+from ._static import not_found, static_response
 
-if TYPE_CHECKING:
-    from .server import EngineServer
+_Handler = Callable[[EngineServer, trio.abc.Stream], Awaitable[None]]
 
-    _Handler = Callable[[EngineServer, trio.abc.Stream], Awaitable[None]]
+__all__ = ["handle_stream", "serve", "serve_listeners"]
 
-__all__ = ["handle_stream", "serve_listeners"]
-
-log = logging.getLogger("trio_sio.engineio.http")
+log = logging.getLogger("trio_sio.frontends.standalone")
 
 MAX_HEADER_BYTES = 16 * 1024
 READ_SIZE = 64 * 1024
 #: seconds spent dropping the rest of a refused request before closing.
 LINGER_SECONDS = 1.0
-#: seconds to wait before retrying ``accept()`` when the process is out of resources; the
-#: wait doubles on each failure up to ``ACCEPT_BACKOFF_MAX``.
-ACCEPT_BACKOFF_FIRST = 0.1
-ACCEPT_BACKOFF_MAX = 1.0
-#: ``accept()`` errors that mean "out of file descriptors or memory": retried after a wait.
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
@@ -158,31 +152,54 @@ class _ReplayStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
+# -- listening ---------------------------------------------------------------------------
+async def serve(
+    engine: EngineServer,
+    host: str | None,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``host:port`` (port 0 picks one) and run ``engine`` until cancelled or
+    :meth:`~trio_sio.engineio.EngineServer.shutdown`.
+
+    Use as ``listeners = await nursery.start(serve, engine, "127.0.0.1", 0)``: the started
+    value is the TCP listeners (with TLS, the ones under it), for their addresses.
+
+    Args:
+        engine: the Engine.IO server (``sio.engine`` for a Socket.IO server; prefer
+            ``sio.serve``, which also runs the adapter).
+        host: the address to bind (None: every interface).
+        port: the TCP port.
+        ssl_context: serve HTTPS/WSS with these TLS settings (a server context, e.g.
+            ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)`` with
+            ``load_cert_chain(...)``). The TLS handshake happens while the connection
+            waits for its first request: it is bounded by ``http_keepalive_timeout``.
+
+    Resource handling: on cancellation or shutdown, every session is closed gracefully (a
+    CLOSE packet, bounded by ``close_timeout``) before the listeners and connections are.
+
+    Error handling: a failing connection or session is logged and closed; it never reaches
+    this task. A failed TLS handshake is logged at DEBUG.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    served: list[trio.abc.Listener[Any]] = list(listeners)
+    if ssl_context is not None:
+        served = [trio.SSLListener(tcp, ssl_context, https_compatible=True) for tcp in listeners]
+
+    async def start_listening(nursery: trio.Nursery) -> None:
+        await nursery.start(serve_listeners, engine, served, handle_stream)
+
+    async def run_engine(*, task_status: trio.TaskStatus[None]) -> None:
+        await engine.run(front_end=start_listening, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_engine)
+        task_status.started(listeners)
+
+
 # -- accepting connections --------------------------------------------------------------
-class _Admission:
-    """Shared by the accept loops of one :func:`serve_listeners`: the connections being
-    served against ``max_connections``, and the current episode of failing ``accept()``."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.open = 0
-        self.refused = 0
-        self.failures = 0
-
-    def admit(self) -> bool:
-        """Count a new connection in, or return False when the limit is reached."""
-        if self.limit is not None and self.open >= self.limit:
-            if not self.refused:
-                log.warning("max_connections (%d) reached: closing new ones at once", self.open)
-            self.refused += 1
-            return False
-        if self.refused:
-            log.info("accepting connections again; %d were refused", self.refused)
-            self.refused = 0
-        self.open += 1
-        return True
-
-
 async def serve_listeners(
     server: EngineServer,
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
@@ -204,56 +221,7 @@ async def serve_listeners(
     Error handling: a failing connection is logged and closed; it never ends the accept loop.
     Any other ``accept()`` error (the listening socket itself is broken) propagates.
     """
-    admission = _Admission(server.config.max_connections)
-    serve = handler or handle_stream
-    async with trio.open_nursery() as nursery:
-        for listener in listeners:
-            nursery.start_soon(_accept_loop, server, listener, serve, admission, nursery)
-        task_status.started()
-
-
-async def _accept_loop(
-    server: EngineServer,
-    listener: trio.abc.Listener[trio.abc.Stream],
-    serve: _Handler,
-    admission: _Admission,
-    nursery: trio.Nursery,
-) -> None:
-    delay = ACCEPT_BACKOFF_FIRST
-    async with listener:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _RESOURCE_ERRNOS:
-                    raise
-                if not admission.failures:
-                    log.warning("cannot accept connections (%s): retrying with back-off", exc)
-                admission.failures += 1
-                await trio.sleep(delay)
-                delay = min(delay * 2, ACCEPT_BACKOFF_MAX)
-                continue
-            delay = ACCEPT_BACKOFF_FIRST
-            if admission.failures:
-                log.info("accepting connections again after %d failures", admission.failures)
-                admission.failures = 0
-            if admission.admit():
-                nursery.start_soon(_serve_connection, serve, server, stream, admission)
-            else:
-                await trio.aclose_forcefully(stream)
-
-
-async def _serve_connection(
-    serve: _Handler, server: EngineServer, stream: trio.abc.Stream, admission: _Admission
-) -> None:
-    try:
-        await serve(server, stream)
-    except Exception:  # handle_stream catches its own; this guards the accept loop
-        log.exception("HTTP connection handler failed")
-    finally:
-        admission.open -= 1
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
+    await accept_connections(server, listeners, handler or handle_stream, task_status=task_status)
 
 
 # -- one connection -----------------------------------------------------------------------
@@ -274,7 +242,9 @@ async def handle_stream(server: EngineServer, stream: trio.abc.Stream) -> None:
     INFO line at most; only a bug of the server is logged as an error.
     """
     client: tuple[str, int] | None = None
-    sock = getattr(stream, "socket", None)
+    sock = getattr(stream, "socket", None) or getattr(
+        getattr(stream, "transport_stream", None), "socket", None
+    )
     if sock is not None:
         try:
             peer = sock.getpeername()
@@ -369,20 +339,8 @@ def _head(request: h11.Request, client: tuple[str, int] | None) -> RequestHead:
 
 async def _static(server: EngineServer, head: RequestHead) -> HttpResponse:
     """A file of ``static_files`` for a GET/HEAD of its path; 404 otherwise."""
-    files = server.config.static_files or {}
-    name = files.get(head.path)
-    if name is None or head.method not in ("GET", "HEAD"):
-        return HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
-    try:
-        body = await trio.Path(name).read_bytes()
-    except OSError as exc:  # a configuration error, but any client can make it happen
-        log.warning("static file for %s cannot be read: %s", head.path, exc)
-        return HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
-    kind = mimetypes.guess_type(str(name))[0] or "application/octet-stream"
-    if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
-        kind += "; charset=utf-8"
-    headers = [("Content-Type", kind), ("Cache-Control", "no-cache")]
-    return HttpResponse(200, headers, body)
+    response = await static_response(server.config.static_files, head)
+    return response if response is not None else not_found()
 
 
 def _content_length(request: h11.Request) -> int | None:
