@@ -1,9 +1,14 @@
-"""Developer tasks: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s chat`."""
+"""Developer tasks: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s chat`,
+`nox -s chat-cluster`."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import tempfile
+import time
 
 import nox
 
@@ -81,3 +86,74 @@ def chat(session: nox.Session) -> None:
     _npm_ci(session, "examples/chat")
     port = os.environ.get("PORT", "8000")
     session.run("python", "examples/chat/server.py", "--host", "127.0.0.1", "--port", port)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@nox.session(name="chat-cluster")
+def chat_cluster(session: nox.Session) -> None:
+    """Two chat servers sharing a Redis: http://127.0.0.1:8000/ and http://127.0.0.1:8001/.
+
+    Starts its own redis-server (on 6379 if free, else on a free port; nothing is saved to
+    disk); Ctrl+C stops all three. Open one page on each port: they chat together.
+    """
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        session.error("redis-server is needed (apt-get install redis-server)")
+    session.install("-r", "requirements/test.txt")
+    session.install("--no-deps", "-e", ".")
+    _npm_ci(session, "examples/chat")
+    python = os.path.join(session.bin, "python")
+    redis_port = 6379
+    if not _port_free(redis_port):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            redis_port = sock.getsockname()[1]
+    redis_url = f"redis://127.0.0.1:{redis_port}"
+    redis_command = [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1"]
+    redis_command += ["--save", "", "--appendonly", "no"]
+    with tempfile.TemporaryDirectory(prefix="chat-cluster-") as workdir:
+        procs = [subprocess.Popen([*redis_command, "--dir", workdir], stdout=subprocess.DEVNULL)]
+        try:
+            if not _wait_port(redis_port, procs[0]):
+                session.error(f"redis-server did not start on port {redis_port}")
+            for port in (8000, 8001):
+                command = [python, "examples/chat/server.py", "--port", str(port)]
+                procs.append(subprocess.Popen([*command, "--redis", redis_url]))
+                if not _wait_port(port, procs[-1]):
+                    session.error(f"the chat server on port {port} did not start")
+            session.log(f"Redis: {redis_url}")
+            session.log("chat: http://127.0.0.1:8000/ and http://127.0.0.1:8001/ (Ctrl+C stops)")
+            while all(proc.poll() is None for proc in procs):
+                time.sleep(0.5)
+            session.error("a process of the cluster ended; stopping the others")
+        except KeyboardInterrupt:
+            session.log("stopping")
+        finally:
+            for proc in reversed(procs):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in reversed(procs):
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

@@ -6,10 +6,13 @@
 // pings answered), so that it stays much cheaper than the server under test. It prints one
 // JSON object on stdout when done; progress and errors go to stderr.
 //
-// Config: {scenario, port, serverPid, clkTck, ...}; scenarios and their options:
+// Config: {scenario, port, serverPid, clkTck, ...}; scenarios and their options (a cluster
+// gives serverPids, all its nodes' pids, instead of serverPid; redisPid for Redis's CPU):
 //   echo       conns, depth, warmupMs, durationMs         42<id>["echo",{...}] -> 43<id>[...]
 //   binary     conns, depth, size, warmupMs, durationMs   451-<id>["bin",<attachment>] + frame
 //   broadcast  conns, count, warmups, timeoutMs           42["bcast",i] -> 42["tick",i,"hello"]
+//              with ports [a, b, ...] (a cluster): connections spread over the nodes, the
+//              broadcasts sent to node a, deliveries counted per node (rate_a, rate_b, ...)
 //   rss        conns, concurrency, settleMs               idle connections, server RSS
 //   connects   concurrency, warmupMs, durationMs          handshake + CONNECT "/", then close
 // Every scenario is bounded by hardTimeoutMs (the process exits).
@@ -20,7 +23,7 @@ import WebSocket from "ws";
 const cfg = JSON.parse(process.argv[2] ?? "{}");
 const CLK_TCK = cfg.clkTck ?? 100;
 const HOST = cfg.host ?? "127.0.0.1";
-const URL_ = `ws://${HOST}:${cfg.port}/socket.io/?EIO=4&transport=websocket`;
+const urlOf = (port) => `ws://${HOST}:${port}/socket.io/?EIO=4&transport=websocket`;
 const CONNECT_TIMEOUT_MS = cfg.connectTimeoutMs ?? 15000;
 
 const hardTimer = setTimeout(() => {
@@ -58,22 +61,28 @@ function coreTicks(core) {
   return [total - v[3] - v[4], total];
 }
 
-/** CPU of the server and of this process over a window, as fractions of one core; and how
- * busy the server's core was (which also counts kernel work done there for others). */
+const serverPids = cfg.serverPids ?? [cfg.serverPid];
+const serversCpuSeconds = () => serverPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+
+/** CPU of the server (a cluster: all its nodes) and of this process over a window, as
+ * fractions of one core; and how busy the server's core was (which also counts kernel work
+ * done there for others). */
 class CpuWindow {
   constructor() {
     this.t = performance.now();
-    this.server = cpuSeconds(cfg.serverPid);
+    this.server = serversCpuSeconds();
     this.self = cpuSeconds(process.pid);
+    this.redis = cfg.redisPid ? cpuSeconds(cfg.redisPid) : NaN;
     this.core = coreTicks(cfg.serverCore);
   }
   end() {
     const seconds = (performance.now() - this.t) / 1000;
     const result = {
       seconds,
-      server_cpu: (cpuSeconds(cfg.serverPid) - this.server) / seconds,
+      server_cpu: (serversCpuSeconds() - this.server) / seconds,
       loadgen_cpu: (cpuSeconds(process.pid) - this.self) / seconds,
     };
+    if (cfg.redisPid) result.redis_cpu = (cpuSeconds(cfg.redisPid) - this.redis) / seconds;
     const core = coreTicks(cfg.serverCore);
     if (core && this.core && core[1] > this.core[1]) {
       result.server_core_busy = (core[0] - this.core[0]) / (core[1] - this.core[1]);
@@ -97,7 +106,9 @@ function readInt(buf, start) {
 }
 
 class Conn {
-  constructor() {
+  constructor(port = cfg.port) {
+    this.port = port;
+    this.url = urlOf(port);
     this.ws = null;
     this.onAck = null; // (conn, id) for "43<id>[...]"
     this.onBinaryAck = null; // (conn, id, buffer) for "46N-<id>[...]" + its attachment
@@ -109,7 +120,7 @@ class Conn {
   /** Resolves once the Socket.IO CONNECT to "/" is acknowledged. */
   open() {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(URL_, { perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 64 << 20 });
+      const ws = new WebSocket(this.url, { perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 64 << 20 });
       this.ws = ws;
       let settled = false;
       const timer = setTimeout(() => fail(new Error("connect timeout")), CONNECT_TIMEOUT_MS);
@@ -177,14 +188,14 @@ function noteError(err) {
   if (errors.length < 3) errors.push(String(err?.message ?? err));
 }
 
-async function openMany(n, concurrency, setup) {
+async function openMany(n, concurrency, setup, portOf = null) {
   const conns = [];
   let failures = 0;
   let next = 0;
   async function worker() {
     while (next < n) {
+      const conn = new Conn(portOf ? portOf(next) : cfg.port);
       next++;
-      const conn = new Conn();
       if (setup) setup(conn);
       try {
         conns.push(await conn.open());
@@ -289,15 +300,21 @@ async function requestAck(kind) {
   return result;
 }
 
-/** One client triggers `count` broadcasts; every connection must get every one. */
+/** One client triggers `count` broadcasts; every connection must get every one. With
+ * cfg.ports, the connections are spread over a cluster's nodes and the trigger is on the first
+ * node: deliveries are also counted per node, each node's rate over its own time to finish. */
 async function broadcast() {
   const { conns: n, count } = cfg;
   const warmups = cfg.warmups ?? 3;
+  const ports = cfg.ports ?? [cfg.port];
+  const nodeOf = (index) => index % ports.length;
+  const perNode = ports.map(() => ({ delivered: 0, expected: 0, last: 0 }));
   let delivered = 0;
   let duplicates = 0;
   let warmDelivered = 0;
   let allDone = null;
   const setup = (conn) => {
+    conn.node = ports.indexOf(conn.port);
     conn.seen = new Uint8Array(count);
     conn.got = 0;
     conn.onEvent = (c, data) => {
@@ -315,12 +332,16 @@ async function broadcast() {
       c.seen[i] = 1;
       c.got++;
       delivered++;
+      const node = perNode[c.node];
+      node.delivered++;
+      node.last = performance.now();
       if (delivered === n * count && allDone) allDone();
     };
   };
-  const { conns, failures } = await openMany(n, 100, setup);
+  const { conns, failures } = await openMany(n, 100, setup, (index) => ports[nodeOf(index)]);
   const total = conns.length * count;
-  const trigger = conns[0];
+  const trigger = conns.find((c) => c.node === 0) ?? conns[0];
+  for (const conn of conns) perNode[conn.node].expected += count;
   // Warm-up broadcasts (negative numbers), then the measured ones.
   for (let w = 1; w <= warmups; w++) trigger.ws.send(`42["bcast",${-w}]`);
   const warmDeadline = performance.now() + 10000;
@@ -337,7 +358,7 @@ async function broadcast() {
   const cpu = window.end();
   const incomplete = conns.filter((c) => c.got !== count).length;
   for (const conn of conns) conn.kill();
-  return {
+  const result = {
     connections: conns.length,
     connect_failures: failures,
     broadcasts: count,
@@ -350,6 +371,16 @@ async function broadcast() {
     rate: delivered / cpu.seconds,
     ...cpu,
   };
+  if (cfg.ports) {
+    perNode.forEach((node, k) => {
+      const name = String.fromCharCode(97 + k); // a, b, ...
+      const seconds = (node.last - window.t) / 1000;
+      result[`delivered_${name}`] = node.delivered;
+      result[`lost_${name}`] = node.expected - node.delivered;
+      result[`rate_${name}`] = seconds > 0 ? node.delivered / seconds : 0;
+    });
+  }
+  return result;
 }
 
 /** Server RSS growth per idle WebSocket connection. */

@@ -3,6 +3,7 @@
     python bench/run.py                 # full run: 3 interleaved rounds, a few minutes
     python bench/run.py --quick         # tiny sizes, one round: a smoke run
     python bench/run.py --only trio_sio --scenarios echo1,broadcast
+    python bench/run.py --only trio_sio,node --scenarios redis-broadcast   # 2 nodes + Redis
 
 Each server runs in a fresh process per measurement, pinned to one core; the load generator
 (``bench/loadgen.mjs``, Node + ``ws``, raw Engine.IO/Socket.IO frames) runs on another core.
@@ -16,7 +17,8 @@ killed when this script exits (also when it is killed: the children get SIGKILL 
 
 Needs: Node.js 18+ with ``npm ci --prefix bench``; for python-socketio: ``pip install -r
 bench/requirements.txt``; the Node reference column needs the same npm install (skip it with
-``--only trio_sio,python-socketio``). ``--profile DIR`` records trio_sio with py-spy.
+``--only trio_sio,python-socketio``). ``--profile DIR`` records trio_sio with py-spy. The
+cluster scenario (``redis-broadcast``, not run unless named) needs redis-server.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +61,11 @@ class Scenario:
     key: str
     loadgen: dict[str, Any]  # the generator's config (without port/pid)
     hard_timeout: float  # seconds
+    nodes: int = 1  # more: a cluster of that many server processes sharing a redis-server
+
+
+#: Scenarios run only when named in --scenarios (they need more than the others: Redis).
+OPT_IN = {"redis-broadcast"}
 
 
 def scenarios(quick: bool, rss_conns: int) -> dict[str, Scenario]:
@@ -98,6 +106,18 @@ def scenarios(quick: bool, rss_conns: int) -> dict[str, Scenario]:
                     "timeoutMs": 10000 if quick else 30000,
                 },
                 60,
+            ),
+            Scenario(
+                "redis-broadcast",
+                {
+                    "scenario": "broadcast",
+                    "conns": 50 if quick else 1000,  # half on each node
+                    "count": 20 if quick else 100,
+                    "warmups": 3,
+                    "timeoutMs": 10000 if quick else 30000,
+                },
+                60,
+                nodes=2,
             ),
             Scenario(
                 "rss",
@@ -142,6 +162,9 @@ class ServerKind:
     title: str
     command: Callable[[], list[str]]
     available: Callable[[], str | None]  # None when it can run, else why not
+    # a node of a cluster, given the Redis URL (None: no cluster scenario for this server)
+    cluster_command: Callable[[str], list[str]] | None = None
+    cluster_available: Callable[[], str | None] = lambda: None
 
 
 def _python_module_missing(*modules: str) -> str | None:
@@ -166,6 +189,8 @@ SERVERS = {
             "trio_sio",
             lambda: [sys.executable, str(SERVERS_DIR / "trio_sio_server.py")],
             lambda: _python_module_missing("trio_sio", "trio", "trio_websocket", "h11"),
+            lambda url: [sys.executable, str(SERVERS_DIR / "trio_sio_server.py"), "--redis", url],
+            lambda: _python_module_missing("coredis", "msgpack"),
         ),
         ServerKind(
             "python-socketio",
@@ -178,6 +203,8 @@ SERVERS = {
             "Node socket.io",
             lambda: ["node", str(SERVERS_DIR / "node_server.mjs")],
             lambda: _node_missing("socket.io"),
+            lambda url: ["node", str(SERVERS_DIR / "node_server.mjs"), "0", "--redis", url],
+            lambda: _node_missing("@socket.io/redis-adapter", "redis"),
         ),
     )
 }
@@ -254,12 +281,18 @@ class _LineReader:
 
 
 @contextlib.contextmanager
-def running_server(kind: ServerKind, cpu: int | None, log_dir: Path) -> Iterator[tuple[int, int]]:
-    """Start a server; yield (pid, port); stop it."""
+def running_server(
+    kind: ServerKind, cpu: int | None, log_dir: Path, command: list[str] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Start a server (``kind.command()`` unless ``command``); yield (pid, port); stop it."""
     stderr_path = log_dir / f"{kind.key}.stderr.log"
     with stderr_path.open("ab") as stderr:
         proc = _spawn(
-            kind.command(), cpu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+            command or kind.command(),
+            cpu,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
         )
     assert proc.stdout is not None
     reader = _LineReader(proc.stdout.fileno())
@@ -272,6 +305,39 @@ def running_server(kind: ServerKind, cpu: int | None, log_dir: Path) -> Iterator
             with contextlib.suppress(ValueError):
                 STACK_INFO.update(json.loads(reader.readline(START_TIMEOUT)))
         yield proc.pid, int(first)
+    finally:
+        _stop(proc)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_redis(cpu: int | None, log_dir: Path) -> Iterator[tuple[int, str]]:
+    """Start a fresh redis-server (nothing saved to disk); yield (pid, url); stop it."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed")
+    port = _free_port()
+    command = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no", "--dir", str(log_dir)]
+    command += ["--logfile", str(log_dir / "redis.log")]
+    proc = _spawn(command, cpu, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+        yield proc.pid, f"redis://127.0.0.1:{port}"
     finally:
         _stop(proc)
 
@@ -349,6 +415,15 @@ def measure(
     profile: Path | None,
 ) -> dict[str, Any]:
     """One run: a fresh server, the load generator against it, then the server stopped."""
+    if scenario.nodes > 1:
+        return measure_cluster(
+            kind,
+            scenario=scenario,
+            server_cpu=server_cpu,
+            gen_cpu=gen_cpu,
+            log_dir=log_dir,
+            clk_tck=clk_tck,
+        )
     try:
         with running_server(kind, server_cpu, log_dir) as (pid, port):
             config = {
@@ -364,6 +439,41 @@ def measure(
         return {"ok": False, "error": str(exc)}
 
 
+def measure_cluster(
+    kind: ServerKind,
+    *,
+    scenario: Scenario,
+    server_cpu: int | None,
+    gen_cpu: int | None,
+    log_dir: Path,
+    clk_tck: int,
+) -> dict[str, Any]:
+    """One run of a cluster scenario: a fresh redis-server and ``scenario.nodes`` fresh
+    servers sharing it (all on the server's core), the load generator against all of them."""
+    assert kind.cluster_command is not None
+    try:
+        with contextlib.ExitStack() as stack:
+            redis_pid, url = stack.enter_context(running_redis(server_cpu, log_dir))
+            nodes = [
+                stack.enter_context(
+                    running_server(kind, server_cpu, log_dir, kind.cluster_command(url))
+                )
+                for _ in range(scenario.nodes)
+            ]
+            config = {
+                **scenario.loadgen,
+                "port": nodes[0][1],
+                "ports": [port for _, port in nodes],
+                "serverPids": [pid for pid, _ in nodes],
+                "redisPid": redis_pid,
+                "clkTck": clk_tck,
+                "serverCore": server_cpu,
+            }
+            return run_loadgen(config, gen_cpu, scenario.hard_timeout)
+    except RuntimeError as exc:
+        return {"ok": False, "error": str(exc)}
+
+
 # -- reporting ------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Row:
@@ -372,12 +482,14 @@ class Row:
     field: str
     fmt: str
     lower_is_better: bool = False
+    per_cpu: bool = True  # in the table per server CPU-second
 
 
 def rows(quick: bool, rss_conns: int, sizes: dict[str, Scenario]) -> list[Row]:
     e = sizes["echo1"].loadgen["conns"]
     b = sizes["broadcast"].loadgen
     bin_ = sizes["binary"].loadgen
+    r = sizes["redis-broadcast"]
     return [
         Row(f"echo with ack, {e} conns, 1 in flight: acks/s", "echo1", "rate", "k"),
         Row("  p50 latency, ms", "echo1", "p50_ms", ".2f", True),
@@ -406,6 +518,16 @@ def rows(quick: bool, rss_conns: int, sizes: dict[str, Scenario]) -> list[Row]:
             "mb_per_s",
             ".0f",
         ),
+        Row(
+            f"broadcast through Redis, {r.nodes} nodes, {r.loadgen['conns']:,} sockets"
+            f" ({r.loadgen['count']} broadcasts): deliveries/s",
+            r.key,
+            "rate",
+            "k",
+        ),
+        # each over its own time to finish; not per CPU (the CPU is both nodes')
+        Row("  at the broadcasting node's sockets", r.key, "rate_a", "k", per_cpu=False),
+        Row("  at the other node's sockets (through Redis)", r.key, "rate_b", "k", per_cpu=False),
     ]
 
 
@@ -489,7 +611,7 @@ def efficiency_table(
         return _median(runs, "v")
 
     for row in row_list:
-        if row.lower_is_better:
+        if row.lower_is_better or not row.per_cpu:
             continue
         cells = [row.label]
         base_value = value(base, row)
@@ -550,13 +672,18 @@ def summarize(result: dict[str, Any]) -> str:
     parts = []
     for field, fmt in (
         ("rate", ".0f"),
+        ("rate_a", ".0f"),
+        ("rate_b", ".0f"),
         ("mb_per_s", ".0f"),
         ("p50_ms", ".2f"),
         ("p99_ms", ".2f"),
         ("kib_per_conn", ".1f"),
         ("connections", "d"),
         ("lost", "d"),
+        ("lost_a", "d"),
+        ("lost_b", "d"),
         ("server_cpu", ".0%"),
+        ("redis_cpu", ".0%"),
         ("server_core_busy", ".0%"),
         ("loadgen_cpu", ".0%"),
     ):
@@ -569,6 +696,19 @@ def summarize(result: dict[str, Any]) -> str:
 
 
 # -- main -----------------------------------------------------------------------------------
+def _cluster_ready(kind: ServerKind, scenario: Scenario) -> bool:
+    """Whether ``kind`` can run the cluster scenario (says why not on stderr)."""
+    if kind.cluster_command is None:
+        why: str | None = "no cluster set-up in this benchmark"
+    elif shutil.which("redis-server") is None:
+        why = "redis-server is not installed"
+    else:
+        why = kind.cluster_available()
+    if why is not None:
+        print(f"skipping {kind.key} in {scenario.key}: {why}", file=sys.stderr)
+    return why is None
+
+
 def _cores(no_pin: bool) -> tuple[int | None, int | None, str]:
     allowed = sorted(os.sched_getaffinity(0))
     if no_pin:
@@ -600,7 +740,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", help="comma-separated servers: trio_sio,python-socketio,node (default: all)"
     )
-    parser.add_argument("--scenarios", help="comma-separated: echo1,echo8,broadcast,rss,...")
+    parser.add_argument(
+        "--scenarios",
+        help="comma-separated: echo1,echo8,broadcast,rss,connects,binary (the default), and"
+        " redis-broadcast (2 nodes sharing a redis-server; only when named)",
+    )
     parser.add_argument("--rss-conns", type=int, help="idle connections (default 5000)")
     parser.add_argument("--json", type=Path, help="write every run's results to this file")
     parser.add_argument("--profile", type=Path, help="py-spy recordings of trio_sio go here")
@@ -615,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_wanted = args.rss_conns or (200 if args.quick else 5000)
     rss_conns, fd_note = _raise_fd_limit(rss_wanted)
     sizes = scenarios(args.quick, rss_conns)
-    keys = args.scenarios.split(",") if args.scenarios else list(sizes)
+    keys = args.scenarios.split(",") if args.scenarios else [k for k in sizes if k not in OPT_IN]
     unknown = [k for k in keys if k not in sizes]
     if unknown:
         parser.error(f"unknown scenarios: {unknown}")
@@ -653,8 +797,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for scenario_key in keys:
             scenario = sizes[scenario_key]
+            runnable = servers
+            if scenario.nodes > 1:
+                runnable = [key for key in servers if _cluster_ready(SERVERS[key], scenario)]
             for round_ in range(1, rounds + 1):
-                for key in servers:
+                for key in runnable:
                     result = measure(
                         SERVERS[key],
                         scenario=scenario,

@@ -1,7 +1,9 @@
 // The benchmark app on the official Node socket.io server (reference column).
 //
-//     node bench/servers/node_server.mjs [port]
+//     node bench/servers/node_server.mjs [port] [--redis URL]
 //
+// With --redis URL it is one node of a cluster (@socket.io/redis-adapter, classic pub/sub,
+// with the `redis` client): bcast reaches the sockets of every node.
 // Prints the listening port on the first line of stdout, then serves until stdin closes.
 // Same events as trio_sio_server.py:
 //     echo(data)  -> acks data
@@ -10,9 +12,21 @@
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
-const port = Number(process.argv[2] ?? 0);
+const args = process.argv.slice(2);
+const redisAt = args.indexOf("--redis");
+const redisUrl = redisAt >= 0 ? args.splice(redisAt, 2)[1] : null;
+const port = Number(args[0] ?? 0);
 const httpServer = createServer();
 const io = new Server(httpServer, { serveClient: false });
+if (redisUrl) {
+  // Only in a cluster: these packages are not needed otherwise.
+  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const { createClient } = await import("redis");
+  const pubClient = createClient({ url: redisUrl });
+  const subClient = pubClient.duplicate();
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createAdapter(pubClient, subClient));
+}
 
 io.on("connection", (socket) => {
   socket.on("echo", (data, ack) => {

@@ -1,6 +1,6 @@
 """The benchmark app on trio_sio's standalone server (h11 + trio-websocket front end).
 
-    python bench/servers/trio_sio_server.py [--port 0]
+    python bench/servers/trio_sio_server.py [--port 0] [--redis URL]
 
 Prints the listening port on the first line of stdout, then serves until stdin closes or the
 process is terminated. Events (the same on every benchmark server):
@@ -8,6 +8,9 @@ process is terminated. Events (the same on every benchmark server):
     echo(data)   -> acks ``data``
     bin(data)    -> acks ``data`` (a binary attachment comes back as one)
     bcast(i)     -> ``await sio.emit("tick", i, "hello")`` to every socket of "/"
+
+With ``--redis URL`` it is one node of a cluster (the Redis adapter): ``bcast`` reaches the
+sockets of every node.
 """
 
 from __future__ import annotations
@@ -23,8 +26,14 @@ import trio
 import trio_sio
 
 
-def make_server() -> trio_sio.Server:
-    sio = trio_sio.Server()
+def make_server(redis: str | None = None) -> trio_sio.Server:
+    if redis is None:
+        sio = trio_sio.Server()
+    else:
+        # only here: the Redis adapter needs the `redis` extra (coredis, msgpack)
+        from trio_sio.adapters.redis import create_adapter  # noqa: PLC0415
+
+        sio = trio_sio.Server(adapter=create_adapter(redis))
 
     @sio.on("echo")
     async def echo(socket: trio_sio.Socket, data: Any) -> Any:
@@ -48,8 +57,8 @@ async def wait_stdin_closed() -> None:
             pass
 
 
-async def main(port: int) -> None:
-    sio = make_server()
+async def main(port: int, redis: str | None) -> None:
+    sio = make_server(redis)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(sio.serve, "127.0.0.1", port)
         sys.stdout.write(f"{listeners[0].socket.getsockname()[1]}\n")
@@ -61,5 +70,7 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--redis", metavar="URL", help="a cluster node, with the Redis adapter")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    trio.run(main, parser.parse_args().port)
+    args = parser.parse_args()
+    trio.run(main, args.port, args.redis)
