@@ -28,6 +28,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Redis adapter needs: pip install 'trio-sio[redis]'") from exc
 
+from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
 from .base import BroadcastOptions
 
@@ -109,8 +110,15 @@ def encode_msgpack(value: Any) -> bytes:
 
 
 def encode_json(value: Any) -> bytes:
-    """Compact JSON (what the JS adapter's ``JSON.stringify`` writes)."""
-    return json.dumps(value, separators=(",", ":"), default=_json_default).encode()
+    """Compact JSON as the JS adapter's ``JSON.stringify`` writes it, so that a JS node can
+    parse it: values converted as for an emit (a datetime its ISO string, NaN and ±Infinity
+    null, never the ``NaN`` JS cannot parse), bytes as a Node Buffer's JSON.
+
+    Raises:
+        TypeError: a value that cannot be sent.
+    """
+    wire = to_wire((value,))[0]
+    return json.dumps(wire, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
 
 
 def _json_default(value: Any) -> Any:
@@ -132,7 +140,7 @@ def decode_message(raw: bytes) -> dict[str, Any]:
         raise ValueError("message too large")
     try:
         value = json.loads(raw) if raw[:1] == b"{" else _unpack(raw)
-    except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+    except (ValueError, OverflowError, msgpack.UnpackException, RecursionError) as exc:
         raise ValueError(f"malformed message: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError("a request must be an object")
@@ -140,7 +148,8 @@ def decode_message(raw: bytes) -> dict[str, Any]:
 
 
 def _unpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    # timestamp=3: a JS Date (notepack writes the msgpack timestamp) as an aware datetime
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False, timestamp=3)
 
 
 def packet_to_wire(packet: Packet) -> dict[str, Any]:
@@ -170,6 +179,9 @@ def packet_from_wire(value: Any, namespace: str) -> Packet:
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise ValueError("an event needs [name, ...args]")
     try:
+        # what msgpack carries but JSON cannot, made what a JS node's JSON.stringify makes of
+        # it: a Date its ISO string, NaN and ±Infinity null
+        data = to_wire(data)
         return Packet(PacketType.EVENT, namespace, data)
     except Exception as exc:  # the packet's own validation
         raise ValueError(str(exc)) from None
@@ -246,7 +258,7 @@ def decode_broadcast(raw: bytes, namespace: str) -> tuple[str, Packet, Broadcast
         raise ValueError("message too large")
     try:
         value = _unpack(raw)
-    except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+    except (ValueError, OverflowError, msgpack.UnpackException, RecursionError) as exc:
         raise ValueError(f"malformed broadcast: {exc}") from None
     if not isinstance(value, list) or len(value) != 3:
         raise ValueError("a broadcast is [uid, packet, opts]")

@@ -385,10 +385,17 @@ class RedisAdapter(InMemoryAdapter):
         request_id = new_id()
         pending = _AckRequest(servers=others)
         self._ack_requests[request_id] = pending
-        local: list[tuple[list[Any], bool]] = []
+        # this node's replies as they come: those that came are kept when the timeout
+        # cuts the local delivery short (a silent local client)
+        local: list[Any] = []
+        local_complete = False
 
         async def here() -> None:
-            local.append(await super(RedisAdapter, self).broadcast_with_ack(packet, options))
+            nonlocal local_complete
+            assert options.timeout is not None
+            _, local_complete = await self.namespace.deliver_with_ack(
+                self.sids(options), packet, options.timeout, local.append
+            )
 
         try:
             if others:
@@ -407,8 +414,7 @@ class RedisAdapter(InMemoryAdapter):
                         await pending.changed.wait()
         finally:
             del self._ack_requests[request_id]
-        replies, local_complete = local[0] if local else ([], False)
-        return replies + pending.replies, local_complete and pending.complete
+        return local + pending.replies, local_complete and pending.complete
 
     async def fetch_sockets(self, options: BroadcastOptions) -> list[Socket | RemoteSocket]:
         found = await super().fetch_sockets(options)
