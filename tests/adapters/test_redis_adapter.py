@@ -282,3 +282,26 @@ async def test_the_emitter_reaches_every_node(redis_url: str) -> None:
             await emitter.in_(sid_b).disconnect_sockets()
             await expect(on_b, "41")
             await nothing_more(on_a)
+
+
+async def test_while_redis_is_down_gathering_operations_end_with_this_nodes_part(
+    redis_server: RedisServer,
+) -> None:
+    if redis_server.process is None:
+        redis_server.start()
+    async with (
+        cluster(redis_server.url) as (a, _b),
+        open_raw_client(a) as on_a,
+    ):
+        sid = await on_a.connect()
+        redis_server.stop()
+        try:
+            with trio.fail_after(5), pytest.raises(ClusterTimeoutError) as info:
+                await a.fetch_sockets()
+            assert [s.id for s in info.value.partial] == [sid]
+            with trio.fail_after(5), pytest.raises(trio_sio.AckTimeoutError) as acks:
+                await a.server_side_emit_with_ack("anyone")
+            assert acks.value.replies == []
+            assert await a.server_count() == 1
+        finally:
+            redis_server.start()

@@ -753,3 +753,19 @@ async def test_shutdown_disconnects_with_reason(
         await raw.expect("1")
         await stopped.wait()
     assert reasons == ["server shutting down"]
+
+
+async def test_handshake_time_is_written_as_javascript_writes_dates(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server()
+    times: list[str] = []
+    sio.on("connection", lambda socket, auth: times.append(socket.handshake.time))
+    await started(nursery, sio)
+    async with open_raw_client(sio) as raw:
+        await raw.connect()
+    pattern = (
+        r"[A-Z][a-z]{2} [A-Z][a-z]{2} \d\d \d{4} \d\d:\d\d:\d\d"
+        r" GMT\+0000 \(Coordinated Universal Time\)"
+    )
+    assert re.fullmatch(pattern, times[0]), times

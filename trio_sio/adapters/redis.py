@@ -16,7 +16,9 @@ and what goes to the other nodes waits in a bounded queue (``publish_queue_size`
 for a publisher task. While Redis is unreachable, messages beyond that queue are dropped (with
 one warning per outage); the subscriptions are made again when Redis is back. Operations that
 wait for other nodes (``fetch_sockets``, server-side emits with acks, broadcasts with acks)
-end at their timeout with what came.
+end at their timeout with what came, as an error that carries it (:class:`ClusterTimeoutError`,
+or ``AckTimeoutError.replies``); while Redis is unreachable they end at once the same way,
+with this node's part only.
 """
 
 from __future__ import annotations
@@ -282,17 +284,19 @@ class RedisAdapterFactory:
                 self._dropping = True
                 log.warning("Redis is slow or unreachable: messages to other nodes are dropped")
 
-    async def server_count(self, channel: str) -> int:
-        """Nodes subscribed to ``channel`` (a request channel), this one included."""
+    async def server_count(self, channel: str) -> int | None:
+        """Nodes subscribed to ``channel`` (a request channel), this one included; None
+        when Redis cannot tell (unreachable)."""
         client = self._client
         if client is None:
-            return 1
+            await trio.lowlevel.checkpoint()
+            return None
         try:
             with trio.fail_after(self.requests_timeout):
                 counts = await client.pubsub_numsub(channel)
         except (trio.TooSlowError, OSError, coredis.exceptions.RedisError) as exc:
             log.debug("PUBSUB NUMSUB failed: %r", exc)
-            return 1
+            return None
         return max(1, int(next(iter(counts.values()), 1)))
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -381,7 +385,8 @@ class RedisAdapter(InMemoryAdapter):
             raise ValueError("a broadcast waiting for acks needs a timeout")
         if options.local:
             return await super().broadcast_with_ack(packet, options)
-        others = await self.server_count() - 1
+        count = await self.factory.server_count(self.channels.request)
+        others = 0 if count is None else count - 1  # unknown: this node's replies only
         request_id = new_id()
         pending = _AckRequest(servers=others)
         self._ack_requests[request_id] = pending
@@ -414,13 +419,15 @@ class RedisAdapter(InMemoryAdapter):
                         await pending.changed.wait()
         finally:
             del self._ack_requests[request_id]
-        return local + pending.replies, local_complete and pending.complete
+        return local + pending.replies, local_complete and pending.complete and count is not None
 
     async def fetch_sockets(self, options: BroadcastOptions) -> list[Socket | RemoteSocket]:
         found = await super().fetch_sockets(options)
         if options.local:
             return found
-        others = await self.server_count() - 1
+        others = await self._others()
+        if others is None:
+            raise ClusterTimeoutError("Redis is unreachable: only this node's sockets", found)
         if others <= 0:
             return found
         body = {"type": int(RequestType.REMOTE_FETCH), "opts": _selection(options)}
@@ -435,7 +442,9 @@ class RedisAdapter(InMemoryAdapter):
 
     async def all_rooms(self) -> frozenset[str]:
         rooms = set(self.rooms())
-        others = await self.server_count() - 1
+        others = await self._others()
+        if others is None:
+            raise ClusterTimeoutError("Redis is unreachable: only this node's rooms", [rooms])
         if others > 0:
             pending = await self._ask({"type": int(RequestType.ALL_ROOMS)}, others)
             rooms.update(str(room) for room in pending.results)
@@ -498,7 +507,12 @@ class RedisAdapter(InMemoryAdapter):
         await super().disconnect_sockets(options, close)
 
     async def server_count(self) -> int:
-        return await self.factory.server_count(self.channels.request)
+        """The nodes of the namespace (1 while Redis cannot tell)."""
+        return await self.factory.server_count(self.channels.request) or 1
+
+    async def _others(self) -> int | None:
+        count = await self.factory.server_count(self.channels.request)
+        return None if count is None else count - 1
 
     async def server_side_emit(self, data: list[Any]) -> None:
         self._request({"type": int(RequestType.SERVER_SIDE_EMIT), "data": data})
@@ -507,7 +521,9 @@ class RedisAdapter(InMemoryAdapter):
     async def server_side_emit_with_ack(
         self, data: list[Any], timeout: float
     ) -> tuple[list[Any], bool]:
-        others = await self.server_count() - 1
+        others = await self._others()
+        if others is None:
+            return [], False  # Redis is unreachable: no node can be asked
         if others <= 0:
             return [], True
         request_id = new_id()

@@ -232,10 +232,22 @@ class Connection:
             headers=dict(head.headers),
             query=query,
             address=head.client[0] if head.client else None,
-            time=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            time=_js_date_string(now),
             issued=int(now.timestamp() * 1000),
             url=f"{head.path}?{urlencode(query)}" if query else head.path,
             auth=auth,
             secure=head.headers.get("x-forwarded-proto") == "https",
             xdomain="origin" in head.headers,
         )
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _js_date_string(moment: datetime.datetime) -> str:
+    """What JavaScript's ``Date.prototype.toString()`` writes for a UTC time (the JS
+    server's ``handshake.time``), whatever the process's locale."""
+    day, month = _DAYS[moment.weekday()], _MONTHS[moment.month - 1]
+    clock = moment.strftime("%d %Y %H:%M:%S")
+    return f"{day} {month} {clock} GMT+0000 (Coordinated Universal Time)"

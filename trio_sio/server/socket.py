@@ -37,7 +37,9 @@ class Handshake:
         headers: HTTP headers of the Engine.IO handshake request (lower-case names).
         query: its query parameters.
         address: the client's IP address, when known.
-        time: when the handshake happened (ISO 8601, UTC).
+        time: when the handshake happened, as JavaScript's ``Date.toString()`` writes it
+            (``"Mon Nov 30 2026 05:26:47 GMT+0000 (Coordinated Universal Time)"``, UTC),
+            like the JS server's.
         issued: the same, in milliseconds since the epoch.
         url: the request path with its query string.
         auth: the ``auth`` payload of the namespace CONNECT packet (``{}`` if none).
