@@ -66,6 +66,9 @@ class Scenario:
 
 #: Scenarios run only when named in --scenarios (they need more than the others: Redis).
 OPT_IN = {"redis-broadcast"}
+#: Servers run only when named in --only: the extra row of python-socketio on plain asyncio
+#: (its users' best setup, uvicorn[standard], is the baseline).
+OPT_IN_SERVERS = {"python-socketio-asyncio"}
 
 
 def scenarios(quick: bool, rss_conns: int) -> dict[str, Scenario]:
@@ -106,6 +109,17 @@ def scenarios(quick: bool, rss_conns: int) -> dict[str, Scenario]:
                     "timeoutMs": 10000 if quick else 30000,
                 },
                 60,
+            ),
+            Scenario(
+                "broadcast10k",
+                {
+                    "scenario": "broadcast",
+                    "conns": 100 if quick else 10_000,
+                    "count": 5 if quick else 20,
+                    "warmups": 2,
+                    "timeoutMs": 10000 if quick else 60000,
+                },
+                180,
             ),
             Scenario(
                 "redis-broadcast",
@@ -194,8 +208,24 @@ SERVERS = {
         ),
         ServerKind(
             "python-socketio",
-            "python-socketio + uvicorn",
-            lambda: [sys.executable, str(SERVERS_DIR / "pysio_server.py")],
+            "python-socketio + uvicorn[standard] (uvloop, httptools)",
+            lambda: [
+                sys.executable,
+                str(SERVERS_DIR / "pysio_server.py"),
+                *("--loop", "uvloop", "--http", "httptools"),
+            ],
+            lambda: _python_module_missing(
+                "socketio", "engineio", "uvicorn", "uvloop", "httptools"
+            ),
+        ),
+        ServerKind(
+            "python-socketio-asyncio",
+            "python-socketio + uvicorn (plain asyncio, h11)",
+            lambda: [
+                sys.executable,
+                str(SERVERS_DIR / "pysio_server.py"),
+                *("--loop", "asyncio", "--http", "h11"),
+            ],
             lambda: _python_module_missing("socketio", "engineio", "uvicorn"),
         ),
         ServerKind(
@@ -488,6 +518,7 @@ class Row:
 def rows(quick: bool, rss_conns: int, sizes: dict[str, Scenario]) -> list[Row]:
     e = sizes["echo1"].loadgen["conns"]
     b = sizes["broadcast"].loadgen
+    b10 = sizes["broadcast10k"].loadgen
     bin_ = sizes["binary"].loadgen
     r = sizes["redis-broadcast"]
     return [
@@ -500,6 +531,12 @@ def rows(quick: bool, rss_conns: int, sizes: dict[str, Scenario]) -> list[Row]:
         Row(
             f"broadcast to {b['conns']:,} sockets ({b['count']} broadcasts): deliveries/s",
             "broadcast",
+            "rate",
+            "k",
+        ),
+        Row(
+            f"broadcast to {b10['conns']:,} sockets ({b10['count']} broadcasts): deliveries/s",
+            "broadcast10k",
             "rate",
             "k",
         ),
@@ -738,14 +775,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (smoke run)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3, quick 1)")
     parser.add_argument(
-        "--only", help="comma-separated servers: trio_sio,python-socketio,node (default: all)"
+        "--only",
+        help="comma-separated servers: trio_sio,python-socketio,node (the default), and"
+        " python-socketio-asyncio (plain asyncio + h11; only when named)",
     )
     parser.add_argument(
         "--scenarios",
-        help="comma-separated: echo1,echo8,broadcast,rss,connects,binary (the default), and"
+        help="comma-separated: echo1,echo8,broadcast,broadcast10k,rss,connects,binary (the"
+        " default), and"
         " redis-broadcast (2 nodes sharing a redis-server; only when named)",
     )
-    parser.add_argument("--rss-conns", type=int, help="idle connections (default 5000)")
+    parser.add_argument("--rss-conns", type=int, help="idle connections (default 10000)")
     parser.add_argument("--json", type=Path, help="write every run's results to this file")
     parser.add_argument("--profile", type=Path, help="py-spy recordings of trio_sio go here")
     parser.add_argument(
@@ -756,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     started = time.monotonic()
-    rss_wanted = args.rss_conns or (200 if args.quick else 5000)
+    rss_wanted = args.rss_conns or (200 if args.quick else 10_000)
     rss_conns, fd_note = _raise_fd_limit(rss_wanted)
     sizes = scenarios(args.quick, rss_conns)
     keys = args.scenarios.split(",") if args.scenarios else [k for k in sizes if k not in OPT_IN]
@@ -768,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("node") is None or _node_missing("ws"):
         print(f"cannot run: {_node_missing('ws')}", file=sys.stderr)
         return 2
-    wanted = args.only.split(",") if args.only else list(SERVERS)
+    wanted = args.only.split(",") if args.only else [k for k in SERVERS if k not in OPT_IN_SERVERS]
     servers = []
     for key in wanted:
         if key not in SERVERS:

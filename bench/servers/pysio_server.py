@@ -53,12 +53,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto")
     args = parser.parse_args()
     loop = args.loop
     if loop == "auto":
         loop = "uvloop" if _have("uvloop") else "asyncio"
     ws = "websockets-sansio" if _have("websockets") else "wsproto"
-    http = "httptools" if _have("httptools") else "h11"
+    http = args.http
+    if http == "auto":
+        http = "httptools" if _have("httptools") else "h11"
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

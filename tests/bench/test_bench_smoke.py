@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
-SCENARIOS = {"echo1", "echo8", "broadcast", "rss", "connects", "binary"}
+SCENARIOS = {"echo1", "echo8", "broadcast", "broadcast10k", "rss", "connects", "binary"}
 
 
 def _in_ci() -> bool:
