@@ -3,8 +3,9 @@
 Just what an Engine.IO server needs, kept small and fast: the handshake answer, a decoder for
 the (masked) frames a client sends, with fragmentation, control frames and a message size
 limit, and an encoder for unmasked server frames. Unmasking uses the C function of the
-``websockets`` package when it is installed (``pip install trio-sio[speedups]``), else Python's
-big integers, which XOR a whole payload in a few C-speed passes.
+``websockets`` package (a dependency, so ``pip install trio-sio`` gets it where its wheels
+have the C speedups), else Python's big integers, which XOR a whole payload in a few C-speed
+passes.
 
 Malformed input raises :class:`~trio_sio.protocol.errors.RemoteProtocolError` whose
 ``close_code`` is the close status to send back (1002 protocol error, 1007 bad UTF-8,
