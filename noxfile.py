@@ -157,3 +157,19 @@ def chat_cluster(session: nox.Session) -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The full-size churn soak: 5,000 connect/emit/disconnect cycles over loopback TCP, then
+    no session, socket or extra task may be left and RSS must stay bounded; the figures are
+    printed. Extra arguments go to pytest."""
+    session.install("-r", "requirements/test.txt")
+    session.install("--no-deps", "-e", ".")
+    args = session.posargs or ["-q", "-s"]
+    session.run(
+        "pytest",
+        *args,
+        "tests/robustness/test_churn.py",
+        env={"TRIO_SIO_SOAK": "full", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
