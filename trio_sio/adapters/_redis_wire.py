@@ -196,6 +196,8 @@ def options_to_wire(options: BroadcastOptions) -> dict[str, Any]:
         flags["local"] = True
     if options.timeout is not None:
         flags["timeout"] = round(options.timeout * 1000)
+    if not options.compress:
+        flags["compress"] = False
     return {"rooms": sorted(options.rooms), "except": sorted(options.except_rooms), "flags": flags}
 
 
@@ -222,6 +224,7 @@ def options_from_wire(value: Any) -> BroadcastOptions:
         except_rooms=except_rooms,
         volatile=bool(flags.get("volatile")),
         timeout=None if timeout is None else timeout / 1000,
+        compress=flags.get("compress") is not False,
     )
 
 

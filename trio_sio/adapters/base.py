@@ -20,6 +20,7 @@ from ..protocol.socketio import Packet, PacketType
 
 if TYPE_CHECKING:
     from ..server.socket import Socket
+    from .recovery import ConnectionStateRecovery, RecoveredSession, Session
 
 __all__ = ["Adapter", "BroadcastOptions", "RemoteSocket", "SocketRegistry"]
 
@@ -37,6 +38,7 @@ class BroadcastOptions:
         volatile: drop the packet for sockets that cannot take it right away.
         local: this node only (matters for multi-node adapters).
         timeout: for broadcasts waiting for acks, how long to wait (seconds).
+        compress: the packet may be compressed (False: ``.compress(False)``).
     """
 
     rooms: frozenset[str] = frozenset()
@@ -44,6 +46,7 @@ class BroadcastOptions:
     volatile: bool = False
     local: bool = False
     timeout: float | None = None
+    compress: bool = True
 
 
 class SocketRegistry(Protocol):
@@ -55,7 +58,9 @@ class SocketRegistry(Protocol):
         """The connected socket with this id on this node, if any."""
         ...
 
-    async def deliver(self, sids: Sequence[str], packet: Packet, *, volatile: bool) -> None:
+    async def deliver(
+        self, sids: Sequence[str], packet: Packet, *, volatile: bool, compress: bool = True
+    ) -> None:
         """Encode ``packet`` once and queue it for each of ``sids`` (local sockets)."""
         ...
 
@@ -65,6 +70,8 @@ class SocketRegistry(Protocol):
         packet: Packet,
         timeout: float,
         on_reply: Callable[[Any], None] | None = None,
+        *,
+        compress: bool = True,
     ) -> tuple[list[Any], bool]:
         """Send to each socket with its own ack id; return (replies, all_arrived).
         ``on_reply`` is called with each reply as it comes."""
@@ -76,7 +83,15 @@ class SocketRegistry(Protocol):
 
 
 class Adapter(abc.ABC):
-    """Rooms and broadcasts of one namespace."""
+    """Rooms and broadcasts of one namespace.
+
+    Attributes:
+        room_listener: if set (by the Admin UI's instrumentation), called as
+            ``room_listener(room, sid, joined)`` each time a socket joins a room it was not
+            in (``joined`` True) or leaves one it was in. It must not block.
+    """
+
+    room_listener: Callable[[str, str, bool], None] | None = None
 
     def __init__(self, namespace: SocketRegistry) -> None:
         self.namespace = namespace
@@ -113,7 +128,9 @@ class Adapter(abc.ABC):
         Blocks only while a selected socket's send queue is full (never for volatile
         broadcasts, which drop the packet for such a socket instead).
         """
-        await self.namespace.deliver(self.sids(options), packet, volatile=options.volatile)
+        await self.namespace.deliver(
+            self.sids(options), packet, volatile=options.volatile, compress=options.compress
+        )
 
     async def broadcast_with_ack(
         self, packet: Packet, options: BroadcastOptions
@@ -121,7 +138,9 @@ class Adapter(abc.ABC):
         """Deliver with one ack id per socket; return the replies and whether all came."""
         if options.timeout is None:
             raise ValueError("a broadcast waiting for acks needs a timeout")
-        return await self.namespace.deliver_with_ack(self.sids(options), packet, options.timeout)
+        return await self.namespace.deliver_with_ack(
+            self.sids(options), packet, options.timeout, compress=options.compress
+        )
 
     async def fetch_sockets(self, options: BroadcastOptions) -> list[Socket | RemoteSocket]:
         """The selected sockets (on this node, for this adapter)."""
@@ -180,6 +199,40 @@ class Adapter(abc.ABC):
         ``timeout``; returns the replies and whether every node answered."""
         await trio.lowlevel.checkpoint()
         return [], True
+
+    # -- connection state recovery (see trio_sio.adapters.recovery) -----------------------
+    def enable_recovery(self, options: ConnectionStateRecovery) -> None:
+        """Keep sessions and packets for connection state recovery from now on (called by
+        the server once, before any socket connects, when the option is on).
+
+        An adapter that supports recovery stamps the packets it keeps in :meth:`broadcast`
+        (an EVENT without ack id, not volatile) with :meth:`record_packet`.
+
+        Raises:
+            NotImplementedError: this adapter cannot (the default).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot recover connection states")
+
+    async def record_packet(self, packet: Packet, options: BroadcastOptions) -> Packet:
+        """Keep ``packet`` (an EVENT for the sockets ``options`` selects) for recovery;
+        returns it with its offset appended, to be sent. Unchanged by default."""
+        await trio.lowlevel.checkpoint()
+        return packet
+
+    def last_offset(self) -> str | None:
+        """The offset of the newest kept packet: where a socket connecting now starts."""
+        return None
+
+    async def persist_session(self, session: Session) -> None:
+        """Keep the session of a socket whose connection dropped (nothing by default)."""
+        await trio.lowlevel.checkpoint()
+
+    async def restore_session(self, pid: str, offset: str | None) -> RecoveredSession | None:
+        """Give back the session ``pid`` with the packets it missed after ``offset`` (None
+        when the client got none since it connected), or None if it cannot be recovered.
+        May raise: the server then connects the client as a new socket."""
+        await trio.lowlevel.checkpoint()
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -399,7 +399,7 @@ class RedisAdapter(InMemoryAdapter):
             nonlocal local_complete
             assert options.timeout is not None
             _, local_complete = await self.namespace.deliver_with_ack(
-                self.sids(options), packet, options.timeout, local.append
+                self.sids(options), packet, options.timeout, local.append, compress=options.compress
             )
 
         try:
@@ -543,8 +543,8 @@ class RedisAdapter(InMemoryAdapter):
     async def on_broadcast(self, channel: str, raw: bytes) -> None:
         """A broadcast from another node (or an emitter): deliver it to this node's sockets."""
         room = self.channels.room_of(channel)
-        if room is None or (room and room not in self._rooms):
-            return  # a room with no socket here: not even decoded
+        if room is None or (room and room not in self._rooms and not self._kept_room(room)):
+            return  # a room with no socket (or kept session) here: not even decoded
         uid, packet, options = decode_broadcast(raw, self.namespace.name)
         if uid == self.uid:
             return
@@ -657,7 +657,9 @@ class RedisAdapter(InMemoryAdapter):
             self._response(encode_msgpack(message))
 
         timeout = options.timeout if options.timeout is not None else self.factory.requests_timeout
-        await self.namespace.deliver_with_ack(sids, packet, timeout, on_reply)
+        await self.namespace.deliver_with_ack(
+            sids, packet, timeout, on_reply, compress=options.compress
+        )
 
     def on_response(self, raw: bytes) -> None:
         """A response to one of this node's requests (or another node's: ignored)."""

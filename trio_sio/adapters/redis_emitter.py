@@ -92,6 +92,10 @@ class Emitter:
         """Dropped for sockets that cannot take it right away."""
         return replace(self, options=replace(self.options, volatile=True))
 
+    def compress(self, compress: bool) -> Emitter:
+        """Compression allowed (True, the default) or not, as the JS emitter's flag."""
+        return replace(self, options=replace(self.options, compress=compress))
+
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to the selected sockets of every node.
 

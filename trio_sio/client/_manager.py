@@ -244,10 +244,11 @@ class Manager:
         elif ptype is PacketType.ACK:
             socket._on_ack(packet)
         elif ptype is PacketType.CONNECT:
-            sid = packet.data.get("sid") if isinstance(packet.data, dict) else None
+            data = packet.data if isinstance(packet.data, dict) else {}
+            sid, pid = data.get("sid"), data.get("pid")
             if not isinstance(sid, str):
                 raise RemoteProtocolError("CONNECT without a sid")
-            await socket._on_connect(sid, session)
+            await socket._on_connect(sid, session, pid if isinstance(pid, str) else None)
         elif ptype is PacketType.CONNECT_ERROR:
             if not self._started and packet.namespace in self._initial:
                 raise _Refused(packet.data)

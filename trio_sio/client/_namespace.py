@@ -7,10 +7,19 @@ client connects every wanted namespace on each (re)connection. A namespace stops
 wanted when the server disconnects it (``"io server disconnect"``), refuses it
 (CONNECT_ERROR), or the user calls :meth:`disconnect`; it is then closed: emits raise
 ConnectionClosed and pending acks fail, until :meth:`connect`.
+
+Connection state recovery: when the server gives a private session id (``pid``) in its
+CONNECT reply, the socket remembers it and the offset of the last event it got (the last
+argument of each event without ack id, taken off before the handlers see it); after a lost
+connection its CONNECT carries both, and if the server gives the socket back, ``recovered``
+is true and the events missed meanwhile (which the server sends before its CONNECT reply)
+are handled first, before the ``"connect"`` handlers.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -26,8 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DRAIN_GRACE", "NamespaceState"]
 
+log = logging.getLogger("trio_sio.client")
+
 #: Seconds a disconnect (or the client's close) lets already buffered emits go out.
 DRAIN_GRACE = 2.0
+
+#: Events received before the server's CONNECT reply (missed events of a recovered session)
+#: kept at most; beyond that they are dropped and the connection is not ``recovered``.
+MAX_EARLY_EVENTS = 10_000
 
 
 class NamespaceState:
@@ -39,6 +54,11 @@ class NamespaceState:
         self.id: str | None = None
         self.server_disconnected = False
         self.refused = False
+        self.recovered = False
+        self._pid: str | None = None  # the server's private session id (recovery)
+        self._offset: str | None = None  # the offset of the last event received
+        self._early: list[Packet] = []  # events received before the CONNECT reply
+        self._early_dropped = False
         self._link: Link | None = None
         self._ready = trio.Event()
         self._changed = trio.Event()
@@ -192,12 +212,53 @@ class NamespaceState:
             await trio.lowlevel.checkpoint()
             return
         self._connect_sent_on = session
+        self._early.clear()
+        self._early_dropped = False
         try:
-            await session.send(self._encode(PacketType.CONNECT, auth))
+            await session.send(self._encode(PacketType.CONNECT, self._connect_payload(auth)))
         except ConnectionClosed:
             pass
 
-    async def _on_connect(self, sid: str, session: Session) -> None:
+    def _connect_payload(self, auth: Any) -> Any:
+        """The CONNECT data: ``auth``, plus ``pid`` and ``offset`` to recover a session (the
+        keys of ``auth`` win, as with socket.io-client)."""
+        if self._pid is None:
+            return auth
+        payload: dict[str, Any] = {"pid": self._pid}
+        if self._offset is not None:
+            payload["offset"] = self._offset
+        if isinstance(auth, dict):
+            payload.update(auth)
+        return payload
+
+    def _take_offset(self, packet: Packet) -> Packet:
+        """Remember the offset of an event kept by the server for recovery (its last
+        argument, when a session id was given and the event has no ack id) and take it
+        off; other events are returned as they are."""
+        data = packet.data
+        if self._pid is None or packet.id is not None or len(data) < 2:
+            return packet
+        offset = data[-1]
+        if not isinstance(offset, str):
+            return packet
+        self._offset = offset
+        return replace(packet, data=data[:-1])
+
+    def _keep_early(self, packet: Packet) -> bool:
+        """Keep an event that came before the CONNECT reply; False if none is awaited."""
+        if self._connect_sent_on is None or self._link is not None:
+            return False
+        if len(self._early) < MAX_EARLY_EVENTS:
+            self._early.append(packet)
+        elif not self._early_dropped:
+            self._early_dropped = True
+            log.warning("%s: too many events before the CONNECT reply; dropped", self.namespace)
+        return True
+
+    async def _queue_event(self, packet: Packet, link: Link) -> None:
+        raise NotImplementedError
+
+    async def _on_connect(self, sid: str, session: Session, pid: str | None = None) -> None:
         self._connect_sent_on = None
         if not self._want:
             # disconnect() was called while the CONNECT was on its way: leave at once.
@@ -208,10 +269,17 @@ class NamespaceState:
             return
         if self._link is not None:
             return
-        self._link = Link(session, sid)
+        link = self._link = Link(session, sid)
         self.id = sid
+        self.recovered = pid is not None and pid == self._pid and not self._early_dropped
+        self._pid = pid
+        if not self.recovered:
+            self._offset = None
+        early, self._early = self._early, []
         self._ready.set()
         self._notify()
+        for packet in early:  # the events missed while disconnected come first
+            await self._queue_event(packet, link)
         self._lifecycle_event("connect")
 
     def _on_connect_error(self, data: Any) -> None:
@@ -232,6 +300,7 @@ class NamespaceState:
         """Forget the current namespace connection; returns whether there was one."""
         link, self._link = self._link, None
         self._connect_sent_on = None
+        self._early.clear()
         self.id = None
         if link is not None:
             link.close()
@@ -253,6 +322,7 @@ class NamespaceState:
         """The namespace is disconnected for good (until connect()): discard the buffer,
         fail every pending ack, refuse emits."""
         was_connected = self._drop_link()
+        self._pid = self._offset = None  # a server never keeps such a session
         self._buffer.close(reason)
         self._fail_acks(self._pending, reason)
         self._notify()

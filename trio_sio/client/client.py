@@ -205,6 +205,12 @@ class Client(Manager):
         return self.main.id
 
     @property
+    def recovered(self) -> bool:
+        """Whether the main namespace's last connection recovered its session (see
+        :attr:`ClientSocket.recovered`)."""
+        return self.main.recovered
+
+    @property
     def transport(self) -> str | None:
         """The current transport (``"polling"``/``"websocket"``), while connected."""
         return self._session.engine.transport if self._session is not None else None
@@ -229,6 +235,10 @@ class Client(Manager):
     def timeout(self, seconds: float) -> SocketEmitter:
         """Emits with an ack timeout on the main namespace."""
         return self.main.timeout(seconds)
+
+    def compress(self, compress: bool) -> SocketEmitter:
+        """The compress flag on the main namespace (no effect: see ``ClientSocket.compress``)."""
+        return self.main.compress(compress)
 
     async def wait_for(self, event: str) -> tuple[Any, ...]:
         """Wait for the next ``event`` on the main namespace; see :meth:`ClientSocket.wait_for`."""

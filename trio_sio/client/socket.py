@@ -49,6 +49,9 @@ class ClientSocket(NamespaceState):
         id: the socket id the server gave, while connected.
         server_disconnected: the server disconnected the namespace (until :meth:`connect`).
         refused: the server refused the namespace (until :meth:`connect`).
+        recovered: the last connection got the session back after a lost connection, and
+            with it the events missed meanwhile (connection state recovery, when the server
+            has it on); they are handled before the ``"connect"`` handlers run.
     """
 
     def __init__(self, client: Client, namespace: str) -> None:
@@ -134,6 +137,12 @@ class ClientSocket(NamespaceState):
         """Emit with an ack timeout: ``await socket.timeout(5).emit("x", callback=cb)``."""
         return SocketEmitter(self, seconds, False)
 
+    def compress(self, compress: bool) -> SocketEmitter:
+        """For code shared with the server: this client compresses nothing (its WebSocket
+        offers no permessage-deflate, and requests are never compressed), so the flag
+        changes nothing here."""
+        return SocketEmitter(self, None, False, compress)
+
     async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
         """Send an event to the server (buffered while disconnected).
 
@@ -186,6 +195,8 @@ class ClientSocket(NamespaceState):
         callback: Callback | None,
         timeout: float | None,
         volatile: bool,
+        *,
+        compress: bool = True,  # nothing is compressed: see compress()
     ) -> None:
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
@@ -220,7 +231,12 @@ class ClientSocket(NamespaceState):
         nursery.start_soon(self._await_callback, ack_id, slot, callback, timeout)
 
     async def _emit_with_ack(
-        self, event: str, args: tuple[Any, ...], timeout: float | None, volatile: bool
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        volatile: bool,
+        compress: bool = True,  # nothing is compressed: see compress()
     ) -> Any:
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
@@ -411,8 +427,15 @@ class ClientSocket(NamespaceState):
         """An EVENT for this namespace; blocks while the event queue is full."""
         link = self._link
         if link is None:
+            # Before the CONNECT reply (a recovered session's missed events): kept until
+            # it comes; otherwise (not connected any more) ignored, as by the JS client.
+            self._keep_early(packet)
             await trio.lowlevel.checkpoint()
-            return  # not connected (any more): ignored, as by the JS client
+            return
+        await self._queue_event(packet, link)
+
+    async def _queue_event(self, packet: Packet, link: Link) -> None:
+        packet = self._take_offset(packet)
         await self._dispatcher.queue.put_event(Incoming("event", packet, (), link))
 
     def _lifecycle_event(self, name: str, *args: Any) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
+from ..protocol.deflate import DeflateOptions
 from ..protocol.engineio import Transport
+from ._compression import HttpCompression
 
 __all__ = ["EngineConfig", "HttpResponse", "RequestHead"]
 
@@ -85,6 +88,15 @@ class EngineConfig:
         max_connections: standalone server: the most TCP connections served at once; a new
             connection beyond it is closed at once. ``None``: no limit but the process's file
             descriptors (``accept()`` then backs off until some are free).
+        http_compression: gzip/deflate of polling responses of at least ``threshold`` bytes
+            when the request's ``Accept-Encoding`` allows it (the JS ``httpCompression``):
+            True (threshold 1024, level 6), a threshold in bytes, ``{"threshold": ...,
+            "level": ...}``, or False.
+        per_message_deflate: permessage-deflate on the standalone server's native
+            WebSocket (the JS ``perMessageDeflate``), off by default: True, or
+            ``{"threshold": 1024, "level": 6, "client_no_context_takeover": True}``
+            (see :class:`~trio_sio.protocol.deflate.DeflateOptions`). Clients' compressed
+            messages are inflated within ``max_http_buffer_size``.
     """
 
     ping_interval: float = 25.0
@@ -109,8 +121,12 @@ class EngineConfig:
     http_headers_timeout: float = 60.0
     http_request_timeout: float = 300.0
     max_connections: int | None = None
+    http_compression: bool | int | Mapping[str, int] = True
+    per_message_deflate: bool | Mapping[str, Any] = False
 
     def __post_init__(self) -> None:
+        HttpCompression.from_setting(self.http_compression)  # raises if malformed
+        DeflateOptions.from_setting(self.per_message_deflate)
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
             raise ValueError("ping_interval and ping_timeout must be positive")
         if self.max_http_buffer_size <= 0:

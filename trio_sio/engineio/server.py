@@ -31,6 +31,7 @@ from ..protocol.engineio import (
     validate_request,
 )
 from ..protocol.errors import RemoteProtocolError
+from ._compression import HttpCompression, compress_poll_response
 from .config import EngineConfig, HttpResponse, RequestHead
 from .socket import EngineSocket, Handler
 from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
@@ -76,6 +77,7 @@ class EngineServer:
         if config is not None and options:
             raise TypeError("pass either config or keyword options, not both")
         self.config = config or EngineConfig(**options)
+        self._http_compression = HttpCompression.from_setting(self.config.http_compression)
         self._handler = handler
         self._on_open = on_open
         self._sessions: dict[str, EngineSocket] = {}
@@ -180,6 +182,17 @@ class EngineServer:
     async def _open_session(
         self, head: RequestHead, transport: PollingTransport | WebSocketTransport
     ) -> EngineSocket:
+        """Create a session and start it in a task of its own in the sessions nursery."""
+        socket = self._new_session(head, transport)
+        assert self._nursery is not None
+        await self._nursery.start(self._run_session, socket)
+        log.info("session %s opened over %s", socket.sid, transport.name.value)
+        return socket
+
+    def _new_session(
+        self, head: RequestHead, transport: PollingTransport | WebSocketTransport
+    ) -> EngineSocket:
+        """Create and register a session (not started)."""
         if self._nursery is None:
             raise RuntimeError("the server is not running: start run() (or a front end)")
         config = self.config
@@ -204,33 +217,44 @@ class EngineServer:
         if self._on_open is not None:
             self._on_open(socket)  # before any task of the session runs
         self._sessions[sid] = socket
-        await self._nursery.start(self._run_session, socket)
-        log.info("session %s opened over %s", sid, transport.name.value)
         return socket
 
+    def _hosts_current_task(self) -> bool:
+        """Whether the calling task runs inside the sessions nursery, as the standalone front
+        end's connections do (see ``run(front_end=...)``): shutdown then closes every session
+        before it cancels that task."""
+        sessions = self._nursery
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+        while task is not None:
+            nursery = task.parent_nursery
+            if nursery is None:
+                return False
+            if nursery is sessions:
+                return True
+            task = nursery.parent_task
+        return False
+
     async def _run_session(
-        self, socket: EngineSocket, *, task_status: trio.TaskStatus[None]
+        self,
+        socket: EngineSocket,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """The failure boundary of one session: whatever its tasks raise ends that session
         (logged once, with the reason) and goes no further."""
-        started = False
-
-        def mark_started(value: None = None) -> None:
-            nonlocal started
-            started = True
-            task_status.started(value)
-
+        # Trio's status object holds the nursery start() made until it is freed: only the
+        # wrapper keeps it, and only until started() (a whole nursery per session otherwise).
+        status = _Started(task_status)
+        del task_status
         try:
-            status = cast("trio.TaskStatus[None]", _Started(mark_started))
-            await socket.run(self._handler, task_status=status)
+            await socket.run(self._handler, task_status=cast("trio.TaskStatus[None]", status))
         except Exception:
             # Peer mistakes close a session without raising, so this is a bug in a layer of
             # the session (ours or the application's): worth a traceback, once.
             log.exception("session %s ended by an unexpected error", socket.sid)
         finally:
             self._sessions.pop(socket.sid, None)
-            if not started:
-                task_status.started()
+            status.started()  # if it was not yet: the failed start ends
 
     async def _check(self, head: RequestHead, *, is_upgrade: bool) -> str | None:
         """Validate a request; return its sid (None for a handshake). Raises HandshakeError."""
@@ -347,7 +371,8 @@ class EngineServer:
             finally:
                 transport.get_active = False
         body = encode_payload(packets).encode()
-        return HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], body)
+        response = HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], body)
+        return await compress_poll_response(response, head, packets, self._http_compression)
 
     async def _post(
         self,
@@ -407,10 +432,16 @@ class EngineServer:
         Blocks until the session over this WebSocket is over (or the upgrade failed). The
         caller closes the WebSocket afterwards.
 
+        A new session runs in the calling task when that task is inside the sessions
+        nursery (the standalone front end's connections are): it would only wait for the
+        session otherwise, and a task costs memory in every idle connection. Other callers
+        (an ASGI server's tasks) get it in a task of its own.
+
         Cancellation: the front end stops serving this WebSocket (an ASGI server shutting
         down cancels its connections): the session is closed as in a server shutdown, with
         a CLOSE packet if the WebSocket still takes it; that wait is shielded and bounded by
-        ``close_timeout`` (plus a second for the closing handshake).
+        ``close_timeout`` (plus a second for the closing handshake). A session run in the
+        calling task is cancelled with it (a server shutdown has closed it before).
         """
         sid = head.query.get("sid")
         socket: EngineSocket | None = None
@@ -418,7 +449,13 @@ class EngineServer:
             if not sid:
                 if not self.accepting:
                     return
-                socket = await self._open_session(head, WebSocketTransport(channel))
+                transport = WebSocketTransport(channel)
+                if self._hosts_current_task():
+                    socket = self._new_session(head, transport)
+                    log.info("session %s opened over %s", socket.sid, transport.name.value)
+                    await self._run_session(socket)
+                    return
+                socket = await self._open_session(head, transport)
                 await socket.wait_closed()
                 return
             socket = self._sessions.get(sid)
@@ -439,10 +476,18 @@ class EngineServer:
 
 
 class _Started:
-    """A ``task_status`` that tells the boundary whether ``started()`` was called."""
+    """A ``task_status`` that forwards the first ``started()`` and ignores the others, and
+    drops trio's status object once it was used."""
 
-    def __init__(self, started: Callable[[None], None]) -> None:
-        self.started = started
+    __slots__ = ("_status",)
+
+    def __init__(self, status: trio.TaskStatus[None]) -> None:
+        self._status: trio.TaskStatus[None] | None = status
+
+    def started(self, value: None = None) -> None:
+        status, self._status = self._status, None
+        if status is not None:
+            status.started(value)
 
 
 async def _read_limited(body: AsyncIterable[bytes], limit: int, declared: int | None) -> bytes:

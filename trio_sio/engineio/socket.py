@@ -3,14 +3,21 @@
 Each session runs in its own nursery (inside the server's sessions nursery) with separate
 tasks:
 
+- **session**: the task of :meth:`EngineSocket.run`, which holds the nursery. Until the
+  session closes it keeps the heartbeat: it pings every ``ping_interval`` and closes the
+  session when no pong comes within ``ping_timeout`` (deadlines of its own, not a periodic
+  sweep); then it runs the close;
 - **receive**: takes packets from the current transport and dispatches them;
-- **heartbeat**: pings every ``ping_interval`` and closes the session when no pong comes
-  within ``ping_timeout`` (a deadline of its own, not a periodic sweep);
 - **send**: the only task that writes; it drains the bounded send queue into the transport
   (one polling response per batch, or one WebSocket frame per packet);
 - **handler**: the application's ``async def handler(socket)``.
 
 Closing the session cancels that nursery: no task, timer or queue outlives it.
+
+Memory: an idle session is most of what an idle connection costs, so what is needed only
+at times is created only then: the events of an upgrade or of a close, the cancel scope of
+an outstanding ping, the channel of received messages (not at all when a
+``message_handler`` takes them, as the Socket.IO server's does).
 """
 
 from __future__ import annotations
@@ -66,6 +73,11 @@ _CATCH_UP_ROUNDS = 8
 
 Handler = Callable[["EngineSocket"], Awaitable[None]]
 
+#: what :attr:`EngineSocket.upgrade_settled` is while no upgrade runs (set, never waited on
+#: for long: sharing one costs nothing, while an event per session would).
+_SETTLED = trio.Event()
+_SETTLED.set()
+
 
 class EngineSocket:
     """A server-side Engine.IO session.
@@ -77,6 +89,40 @@ class EngineSocket:
         request: the handshake request.
         close_reason: why the session ended, once it has.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_close_requested",
+        "_closed",
+        "_config",
+        "_finished",
+        "_graceful",
+        "_handler_done",
+        "_handler_running",
+        "_in_recv",
+        "_in_send",
+        "_last_packet",
+        "_nursery",
+        "_out_recv",
+        "_out_send",
+        "_over_since",
+        "_pong_scope",
+        "_queued",
+        "_room",
+        "_send_scope",
+        "_started_at",
+        "_state",
+        "_transport",
+        "_upgrade_settled",
+        "_watching",
+        "close_reason",
+        "context",
+        "message_handler",
+        "probe_done",
+        "request",
+        "sid",
+        "upgrading",
+    )
 
     def __init__(
         self,
@@ -93,27 +139,32 @@ class EngineSocket:
         self._transport: AnyTransport = transport
         self._state = SessionState.OPEN
         # Unbounded as a channel: the bound is in bytes (``_queued``, see _enqueue).
+        # The send queue: groups of packets, in order, on a memory channel (the design's
+        # shape). Unbounded as a channel: the bound is in bytes (``_queued``, see _enqueue).
         self._out_send, self._out_recv = trio.open_memory_channel[Sequence[Packet]](math.inf)
         self._queued = 0
         self._room: trio.Event | None = None
         self._over_since: float | None = None
         self._watching = False
-        self._in_send, self._in_recv = trio.open_memory_channel[str | bytes](
-            config.message_queue_size
-        )
+        # Received messages for receive(): created at first use (see _inbox).
+        self._in_send: trio.MemorySendChannel[str | bytes] | None = None
+        self._in_recv: trio.MemoryReceiveChannel[str | bytes] | None = None
         self._nursery: trio.Nursery | None = None
         self._enqueue((open_packet,))
         self._started_at = trio.current_time()
-        self._pong = trio.Event()
+        # While a ping waits for its pong: the deadline of that wait (a pong cancels it).
+        self._pong_scope: trio.CancelScope | None = None
         self._close_requested = trio.Event()
-        self._handler_done = trio.Event()
+        self._handler_running = False
+        self._handler_done: trio.Event | None = None  # only while the close waits for it
         self._graceful = False
         self._last_packet = CLOSE
-        self._closed = trio.Event()
+        self._finished = False  # every task is gone and the transport closed
+        self._closed: trio.Event | None = None  # for wait_closed(), created when needed
         self._send_scope: trio.CancelScope | None = None
         self.upgrading = False
         self.probe_done = False
-        self.upgrade_settled = trio.Event()
+        self._upgrade_settled: trio.Event | None = None
         #: if set, received messages are passed to it by the receive task (in order, one at
         #: a time, awaited: a slow handler slows the reading) instead of :meth:`receive`.
         self.message_handler: Callable[[str | bytes], Awaitable[None]] | None = None
@@ -149,6 +200,12 @@ class EngineSocket:
     def transport(self) -> Transport:
         """The name of the current transport."""
         return self._transport.name
+
+    @property
+    def upgrade_settled(self) -> trio.Event:
+        """Set once the upgrade under way (if any) succeeded or failed."""
+        settled = self._upgrade_settled
+        return _SETTLED if settled is None else settled
 
     async def send(self, data: str | bytes) -> None:
         """Queue one message (text or binary) for the client.
@@ -266,9 +323,13 @@ class EngineSocket:
 
         Raises:
             ConnectionClosed: the session is over and every received message was read.
+
+        With a ``message_handler`` set, messages go to it, not here: this then blocks until
+        the session closes.
         """
+        _, receive_channel = self._inbox()
         try:
-            return await self._in_recv.receive()
+            return await receive_channel.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason_text()) from None
 
@@ -293,10 +354,15 @@ class EngineSocket:
         Cancellation: if cancelled, the close still happens in the background.
         """
         self.close()
-        await self._closed.wait()
+        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Block until the session is closed."""
+        if self._finished:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed is None:
+            self._closed = trio.Event()
         await self._closed.wait()
 
     async def wait_closing(self) -> None:
@@ -308,12 +374,27 @@ class EngineSocket:
         return {
             "state": self._state.value,
             "transport": self._transport.name.value,
-            "queued_packets": self._out_send.statistics().current_buffer_used,
+            "queued_packets": self._out_recv.statistics().current_buffer_used,
             "queued_bytes": self._queued,
-            "queued_messages": self._in_send.statistics().current_buffer_used,
+            "queued_messages": (
+                0 if self._in_send is None else self._in_send.statistics().current_buffer_used
+            ),
         }
 
     # -- inner workings -------------------------------------------------------------------
+    def _inbox(
+        self,
+    ) -> tuple[trio.MemorySendChannel[str | bytes], trio.MemoryReceiveChannel[str | bytes]]:
+        """The channel of received messages for :meth:`receive`, created at first use
+        (already closed for sending if the session is no longer open)."""
+        if self._in_send is None or self._in_recv is None:
+            self._in_send, self._in_recv = trio.open_memory_channel[str | bytes](
+                self._config.message_queue_size
+            )
+            if self._state is not SessionState.OPEN:
+                self._in_send.close()
+        return self._in_send, self._in_recv
+
     def _reason_text(self) -> str:
         return (self.close_reason or CloseReason.FORCED_CLOSE).value
 
@@ -346,25 +427,28 @@ class EngineSocket:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._heartbeat_loop)
                 nursery.start_soon(self._send_loop)
                 nursery.start_soon(self._receive_loop, self._transport)
                 if handler is not None:
+                    self._handler_running = True
                     nursery.start_soon(self._run_handler, handler)
-                else:
-                    self._handler_done.set()
                 task_status.started()
-                await self._close_requested.wait()
+                # The caller's status holds the nursery that start() made and left: drop it.
+                del task_status
+                await self._heartbeat_loop()  # returns once a close was asked for
                 # The handler may still read what arrived before the close; then receive()
                 # raises ConnectionClosed and it can finish (bounded by close_timeout).
-                self._in_send.close()
+                if self._in_send is not None:
+                    self._in_send.close()
                 if self._graceful:
                     with trio.move_on_after(self._config.close_timeout):
                         last = Batch((self._last_packet,))
                         self._enqueue(last)
                         await last.done.wait()
-                with trio.move_on_after(self._config.close_timeout):
-                    await self._handler_done.wait()
+                if self._handler_running:
+                    self._handler_done = trio.Event()
+                    with trio.move_on_after(self._config.close_timeout):
+                        await self._handler_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
             if self._state is SessionState.OPEN:  # ended by an exception, not a close
@@ -384,7 +468,9 @@ class EngineSocket:
                 self._transport.close(final)
                 await self._transport.aclose()
             finally:
-                self._closed.set()
+                self._finished = True
+                if self._closed is not None:
+                    self._closed.set()
                 # Nothing of the layer above is kept alive by a closed session.
                 self.message_handler = None
                 self.context = None
@@ -393,15 +479,20 @@ class EngineSocket:
     def _release_queues(self) -> None:
         """Close both queues and drop what they hold, so that memory returns at once."""
         self._out_send.close()
-        self._in_send.close()
-        for channel in (self._out_recv, self._in_recv):
+        while True:
+            try:
+                group = self._out_recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            if isinstance(group, Batch):
+                group.done.set()
+        if self._in_send is not None and self._in_recv is not None:
+            self._in_send.close()
             while True:
                 try:
-                    item = channel.receive_nowait()
+                    self._in_recv.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
-                if isinstance(item, Batch):
-                    item.done.set()
         self._queued = 0
 
     async def _wait_handler_caught_up(self) -> None:
@@ -409,6 +500,8 @@ class EngineSocket:
         # to the messages it was just given first (a few scheduling rounds at most), so that
         # replies sent right away share one response, as with the JS server.
         for _ in range(_CATCH_UP_ROUNDS):
+            if self._in_send is None:  # a message handler: each message is dispatched
+                return  # before the receive task reads the next
             stats = self._in_send.statistics()
             if stats.current_buffer_used == 0 and stats.tasks_waiting_receive:
                 return
@@ -422,39 +515,53 @@ class EngineSocket:
         except Exception:
             log.exception("handler of session %s failed", self.sid)
         finally:
-            self._handler_done.set()
+            self._handler_running = False
+            if self._handler_done is not None:
+                self._handler_done.set()
         self.close()
 
     async def _heartbeat_loop(self) -> None:
+        """Ping every ``ping_interval``; close the session when a pong does not come within
+        ``ping_timeout``. Runs in the session's task, as deadlines on its wait for the close
+        (a task of its own would cost memory in every idle session for a timer).
+
+        Returns once a close was asked for (by anyone, or here on a ping timeout).
+        """
         # Absolute deadlines from the session's start, so that scheduling delays do not add up.
         config = self._config
+        closing = self._close_requested
         next_ping = self._started_at + config.ping_interval
         while True:
-            await trio.sleep_until(next_ping)
-            self._pong = trio.Event()
-            with trio.move_on_at(next_ping + config.ping_timeout):
-                try:
-                    self._enqueue((PING,))
-                except ConnectionClosed:
-                    return
-                await self._pong.wait()
-                next_ping = trio.current_time() + config.ping_interval
-                continue
-            self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
-            return
+            with trio.move_on_at(next_ping):
+                await closing.wait()
+                return
+            if not self._ping():  # the queue is closed: so is the session, or soon
+                await closing.wait()
+                return
+            # The pong takes this scope away and cancels it (see _on_packet); its deadline is
+            # the ping timeout.
+            with trio.CancelScope(deadline=next_ping + config.ping_timeout) as scope:
+                self._pong_scope = scope
+                await closing.wait()
+                return
+            if self._pong_scope is scope:  # still there: the deadline passed without a pong
+                self._pong_scope = None
+                self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
+                return
+            next_ping = trio.current_time() + config.ping_interval
+
+    def _ping(self) -> bool:
+        """Queue a PING; False if the send queue is closed."""
+        try:
+            self._enqueue((PING,))
+        except ConnectionClosed:
+            return False
+        return True
 
     async def _send_loop(self) -> None:
         pending: list[Packet] = []
         size = 0  # bytes of pending, given back to the queue's bound once written
         written: list[trio.Event] = []  # set once the groups carrying them are written
-
-        def take(group: Sequence[Packet]) -> None:
-            nonlocal size
-            pending.extend(group)
-            size += _size(group)
-            if isinstance(group, Batch):
-                written.append(group.done)
-
         while True:
             transport = self._transport
             if not pending:
@@ -463,13 +570,14 @@ class EngineSocket:
                     continue
                 if transport.name is Transport.POLLING:
                     await self._wait_handler_caught_up()
-                take(await self._out_recv.receive())
+                size += _take(await self._out_recv.receive(), pending, written)
             limit = self._config.max_packets_per_poll if transport.name is Transport.POLLING else 0
             while not limit or len(pending) < limit:
                 try:
-                    take(self._out_recv.receive_nowait())
+                    group = self._out_recv.receive_nowait()
                 except trio.WouldBlock:
                     break
+                size += _take(group, pending, written)
             if transport.name is Transport.WEBSOCKET:
                 # The last transport a session can have: no upgrade will interrupt it, so
                 # no cancel scope per write (they are garbage the hot path can do without).
@@ -537,12 +645,16 @@ class EngineSocket:
             if self.message_handler is not None:
                 await self.message_handler(packet.data)
                 return True
+            send_channel, _ = self._inbox()
             try:
-                await self._in_send.send(packet.data)
+                await send_channel.send(packet.data)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 return False
         elif ptype is PacketType.PONG:
-            self._pong.set()
+            scope = self._pong_scope
+            if scope is not None:  # else no ping is outstanding: nothing to do
+                self._pong_scope = None
+                scope.cancel()
         elif ptype is PacketType.PING:
             reply = PONG_PROBE if packet == PING_PROBE else PONG
             with suppress(ConnectionClosed):
@@ -573,7 +685,7 @@ class EngineSocket:
         ):
             return
         self.upgrading = True
-        self.upgrade_settled = trio.Event()
+        self._upgrade_settled = settled = trio.Event()
         switched = False
         try:
             with trio.move_on_after(self._config.upgrade_timeout):
@@ -592,7 +704,8 @@ class EngineSocket:
         finally:
             self.upgrading = False
             self.probe_done = False
-            self.upgrade_settled.set()
+            self._upgrade_settled = None
+            settled.set()
         if switched:
             await self.wait_closed()
 
@@ -611,6 +724,14 @@ class EngineSocket:
 
 async def _decode(channel: WebSocketChannel) -> Packet:
     return decode_packet(await channel.get_message())
+
+
+def _take(group: Sequence[Packet], pending: list[Packet], written: list[trio.Event]) -> int:
+    """Add a group to the send loop's pending packets; return its size (see _size)."""
+    pending.extend(group)
+    if isinstance(group, Batch):
+        written.append(group.done)
+    return _size(group)
 
 
 def _size(packets: Sequence[Packet]) -> int:

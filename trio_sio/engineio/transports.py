@@ -15,7 +15,8 @@ from typing import Protocol
 import trio
 import trio_websocket
 
-from ..protocol.engineio import Packet, Transport, decode_packet, encode_packet
+from ..protocol.deflate import DeflateParams, deflate_message
+from ..protocol.engineio import Packet, Transport, decode_packet, encode_packet, may_compress
 from ..protocol.errors import ConnectionClosed
 from ..protocol.websocket import OP_BINARY, OP_TEXT, encode_frame
 
@@ -224,8 +225,35 @@ def _frame(packet: Packet) -> bytes:
     return frame
 
 
+def _deflated_frame(packet: Packet, deflate: DeflateParams) -> bytes:
+    """The frame of ``packet`` on a WebSocket with permessage-deflate agreed: compressed when
+    the packet allows it and its payload reaches the threshold. With the full window (every
+    client but those asking for less), the result is kept on the packet: a broadcast is
+    compressed once, whatever the number of recipients."""
+    if not may_compress(packet):
+        return _frame(packet)
+    cacheable = deflate.cacheable
+    if cacheable:
+        frame: bytes | None = getattr(packet, "deflate_cache", None)
+        if frame is not None:
+            return frame
+    data = encode_packet(packet)
+    opcode, payload = (
+        (OP_TEXT, data.encode("utf-8")) if isinstance(data, str) else (OP_BINARY, data)
+    )
+    if len(payload) < deflate.threshold:
+        frame = _frame(packet)
+    else:
+        compressed = deflate_message(payload, deflate.level, deflate.server_window_bits)
+        frame = encode_frame(opcode, compressed, rsv1=True)
+    if cacheable:
+        object.__setattr__(packet, "deflate_cache", frame)
+    return frame
+
+
 class WebSocketTransport:
-    """WebSocket, server side: one packet per frame, binary messages as binary frames."""
+    """WebSocket, server side: one packet per frame, binary messages as binary frames
+    (compressed with permessage-deflate when the channel agreed it: see ``deflate``)."""
 
     name = Transport.WEBSOCKET
 
@@ -233,6 +261,8 @@ class WebSocketTransport:
         self.channel = channel
         self.closed = False
         self._final: Packet | None = None
+        deflate: DeflateParams | None = getattr(channel, "deflate", None)
+        self._deflate = deflate
 
     async def wait_writable(self) -> None:
         """A WebSocket is always writable (backpressure comes from ``send``)."""
@@ -245,6 +275,15 @@ class WebSocketTransport:
         """
         send_frames = getattr(self.channel, "send_frames", None)
         if send_frames is not None:
+            deflate = self._deflate
+            if deflate is not None:
+                frames = [_deflated_frame(packet, deflate) for packet in packets]
+                if len(frames) < COALESCE_FROM:
+                    for frame in frames:
+                        await send_frames(frame)
+                else:
+                    await send_frames(b"".join(frames))
+                return
             # A few packets: one write each, which naive clients that read one frame per
             # network read (the public protocol test suite's) cannot lose. A backlog: one
             # write for all, which is what keeps a busy connection cheap.

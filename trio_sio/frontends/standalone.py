@@ -28,6 +28,7 @@ from ..engineio.config import EngineConfig, HttpResponse, RequestHead
 from ..engineio.server import EngineServer
 from ..engineio.transports import TrioWebSocketChannel
 from ..engineio.websocket import NativeWebSocket
+from ..protocol.deflate import DeflateOptions, negotiate_deflate
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
 from ..protocol.websocket import accept_key, is_valid_key
 from ._accept import accept_connections
@@ -63,16 +64,41 @@ _PEER_ERRORS += (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError)
 class _Connection:
     """One HTTP connection: its h11 state machine, and the deadline of the current read."""
 
+    __slots__ = ("_h11", "client", "config", "deadline", "phase", "request_deadline", "stream")
+
     def __init__(
         self, config: EngineConfig, stream: trio.abc.Stream, client: tuple[str, int] | None
     ) -> None:
         self.config = config
         self.stream = stream
         self.client = client
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self._h11: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES
+        )
         self.phase = "idle"
         self.deadline = 0.0
         self.request_deadline = 0.0
+
+    @property
+    def h11(self) -> h11.Connection:
+        """The HTTP state machine.
+
+        Raises:
+            RuntimeError: the connection is a WebSocket now (see :meth:`end_http`).
+        """
+        if self._h11 is None:
+            raise RuntimeError("the connection no longer speaks HTTP")
+        return self._h11
+
+    @property
+    def speaks_http(self) -> bool:
+        """False once :meth:`end_http` was called."""
+        return self._h11 is not None
+
+    def end_http(self) -> None:
+        """The connection became a WebSocket: drop the HTTP parser's state (a WebSocket
+        session may last for hours)."""
+        self._h11 = None
 
     def wait_request(self) -> None:
         """Between requests: idle until a byte of the next one arrives."""
@@ -289,7 +315,10 @@ async def _serve(server: EngineServer, c: _Connection) -> None:
         elif head.headers.get("upgrade", "").lower() == "websocket" and (
             "upgrade" in head.headers.get("connection", "").lower()
         ):
-            await _websocket(server, c, event, head)
+            # The session may last for hours: keep nothing of the HTTP parsing meanwhile.
+            replay = b"" if server.config.websocket == "native" else _raw_head(event)
+            del event, conn
+            await _websocket(server, c, replay, head)
             return
         else:
             declared = _content_length(event)
@@ -406,7 +435,7 @@ async def _respond(c: _Connection, response: HttpResponse, method: str = "GET") 
 
 async def _refuse(c: _Connection, status: int) -> None:
     """Answer an error status if no response was started, then close after a linger."""
-    if c.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+    if not c.speaks_http or c.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
     headers = [("Content-Type", "text/plain"), ("Connection", "close")]
     response = HttpResponse(status, headers, _REASONS.get(status, b"Bad Request"))
@@ -419,8 +448,13 @@ async def _refuse(c: _Connection, status: int) -> None:
 
 
 async def _websocket(
-    server: EngineServer, c: _Connection, request: h11.Request, head: RequestHead
+    server: EngineServer, c: _Connection, replay: bytes, head: RequestHead
 ) -> None:
+    """Answer a WebSocket upgrade request and serve the WebSocket until its session ends.
+
+    Args:
+        replay: the request's head as received (for trio-websocket, which reads it again).
+    """
     refusal = await server.check_websocket(head)
     if refusal is not None:
         await _respond(c, refusal)
@@ -435,35 +469,49 @@ async def _websocket(
         event = await c.next_event()
         if event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
             break
-    leftover, _closed = c.h11.trailing_data
+    del event
+    leftover = bytes(c.h11.trailing_data[0])
+    c.end_http()
     if server.config.websocket == "native":
-        await _native_websocket(server, c, key, bytes(leftover), head)
+        await _native_websocket(server, c, key, leftover, head)
     else:
-        await _trio_websocket(server, c, request, bytes(leftover), head)
+        await _trio_websocket(server, c, replay + leftover, head)
 
 
 async def _native_websocket(
     server: EngineServer, c: _Connection, key: str, leftover: bytes, head: RequestHead
 ) -> None:
+    options = DeflateOptions.from_setting(server.config.per_message_deflate)
+    deflate = None
+    if options is not None:
+        deflate = negotiate_deflate(head.headers.get("sec-websocket-extensions"), options)
+    extensions = b""
+    if deflate is not None:
+        extensions = b"Sec-WebSocket-Extensions: " + deflate.header.encode("ascii") + b"\r\n"
     await c.send(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept_key(key).encode("ascii") + b"\r\n\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode("ascii") + b"\r\n" + extensions + b"\r\n"
     )
-    ws = NativeWebSocket(c.stream, leftover, server.config.max_http_buffer_size)
+    ws = NativeWebSocket(c.stream, leftover, server.config.max_http_buffer_size, deflate=deflate)
     try:
         await server.serve_websocket(head, ws)
     finally:
         await ws.aclose()
 
 
-async def _trio_websocket(
-    server: EngineServer, c: _Connection, request: h11.Request, leftover: bytes, head: RequestHead
-) -> None:
-    # Rebuild the request bytes h11 consumed, then let trio-websocket read them again.
+def _raw_head(request: h11.Request) -> bytes:
+    """The request's head rebuilt from what h11 parsed (for trio-websocket to read again)."""
     raw = [b"%s %s HTTP/1.1\r\n" % (request.method, request.target)]
     raw.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw_items())
     raw.append(b"\r\n")
-    replay = _ReplayStream(c.stream, b"".join(raw) + leftover)
+    return b"".join(raw)
+
+
+async def _trio_websocket(
+    server: EngineServer, c: _Connection, received: bytes, head: RequestHead
+) -> None:
+    # Let trio-websocket read the request h11 consumed again, then what followed it.
+    replay = _ReplayStream(c.stream, received)
     max_size = server.config.max_http_buffer_size
     async with trio.open_nursery() as nursery:
         try:

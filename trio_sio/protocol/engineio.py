@@ -47,6 +47,8 @@ __all__ = [
     "encode_open",
     "encode_packet",
     "encode_payload",
+    "mark_uncompressed",
+    "may_compress",
     "validate_request",
 ]
 
@@ -94,15 +96,43 @@ class Packet:
     #: the encoded WebSocket frame, cached by the transport that first writes the packet,
     #: so that a packet broadcast to many sockets is framed once.
     frame_cache: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    #: False on a packet that must not be compressed (see :func:`may_compress`).
+    compress: bool = field(init=False, repr=False, compare=False)
+    #: the frame for a WebSocket with permessage-deflate agreed (compressed, or the plain
+    #: frame below the threshold), cached like ``frame_cache``.
+    #:
+    #: These two slots stay unset until needed (read them with ``getattr`` and a default):
+    #: an unset slot costs nothing when a packet is made, and a packet is made per message.
+    deflate_cache: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, bytes) and self.type is not PacketType.MESSAGE:
             raise LocalProtocolError(f"only MESSAGE packets may carry bytes, not {self.type.name}")
 
+    def __getstate__(self) -> dict[str, object]:
+        """For copy and pickle: the slots that are set (unset ones stay unset)."""
+        names = ("type", "data", "frame_cache", "compress", "deflate_cache")
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     @property
     def is_binary(self) -> bool:
         """True when the data is bytes."""
         return isinstance(self.data, bytes)
+
+
+def may_compress(packet: Packet) -> bool:
+    """Whether ``packet`` may be compressed (True unless :func:`mark_uncompressed`)."""
+    return getattr(packet, "compress", True)
+
+
+def mark_uncompressed(packet: Packet) -> Packet:
+    """Mark ``packet`` as one never to compress (``socket.compress(False)``); returns it."""
+    object.__setattr__(packet, "compress", False)
+    return packet
 
 
 # Frequently used packets, built once.

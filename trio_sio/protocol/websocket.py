@@ -7,6 +7,9 @@ limit, and an encoder for unmasked server frames. Unmasking uses the C function 
 have the C speedups), else Python's big integers, which XOR a whole payload in a few C-speed
 passes.
 
+With permessage-deflate agreed (:mod:`.deflate`), the decoder inflates compressed messages,
+bounded by the same limit; without it, a reserved bit is a protocol error.
+
 Malformed input raises :class:`~trio_sio.protocol.errors.RemoteProtocolError` whose
 ``close_code`` is the close status to send back (1002 protocol error, 1007 bad UTF-8,
 1009 too big).
@@ -27,9 +30,12 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from .deflate import Inflater
 
 __all__ = [
     "Close",
@@ -54,6 +60,9 @@ OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 
 _DATA_OPS: Final = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY})
+#: RSV1: the first frame of a message compressed with permessage-deflate (RFC 7692). The
+#: decoder keeps it on the opcode of such a message (opcodes use the low four bits only).
+RSV1: Final = 0x40
 _CONTROL_OPS: Final = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 
 #: bytes each continuation frame is charged against the message size limit, on top of its
@@ -149,10 +158,11 @@ def _unmask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return value.to_bytes(size, "little")
 
 
-def encode_frame(opcode: int, payload: bytes) -> bytes:
-    """One unmasked, final frame (what a server sends)."""
+def encode_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
+    """One unmasked, final frame (what a server sends); ``rsv1`` marks a payload compressed
+    with permessage-deflate."""
     size = len(payload)
-    first = 0x80 | opcode
+    first = (0x80 | RSV1 if rsv1 else 0x80) | opcode
     if size < 126:
         return bytes((first, size)) + payload
     if size < 1 << 16:
@@ -172,16 +182,35 @@ class FrameDecoder:
         max_message_size: the largest data message accepted, in bytes (after reassembly);
             each continuation frame also counts :data:`FRAGMENT_COST` bytes towards it.
         max_fragments: the most frames one data message may be split into.
+        inflater: when permessage-deflate was agreed: inflates the messages whose first
+            frame has RSV1 set (their compressed size counts against the limit, and so does
+            their inflated size, see :meth:`Inflater.inflate <.deflate.Inflater.inflate>`).
+            Without it, a reserved bit closes the connection (1002).
 
     Use :meth:`feed` with received bytes, then call :meth:`next_event` until it returns None.
     Feed more only after that: then the buffer holds at most one incomplete frame (which
     fits the limit, or it would have been refused) plus what was fed last.
     """
 
-    __slots__ = ("_buffer", "_charged", "_count", "_fragments", "_max", "_max_count", "_opcode")
+    __slots__ = (
+        "_buffer",
+        "_charged",
+        "_count",
+        "_fragments",
+        "_inflater",
+        "_max",
+        "_max_count",
+        "_opcode",
+    )
 
-    def __init__(self, max_message_size: int = 1 << 20, max_fragments: int = MAX_FRAGMENTS) -> None:
+    def __init__(
+        self,
+        max_message_size: int = 1 << 20,
+        max_fragments: int = MAX_FRAGMENTS,
+        inflater: Inflater | None = None,
+    ) -> None:
         self._buffer = bytearray()
+        self._inflater = inflater
         self._max = max_message_size
         self._max_count = max_fragments
         self._fragments = bytearray()
@@ -229,8 +258,11 @@ class FrameDecoder:
                 self._charged = self._count = 0
                 return self._message(kind, data)
 
-    @staticmethod
-    def _message(opcode: int | None, data: bytes | bytearray) -> Message:
+    def _message(self, opcode: int | None, data: bytes | bytearray) -> Message:
+        if opcode is not None and opcode & RSV1:
+            assert self._inflater is not None  # RSV1 is refused without one
+            data = self._inflater.inflate(data, self._max)
+            opcode &= 0x0F
         if opcode == OP_TEXT:
             try:
                 return Message(data.decode("utf-8"))
@@ -273,12 +305,13 @@ class FrameDecoder:
         if len(buffer) < 2:
             return None
         first, second = buffer[0], buffer[1]
-        if first & 0x70:
-            raise WebSocketError("reserved bits set (no extension was agreed)")
         fin = bool(first & 0x80)
         opcode = first & 0x0F
         if opcode not in _DATA_OPS and opcode not in _CONTROL_OPS:
             raise WebSocketError(f"unknown opcode {opcode}")
+        rsv = first & 0x70
+        if rsv:
+            self._check_reserved(rsv, opcode)
         if not second & 0x80:
             raise WebSocketError("client frames must be masked")
         size = second & 0x7F
@@ -309,4 +342,12 @@ class FrameDecoder:
         mask = bytes(buffer[offset : offset + 4])
         payload = _unmask(buffer[offset + 4 : end], mask)
         del buffer[:end]
-        return fin, opcode, payload
+        return fin, opcode | rsv, payload
+
+    def _check_reserved(self, rsv: int, opcode: int) -> None:
+        """Raise unless ``rsv`` is RSV1 on the first frame of a data message, with
+        permessage-deflate agreed."""
+        if self._inflater is None:
+            raise WebSocketError("reserved bits set (no extension was agreed)")
+        if rsv != RSV1 or opcode not in (OP_TEXT, OP_BINARY):
+            raise WebSocketError("reserved bits set on a frame that may not carry them")

@@ -65,6 +65,10 @@ class BroadcastOperator:
         """Wait at most ``seconds`` for acks (needed by :meth:`emit_with_ack`)."""
         return replace(self, options=replace(self.options, timeout=seconds))
 
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Allow compression (True, the default) or not (False: sent uncompressed)."""
+        return replace(self, options=replace(self.options, compress=compress))
+
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to every selected socket; it is encoded once for all of them.
 

@@ -23,10 +23,11 @@ from ..protocol.engineio import CloseReason
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
 from ..protocol.serialize import to_wire
 from ..protocol.socketio import NEED_DATA, Packet, PacketType
-from .namespace import frames_to_engine
+from .namespace import Namespace, frames_to_engine
 from .socket import Handshake, Socket
 
 if TYPE_CHECKING:
+    from ..adapters.recovery import RecoveredSession
     from ..protocol.engineio import Packet as EnginePacket
     from .server import Server
 
@@ -60,15 +61,22 @@ class Connection:
         self._close_reason: str | None = None
         #: True once the connection is ending: no new handler starts.
         self.closing = False
+        #: the Admin UI's traffic counters, when the server is instrumented
+        self._traffic = server._admin.traffic if server._admin is not None else None
+        if self._traffic is not None:
+            self._traffic.opened()
 
     # -- sending --------------------------------------------------------------------------
-    async def send_packet(self, packet: Packet, *, volatile: bool = False) -> None:
-        """Encode and queue one packet (its frames stay together).
+    async def send_packet(
+        self, packet: Packet, *, volatile: bool = False, compress: bool = True
+    ) -> None:
+        """Encode and queue one packet (its frames stay together); ``compress=False`` sends
+        it uncompressed.
 
         Raises:
             ConnectionClosed: the connection is closed (not for volatile packets).
         """
-        group = frames_to_engine(self.server.parser.encode(packet))
+        group = frames_to_engine(self.server.parser.encode(packet), compress)
         if volatile:
             self.send_group_nowait(group, volatile=True)
         else:
@@ -77,6 +85,8 @@ class Connection:
     async def send_group(self, group: tuple[EnginePacket, ...]) -> None:
         """Queue already encoded frames; waits while the send queue is full."""
         await self.engine.send_packets(group)
+        if self._traffic is not None:
+            self._traffic.sent(group)
 
     def send_group_nowait(
         self, group: tuple[EnginePacket, ...], *, volatile: bool, force: bool = False
@@ -94,6 +104,8 @@ class Connection:
             self.engine.send_packets_nowait(group, force=force)
         except (trio.WouldBlock, ConnectionClosed):
             return False
+        if self._traffic is not None:
+            self._traffic.sent(group)
         return True
 
     # -- lifetime -------------------------------------------------------------------------
@@ -120,6 +132,8 @@ class Connection:
                 nursery.cancel_scope.cancel()
         finally:
             self.closing = True
+            if self._traffic is not None:
+                self._traffic.closed(str(self.engine.close_reason or CloseReason.TRANSPORT_CLOSE))
             reason = self._close_reason or _REASONS.get(
                 self.engine.close_reason or CloseReason.TRANSPORT_CLOSE, "transport close"
             )
@@ -134,6 +148,8 @@ class Connection:
         """
         if not self._ready.is_set():
             await self._ready.wait()
+        if self._traffic is not None:
+            self._traffic.received(message)
         decoder = self.decoder
         try:
             decoder.feed(message)
@@ -199,9 +215,17 @@ class Connection:
         if namespace is None:
             await self._refuse(name, {"message": "Invalid namespace"})
             return
-        socket = Socket(namespace, self, secrets.token_urlsafe(15), self._handshake(auth))
+        session = await self._restore(namespace, auth)
+        sid = secrets.token_urlsafe(15) if session is None else session.sid
+        socket = Socket(namespace, self, sid, self._handshake(auth))
+        recovery = self.server.connection_state_recovery
+        if recovery is not None:
+            socket._pid = secrets.token_urlsafe(15) if session is None else session.pid
+        if session is not None:
+            socket.data, socket.recovered = session.data, True
         try:
-            await namespace._run_middlewares(socket, auth)
+            if session is None or not (recovery and recovery.skip_middlewares):
+                await namespace._run_middlewares(socket, auth)
         except ConnectionRefused as exc:
             refusal: dict[str, Any] = {"message": exc.message}
             if exc.data is not None:
@@ -217,9 +241,56 @@ class Connection:
         socket.connected = True
         self.sockets[name] = socket
         namespace._add(socket)
-        await self.send_packet(Packet(PacketType.CONNECT, name, {"sid": socket.id}))
+        reply = {"sid": socket.id} if socket._pid is None else {"sid": sid, "pid": socket._pid}
+        connect = Packet(PacketType.CONNECT, name, reply)
+        if session is None:
+            socket._recovery_offset = namespace.adapter.last_offset()
+            await self.send_packet(connect)
+        else:
+            # Without yielding since the restore: no packet kept meanwhile can be missed.
+            # The missed packets go first, then the CONNECT reply, as the JS server does.
+            socket.join(session.rooms)
+            socket._recovery_offset = session.offset
+            for data in session.missed_packets:
+                self._send_now(Packet(PacketType.EVENT, name, data))
+            self._send_now(connect)
         self._connect_scope.deadline = math.inf
         self.nursery.start_soon(socket._guarded, socket._run, auth)
+
+    async def _restore(self, namespace: Namespace, auth: dict[str, Any]) -> RecoveredSession | None:
+        """The session the client asks to recover (``auth.pid``, ``auth.offset``), if the
+        adapter still has it; None otherwise (the client connects as a new socket)."""
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if self.server.connection_state_recovery is None or not isinstance(pid, str):
+            return None
+        if offset is not None and not isinstance(offset, str):
+            return None
+        try:
+            session = await namespace.adapter.restore_session(pid, offset)
+            stale = namespace._pid_sockets.get(pid)
+            if session is None and stale is not None and stale._connection is not self:
+                # The client is back before this server noticed that its connection was
+                # lost (over polling, or on a silent network): let that socket go as lost.
+                log.info(
+                    "session %s: socket %s is back; its old connection is dead",
+                    self.engine.sid,
+                    stale.id,
+                )
+                with trio.move_on_after(self.server.close_grace):
+                    await stale._close("transport close")
+                session = await namespace.adapter.restore_session(pid, offset)
+        except Exception:
+            log.exception("session %s: restoring a session failed", self.engine.sid)
+            return None
+        if session is None or session.sid in namespace.sockets:
+            return None
+        log.debug("session %s: socket %s recovered", self.engine.sid, session.sid)
+        return session
+
+    def _send_now(self, packet: Packet) -> None:
+        """Queue a packet at once, as a broadcast does (over the bound if need be)."""
+        group = frames_to_engine(self.server.parser.encode(packet))
+        self.send_group_nowait(group, volatile=False, force=True)
 
     async def _refuse(self, name: str, data: dict[str, Any]) -> None:
         await self.send_packet(Packet(PacketType.CONNECT_ERROR, name, data))

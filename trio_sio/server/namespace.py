@@ -14,6 +14,7 @@ from .._handlers import Ack, Handler
 from ..adapters.base import BroadcastOptions, RemoteSocket
 from ..protocol.engineio import Packet as EnginePacket
 from ..protocol.engineio import PacketType as EnginePacketType
+from ..protocol.engineio import mark_uncompressed
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.socketio import Packet
 from .broadcast import BroadcastOperator
@@ -32,8 +33,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 LIFECYCLE = frozenset({"connection", "connect", "disconnecting", "disconnect"})
 
 
-def frames_to_engine(frames: Sequence[str | bytes]) -> tuple[EnginePacket, ...]:
-    """Wrap encoded Socket.IO frames as one group of Engine.IO MESSAGE packets."""
+def frames_to_engine(
+    frames: Sequence[str | bytes], compress: bool = True
+) -> tuple[EnginePacket, ...]:
+    """Wrap encoded Socket.IO frames as one group of Engine.IO MESSAGE packets (which may be
+    compressed unless ``compress`` is False)."""
+    if not compress:
+        return tuple(mark_uncompressed(EnginePacket(EnginePacketType.MESSAGE, f)) for f in frames)
     return tuple(EnginePacket(EnginePacketType.MESSAGE, frame) for frame in frames)
 
 
@@ -145,10 +151,15 @@ class Namespace(_HandlerTable):
         self.name = name
         self.parent = parent
         self.sockets: dict[str, Socket] = {}
+        self._pid_sockets: dict[str, Socket] = {}  # by private session id (recovery)
         self.adapter = server.adapter_factory(self)
+        if server.connection_state_recovery is not None:
+            self.adapter.enable_recovery(server.connection_state_recovery)
         if parent is not None:
             self._incoming_hooks = parent._incoming_hooks
             self._outgoing_hooks = parent._outgoing_hooks
+        if server._admin is not None:
+            server._admin.watch(self)
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name}>"
@@ -202,11 +213,15 @@ class Namespace(_HandlerTable):
     # -- socket registry (the adapter's view) ---------------------------------------------
     def _add(self, socket: Socket) -> None:
         self.sockets[socket.id] = socket
+        if socket._pid is not None:
+            self._pid_sockets[socket._pid] = socket
         self.adapter.add_all(socket.id, (socket.id,))
 
     def _remove(self, socket: Socket) -> None:
         self.adapter.delete_all(socket.id)
         self.sockets.pop(socket.id, None)
+        if socket._pid is not None and self._pid_sockets.get(socket._pid) is socket:
+            del self._pid_sockets[socket._pid]
         if (
             self.parent is not None
             and not self.sockets
@@ -218,7 +233,9 @@ class Namespace(_HandlerTable):
         """The connected socket with this id, if any."""
         return self.sockets.get(sid)
 
-    async def deliver(self, sids: Sequence[str], packet: Packet, *, volatile: bool) -> None:
+    async def deliver(
+        self, sids: Sequence[str], packet: Packet, *, volatile: bool, compress: bool = True
+    ) -> None:
         """Encode ``packet`` once and queue it for each socket; never waits for one socket.
 
         A socket whose send queue is over its bound still gets the packet (and is closed as
@@ -226,7 +243,7 @@ class Namespace(_HandlerTable):
         dropped for sockets that cannot write right now. The outgoing catch-all listeners
         are called for each socket first.
         """
-        group = frames_to_engine(self.server.parser.encode(packet))
+        group = frames_to_engine(self.server.parser.encode(packet), compress)
         hooks = self._outgoing_hooks
         for sid in sids:
             socket = self.sockets.get(sid)
@@ -243,6 +260,8 @@ class Namespace(_HandlerTable):
         packet: Packet,
         timeout: float,
         on_reply: Callable[[Any], None] | None = None,
+        *,
+        compress: bool = True,
     ) -> tuple[list[Any], bool]:
         """Send to each socket with its own ack id and collect replies until ``timeout``;
         ``on_reply`` is called with each reply as it comes."""
@@ -255,7 +274,7 @@ class Namespace(_HandlerTable):
         async def one(socket: Socket) -> None:
             nonlocal missing
             try:
-                reply = await socket._emit_with_ack_packet(packet)
+                reply = await socket._emit_with_ack_packet(packet, False, compress)
             except (ConnectionClosed, AckTimeoutError):
                 return
             replies.append(reply)
@@ -347,6 +366,10 @@ class Namespace(_HandlerTable):
     def timeout(self, seconds: float) -> BroadcastOperator:
         """Broadcast waiting for acks, at most ``seconds``."""
         return self._operator().timeout(seconds)
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Broadcast with compression allowed or not."""
+        return self._operator().compress(compress)
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to every socket of the namespace."""

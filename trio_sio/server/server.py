@@ -5,12 +5,13 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import trio
 
 from ..adapters.base import Adapter, RemoteSocket, SocketRegistry
 from ..adapters.memory import InMemoryAdapter
+from ..adapters.recovery import ConnectionStateRecovery
 from ..engineio.config import EngineConfig
 from ..engineio.server import EngineServer
 from ..engineio.socket import EngineSocket
@@ -20,6 +21,9 @@ from .broadcast import BroadcastOperator
 from .connection import Connection
 from .namespace import Namespace, NamespaceMatcher, ParentNamespace
 from .socket import Socket
+
+if TYPE_CHECKING:
+    from ..admin import Instrumentation, SessionStore
 
 __all__ = ["Server"]
 
@@ -47,6 +51,10 @@ class Server:
             as in JS: handlers registered on the child itself would be lost).
         max_pending_acks: acks one socket may wait for at once.
         close_grace: seconds the disconnect handlers get when a connection ends.
+        connection_state_recovery: ``True`` or a
+            :class:`~trio_sio.adapters.recovery.ConnectionStateRecovery` (its limits) to
+            give a client whose connection dropped its socket back (id, rooms, ``data``)
+            with the packets it missed; see the "Connection state recovery" guide.
         **engine_options: Engine.IO settings (:class:`~trio_sio.engineio.EngineConfig`):
             ``ping_interval``, ``ping_timeout``, ``max_http_buffer_size``,
             ``cors_allowed_origins``, ``allow_request``, ``transports``, ``cookie``, ...
@@ -75,6 +83,7 @@ class Server:
         cleanup_empty_child_namespaces: bool = False,
         max_pending_acks: int = 10_000,
         close_grace: float = 5.0,
+        connection_state_recovery: ConnectionStateRecovery | bool = False,
         **engine_options: Any,
     ) -> None:
         self.parser: Parser = parser or JsonParser()
@@ -87,6 +96,12 @@ class Server:
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self.max_pending_acks = max_pending_acks
         self.close_grace = close_grace
+        #: the recovery settings (None: off)
+        self.connection_state_recovery: ConnectionStateRecovery | None = (
+            ConnectionStateRecovery()
+            if connection_state_recovery is True
+            else connection_state_recovery or None
+        )
         self.engine = EngineServer(
             self._on_engine_connection,
             EngineConfig(path=path, **engine_options),
@@ -94,6 +109,8 @@ class Server:
         )
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
+        #: the Admin UI's instrumentation, once :meth:`instrument` is called
+        self._admin: Instrumentation | None = None
         self.main = self.of("/")
 
     # -- namespaces -----------------------------------------------------------------------
@@ -186,6 +203,10 @@ class Server:
         """Broadcast on ``"/"`` waiting at most ``seconds`` for acks."""
         return self.main.timeout(seconds)
 
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Broadcast on ``"/"`` with compression allowed or not."""
+        return self.main.compress(compress)
+
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to every socket of ``"/"``."""
         await self.main.emit(event, *args)
@@ -260,14 +281,14 @@ class Server:
         Error handling: a failing connection or handler is logged and harms nothing else.
         An adapter that cannot start (Redis unreachable) makes this raise before listening.
         """
-        async with self._adapter_running():
+        async with self._adapter_running(), self._admin_running():
             await standalone.serve(
                 self.engine, host, port, ssl_context=ssl_context, task_status=task_status
             )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host connections for another front end (ASGI) without listening."""
-        async with self._adapter_running():
+        async with self._adapter_running(), self._admin_running():
             await self.engine.run(task_status=task_status)
 
     @asynccontextmanager
@@ -290,6 +311,70 @@ class Server:
             if not started and len(group.exceptions) == 1:
                 raise group.exceptions[0] from None  # why the adapter could not start
             raise
+
+    @asynccontextmanager
+    async def _admin_running(self) -> AsyncIterator[None]:
+        """Run the Admin UI's periodic stats and notifications, if :meth:`instrument` was
+        called."""
+        if self._admin is None:
+            yield
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._admin.run)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
+
+    def instrument(
+        self,
+        *,
+        auth: Any,
+        mode: Literal["development", "production"] = "development",
+        readonly: bool = False,
+        namespace: str = "/admin",
+        server_id: str | None = None,
+        store: SessionStore | None = None,
+        stats_interval: float = 2.0,
+    ) -> Instrumentation:
+        """Serve the Socket.IO Admin UI (https://admin.socket.io) on ``namespace``.
+
+        Args:
+            auth: ``False`` (anyone may connect), or
+                ``{"type": "basic", "username": ..., "password": <bcrypt hash>}`` (needs
+                the ``admin`` extra: bcrypt).
+            mode: ``"development"`` reports every socket, room change and event to the UI;
+                ``"production"`` only the periodic server stats.
+            readonly: refuse the UI's commands (emit, join, leave, disconnect).
+            namespace: the admin namespace.
+            server_id: this node's name in the UI (default ``"<hostname>#<pid>"``).
+            store: where login sessions are kept (default in memory, 24 h); see
+                :class:`~trio_sio.admin.RedisSessionStore` for a cluster.
+            stats_interval: seconds between two ``server_stats``.
+
+        Returns:
+            The :class:`~trio_sio.admin.Instrumentation`; it runs while the server serves.
+
+        Raises:
+            ValueError: a bad ``auth`` or ``mode``.
+            RuntimeError: the server is instrumented already, or running (call this
+                before :meth:`serve` or :meth:`run`).
+
+        The UI's page runs on another origin: list it in ``cors_allowed_origins``. See the
+        Admin UI guide.
+        """
+        from ..admin import Instrumentation  # noqa: PLC0415 - loaded only when used
+
+        return Instrumentation(
+            self,
+            auth=auth,
+            mode=mode,
+            readonly=readonly,
+            namespace=namespace,
+            server_id=server_id,
+            store=store,
+            stats_interval=stats_interval,
+        )
 
     def shutdown(self) -> None:
         """Stop :meth:`serve` or :meth:`run` after closing every connection."""

@@ -15,6 +15,7 @@ from .._acks import AckRegistry, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Ack, Handler, ack_args
 from ..adapters.base import BroadcastOptions
+from ..adapters.recovery import RECOVERABLE_REASONS, Session
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
@@ -67,6 +68,8 @@ class Socket:
         handshake: what the client sent at connection.
         data: free for the application (e.g. the user found by a middleware).
         connected: True until the socket disconnects.
+        recovered: the socket was given back after a lost connection, with its id, rooms,
+            ``data`` and the packets it missed (connection state recovery).
     """
 
     def __init__(
@@ -81,6 +84,11 @@ class Socket:
         self.handshake = handshake
         self.data: dict[str, Any] = {}
         self.connected = False
+        self.recovered = False
+        # Connection state recovery: the private session id, and the newest kept packet
+        # when the socket connected (None: recovery is off).
+        self._pid: str | None = None
+        self._recovery_offset: str | None = None
         self._connection = connection
         self._acks = AckRegistry(namespace.server.max_pending_acks)
         # Events in flight (running, or waiting for their turn); reading pauses at the bound.
@@ -141,6 +149,11 @@ class Socket:
         """Emit with an ack timeout: ``await socket.timeout(5).emit("x", callback=cb)``."""
         return SocketEmitter(self, seconds, False)
 
+    def compress(self, compress: bool) -> SocketEmitter:
+        """Emit with compression allowed or not: ``socket.compress(False).emit(...)`` sends
+        that event uncompressed even when permessage-deflate or HTTP compression is on."""
+        return SocketEmitter(self, None, False, compress)
+
     async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
         """Send an event to this client.
 
@@ -190,6 +203,8 @@ class Socket:
         callback: Callback | None,
         timeout: float | None,
         volatile: bool,
+        *,
+        compress: bool = True,
     ) -> None:
         data = event_data(event, args)
         self._check_connected()
@@ -200,37 +215,56 @@ class Socket:
                 await_callback, self._acks, ack_id, slot.wait, callback, timeout
             )
         packet = Packet(PacketType.EVENT, self.namespace.name, data, ack_id)
-        await self._send_event(packet, event, args, volatile)
+        await self._send_event(packet, event, args, volatile, compress)
 
     async def _emit_with_ack(
-        self, event: str, args: tuple[Any, ...], timeout: float | None, volatile: bool
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        timeout: float | None,
+        volatile: bool,
+        compress: bool = True,
     ) -> Any:
         data = event_data(event, args)
         for hook in self.namespace._outgoing_hooks:
             await hook(self, event, *args)
         packet = Packet(PacketType.EVENT, self.namespace.name, data)
         if timeout is None:
-            return await self._emit_with_ack_packet(packet, volatile)
+            return await self._emit_with_ack_packet(packet, volatile, compress)
         with trio.move_on_after(timeout):
-            return await self._emit_with_ack_packet(packet, volatile)
+            return await self._emit_with_ack_packet(packet, volatile, compress)
         raise AckTimeoutError()
 
-    async def _emit_with_ack_packet(self, packet: Packet, volatile: bool = False) -> Any:
+    async def _emit_with_ack_packet(
+        self, packet: Packet, volatile: bool = False, compress: bool = True
+    ) -> Any:
         """Send ``packet`` with a fresh ack id and wait for the ack (no timeout here)."""
         self._check_connected()
         ack_id, slot = self._acks.new()
         try:
-            await self._connection.send_packet(replace(packet, id=ack_id), volatile=volatile)
+            await self._connection.send_packet(
+                replace(packet, id=ack_id), volatile=volatile, compress=compress
+            )
             return unpack_ack(await slot.wait())
         finally:
             self._acks.discard(ack_id)
 
     async def _send_event(
-        self, packet: Packet, event: str, args: tuple[Any, ...], volatile: bool
+        self,
+        packet: Packet,
+        event: str,
+        args: tuple[Any, ...],
+        volatile: bool,
+        compress: bool = True,
     ) -> None:
         for hook in self.namespace._outgoing_hooks:
             await hook(self, event, *args)
-        await self._connection.send_packet(packet, volatile=volatile)
+        if self._pid is not None and packet.id is None and not volatile:
+            # Kept for recovery, as a broadcast to this socket's room would be.
+            self._check_connected()
+            only_me = BroadcastOptions(rooms=frozenset((self.id,)))
+            packet = await self.namespace.adapter.record_packet(packet, only_me)
+        await self._connection.send_packet(packet, volatile=volatile, compress=compress)
 
     async def _notify_outgoing(self, data: list[Any]) -> None:
         """Call the outgoing catch-all listeners for a broadcast reaching this socket."""
@@ -381,11 +415,13 @@ class Socket:
 
     async def _close(self, reason: str) -> None:
         """Run the disconnect sequence once: ``disconnecting`` (rooms still there), leave
-        every room, fail pending acks, then ``disconnect``."""
+        every room, fail pending acks, keep the session if the connection was lost and
+        recovery is on, then ``disconnect``."""
         if not self.connected:
             return
         self.connected = False
         await self.namespace._run_lifecycle("disconnecting", self, reason)
+        rooms = self.rooms
         self.namespace._remove(self)
         self._connection.forget(self)
         self._acks.close(reason)
@@ -394,6 +430,12 @@ class Socket:
             self._ordered_send.close()
         for scope in list(self._background_scopes):
             scope.cancel()
+        if self._pid is not None and reason in RECOVERABLE_REASONS:
+            session = Session(self.id, self._pid, rooms, self.data, self._recovery_offset)
+            try:
+                await self.namespace.adapter.persist_session(session)
+            except Exception:
+                log.exception("%r: the session could not be kept for recovery", self)
         await self.namespace._run_lifecycle("disconnect", self, reason)
 
 
