@@ -3,8 +3,9 @@
 #
 #   * Chromium: Debian's package, unless /usr/bin/chromium is there already or CHROMIUM names
 #     a browser to use instead (the tests honour CHROMIUM too).
-#   * the Node packages of tests/browser (Playwright's driver, without its browser downloads)
-#     and of examples/chat (the Socket.IO browser client the example serves).
+#   * the Node packages of tests/browser (Playwright's driver, without its browser downloads),
+#     of examples/chat (the Socket.IO browser client the example serves) and of tests/admin
+#     (the Socket.IO Admin UI's built page, and its Node server for the interop test).
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,7 +24,7 @@ elif [ ! -x /usr/bin/chromium ]; then
     $sudo apt-get install -y chromium
 fi
 
-for dir in tests/browser examples/chat examples/game; do
+for dir in tests/browser examples/chat examples/game tests/admin; do
     echo "npm ci in $dir"
     (cd "$root/$dir" && npm ci --no-audit --no-fund)
 done
