@@ -80,12 +80,15 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def chat(session: nox.Session) -> None:
-    """Set up and run the example chat server on http://127.0.0.1:8000/ (PORT to change)."""
+    """Set up and run the example chat server on http://127.0.0.1:8000/ (PORT to change;
+    arguments go to the server: `nox -s chat -- --admin` adds the Admin UI)."""
     session.install("-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     _npm_ci(session, "examples/chat")
     port = os.environ.get("PORT", "8000")
-    session.run("python", "examples/chat/server.py", "--host", "127.0.0.1", "--port", port)
+    session.run(
+        "python", "examples/chat/server.py", "--host", "127.0.0.1", "--port", port, *session.posargs
+    )
 
 
 def _port_free(port: int) -> bool:

@@ -6,6 +6,12 @@
 
 then open http://127.0.0.1:8000/ in two browser windows.
 
+With ``--admin`` (and a password: ``--admin-password`` or ``$CHAT_ADMIN_PASSWORD``; the
+user is ``admin``, or ``--admin-user``/``$CHAT_ADMIN_USER``), the server also speaks the
+Socket.IO Admin UI's protocol (``sio.instrument``; needs ``pip install 'trio-sio[admin]'``)
+and serves the UI's page at http://127.0.0.1:8000/admin/: connect it to
+``http://127.0.0.1:8000`` to watch the sockets, rooms and events of the chat.
+
 What it shows:
 
 * a nickname given at login in the connection ``auth`` and checked by a middleware (unique,
@@ -17,7 +23,10 @@ What it shows:
 * a typing indicator relayed to the room, cleared by a timeout on the receiving page;
 * the user list of the room;
 * reconnection: the page's ``auth`` carries its nickname and room, so after a lost
-  connection (or a server restart) it comes back as the same user in the same room.
+  connection (or a server restart) it comes back as the same user in the same room;
+* connection state recovery (on unless ``--no-recovery``): a page whose network drops for
+  less than two minutes gets its socket back, with the messages sent meanwhile, which it
+  marks as recovered.
 
 The state lives in memory: a restart forgets the history.
 
@@ -40,6 +49,7 @@ import argparse
 import datetime
 import itertools
 import logging
+import os
 import re
 import secrets
 import sys
@@ -57,6 +67,7 @@ log = logging.getLogger("chat")
 HERE = Path(__file__).resolve().parent
 PUBLIC = HERE / "public"
 CLIENT_DIST = HERE / "node_modules" / "socket.io-client" / "dist"
+ADMIN_UI = HERE / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist"
 
 LOBBY = "lobby"
 HISTORY_SIZE = 50
@@ -76,7 +87,32 @@ def static_files() -> dict[str, Path]:
         "/style.css": PUBLIC / "style.css",
         "/socket.io.min.js": CLIENT_DIST / "socket.io.min.js",
         "/socket.io.min.js.map": CLIENT_DIST / "socket.io.min.js.map",
+        **admin_ui_files(),
     }
+
+
+def admin_ui_files() -> dict[str, Path]:
+    """The Socket.IO Admin UI's built page under ``/admin/`` (same origin as the chat, so no
+    CORS to set up), if npm installed it."""
+    if not ADMIN_UI.is_dir():
+        return {}
+    files = {"/admin/": ADMIN_UI / "index.html"}
+    for path in ADMIN_UI.rglob("*"):
+        if path.is_file() and path.suffix != ".map":
+            files["/admin/" + path.relative_to(ADMIN_UI).as_posix()] = path
+    return files
+
+
+def instrument(sio: trio_sio.Server, username: str, password: str) -> None:
+    """Speak the Admin UI's protocol on the namespace ``/admin``, with basic auth.
+
+    ``password`` is hashed with bcrypt here, unless it is a bcrypt hash already.
+    """
+    import bcrypt  # noqa: PLC0415 - the `admin` extra, only for --admin
+
+    if not password.startswith("$2"):
+        password = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    sio.instrument(auth={"type": "basic", "username": username, "password": password})
 
 
 def now() -> str:
@@ -99,8 +135,10 @@ class Chat:
     server has not yet seen die) and ``room``.
     """
 
-    def __init__(self, history_size: int = HISTORY_SIZE, redis: str | None = None) -> None:
-        options: dict[str, Any] = {}
+    def __init__(
+        self, history_size: int = HISTORY_SIZE, redis: str | None = None, recovery: bool = True
+    ) -> None:
+        options: dict[str, Any] = {"connection_state_recovery": recovery}
         if redis is not None:
             # only here: the Redis adapter needs the `redis` extra (coredis, msgpack)
             from trio_sio.adapters.redis import create_adapter  # noqa: PLC0415
@@ -152,8 +190,26 @@ class Chat:
 
     async def connected(self, socket: trio_sio.Socket, auth: dict[str, Any]) -> None:
         nickname, room = socket.data["nickname"], socket.data["room"]
+        if socket.recovered:
+            await self._recovered(socket)
+            return
         log.info("%s connected (%s, socket %s)", nickname, socket.transport, socket.id)
         await socket.emit("joined", await self._enter(socket, room))
+        await self._broadcast_rooms()
+
+    async def _recovered(self, socket: trio_sio.Socket) -> None:
+        """A page back after a short network loss: its socket kept its data and room (the
+        middleware did not run), and the page got the messages it missed; tell the room."""
+        nickname, room = socket.data["nickname"], socket.data["room"]
+        holder = self.nicknames.get(nickname.casefold())
+        if holder is not None and holder.connected and holder is not socket:
+            log.info("%s is back, but the nickname was taken meanwhile", nickname)
+            await socket.disconnect()
+            return
+        self.nicknames[nickname.casefold()] = socket
+        log.info("%s is back (socket %s recovered)", nickname, socket.id)
+        await socket.to(room).emit("notice", {"room": room, "text": f"{nickname} is back"})
+        await self.sio.to(room).emit("users", {"room": room, "users": await self._users(room)})
         await self._broadcast_rooms()
 
     async def disconnected(self, socket: trio_sio.Socket, reason: str) -> None:
@@ -219,9 +275,11 @@ class Chat:
             return
         nickname = socket.data["nickname"]
         log.info("%s left %r", nickname, name)
-        await self.sio.to(name).emit("typing", {"nickname": nickname, "typing": False})
-        await self.sio.to(name).emit("notice", {"room": name, "text": f"{nickname} left"})
-        await self.sio.to(name).emit("users", {"room": name, "users": await self._users(name)})
+        # Not to the socket itself: if it comes back through recovery, it would get these.
+        others = self.sio.to(name).except_(socket.id)
+        await others.emit("typing", {"nickname": nickname, "typing": False})
+        await others.emit("notice", {"room": name, "text": f"{nickname} left"})
+        await others.emit("users", {"room": name, "users": await self._users(name)})
 
     async def _users(self, room: str) -> list[str]:
         sockets = await self.sio.in_(room).fetch_sockets()
@@ -273,8 +331,16 @@ class Chat:
         await socket.to(room).emit("typing", update)
 
 
-async def serve(host: str, port: int, redis: str | None = None) -> int:
-    chat = Chat(redis=redis)
+async def serve(
+    host: str,
+    port: int,
+    redis: str | None = None,
+    recovery: bool = True,
+    admin: tuple[str, str] | None = None,
+) -> int:
+    chat = Chat(redis=redis, recovery=recovery)
+    if admin is not None:
+        instrument(chat.sio, *admin)
     async with trio.open_nursery() as nursery:
         try:
             listeners = await nursery.start(chat.sio.serve, host, port)
@@ -284,6 +350,8 @@ async def serve(host: str, port: int, redis: str | None = None) -> int:
         bound = listeners[0].socket.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         log.info("chat server on http://%s:%d/", shown, bound[1])
+        if admin is not None:
+            log.info("Admin UI on http://%s:%d/admin/ (user %r)", shown, bound[1], admin[0])
     return 0
 
 
@@ -303,7 +371,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     parser.add_argument("--redis", metavar="URL", help="share rooms with other servers via Redis")
+    parser.add_argument(
+        "--no-recovery", action="store_true", help="turn connection state recovery off"
+    )
     parser.add_argument("--debug", action="store_true", help="log trio_sio's debug messages")
+    parser.add_argument("--admin", action="store_true", help="serve the Socket.IO Admin UI")
+    parser.add_argument(
+        "--admin-user",
+        default=os.environ.get("CHAT_ADMIN_USER", "admin"),
+        help="the Admin UI's user name (default: $CHAT_ADMIN_USER, or admin)",
+    )
+    parser.add_argument(
+        "--admin-password",
+        default=os.environ.get("CHAT_ADMIN_PASSWORD"),
+        help="its password, or a bcrypt hash of it (default: $CHAT_ADMIN_PASSWORD)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
@@ -313,8 +395,16 @@ def main(argv: list[str] | None = None) -> int:
     if not (CLIENT_DIST / "socket.io.min.js").is_file():
         log.error("the Socket.IO browser client is missing: run `npm ci` in %s", HERE)
         return 1
+    admin = None
+    if args.admin:
+        if not args.admin_password:
+            log.error("--admin needs a password: --admin-password or $CHAT_ADMIN_PASSWORD")
+            return 1
+        if not admin_ui_files():
+            log.warning("the Admin UI's page is missing (npm ci in %s): use another copy", HERE)
+        admin = (args.admin_user, args.admin_password)
     try:
-        return trio.run(serve, args.host, args.port, args.redis)
+        return trio.run(serve, args.host, args.port, args.redis, not args.no_recovery, admin)
     except KeyboardInterrupt:
         log.info("stopped")
     return 0

@@ -106,6 +106,18 @@ async function expectAck(page, text, state, label, timeout = WAIT) {
   if (shown !== label) throw new Error(`the ack of "${text}" reads ${shown}, not ${label}`);
 }
 
+async function expectRecovered(page, texts) {
+  // Exactly these messages are marked recovered, in this order, each shown once.
+  const marked = await page.locator("#messages li.message.recovered .text").allTextContents();
+  if (JSON.stringify(marked) !== JSON.stringify(texts)) {
+    throw new Error(`the recovered messages are ${JSON.stringify(marked)}, not ${texts}`);
+  }
+  for (const text of texts) {
+    const count = await message(page, text).count();
+    if (count !== 1) throw new Error(`"${text}" is shown ${count} times`);
+  }
+}
+
 async function joinRoom(page, room) {
   await page.fill("#join-room", room);
   await page.click("#join-form button");
@@ -159,6 +171,25 @@ try {
   await expectMessage(bob, "alice", "hello bob");
   await expectAck(alice, "hello bob", "delivered", "✓ delivered");
   await expectText(bob, "#typing", /^$/);
+
+  step("alice's network drops: bob's messages meanwhile reach her, marked recovered");
+  await alice.context().setOffline(true);
+  await expectText(alice, "#status", /reconnecting/);
+  await expectUsers(bob, ["bob"]); // the server has let her socket go
+  await send(bob, "while you were away");
+  await send(bob, "and one more");
+  await expectAck(bob, "and one more", "delivered", "✓ delivered");
+  await alice.context().setOffline(false);
+  await expectText(alice, "#status", /^reconnected$/, RECONNECT_WAIT);
+  await expectText(alice, "#messages", /Connection state recovered \(2 missed messages\)\./);
+  await expectMessage(alice, "bob", "and one more");
+  await expectRecovered(alice, ["while you were away", "and one more"]);
+  await expectUsers(alice, ["alice", "bob"]);
+  await expectUsers(bob, ["alice", "bob"]);
+  await expectText(bob, "#messages", /alice is back/);
+  await send(bob, "welcome back");
+  await expectMessage(alice, "bob", "welcome back");
+  await expectRecovered(alice, ["while you were away", "and one more"]);
 
   step("the server goes away: both pages say they are reconnecting");
   await askTest("stop-server", "stopped");

@@ -6,6 +6,11 @@
 // Events it receives:  joined(state), users({room, users}), rooms([{name, users}]),
 //                      message(msg), notice({room, text}), typing({nickname, typing})
 // where state is {room, history, users}.
+//
+// With connection state recovery (on in server.py unless --no-recovery), a page back after
+// a short network loss gets the messages it missed: the official client hands them over
+// before its "connect" event, with `socket.recovered` already true. Those are marked
+// "recovered".
 "use strict";
 
 (() => {
@@ -48,6 +53,8 @@
   let room = "lobby"; // the room to be in, also after a reconnection (sent in `auth`)
   let shownRoom = null; // the room whose messages are on screen
   let everConnected = false;
+  let live = false; // the current connection's "connect" event has come
+  let recoveredCount = 0; // messages marked recovered on the current connection
   const shownIds = new Set();
   const typists = new Map(); // nickname -> timer that forgets them
   let typingSince = 0;
@@ -76,6 +83,12 @@
     });
 
     socket.on("connect", () => {
+      live = true;
+      if (socket.recovered) {
+        const count = `${recoveredCount} missed message${recoveredCount === 1 ? "" : "s"}`;
+        addNotice(`Connection state recovered (${count}).`, "ok");
+      }
+      recoveredCount = 0;
       if (!everConnected) {
         everConnected = true;
         sessionStorage.setItem("chat-nickname", nickname);
@@ -99,6 +112,7 @@
     });
 
     socket.on("disconnect", (reason) => {
+      live = false;
       stopTyping(false);
       clearTypists();
       if (socket.active) {
@@ -128,9 +142,12 @@
       if (notice.room === shownRoom) addNotice(notice.text);
     });
     socket.on("message", (message) => {
-      if (message.room !== shownRoom) return;
+      if (message.room !== shownRoom || shownIds.has(message.id)) return;
       forgetTypist(message.nickname);
-      addMessage(message);
+      // Before "connect" on a recovered connection: sent while this page was offline.
+      const recovered = socket.recovered && !live;
+      if (recovered) recoveredCount += 1;
+      addMessage(message, false, recovered);
     });
     socket.on("typing", ({ nickname: who, typing }) => {
       clearTimeout(typists.get(who));
@@ -280,10 +297,11 @@
     });
   });
 
-  function addMessage(message, pending = false) {
+  function addMessage(message, pending = false, recovered = false) {
     const mine = message.nickname === nickname;
     const item = document.createElement("li");
     item.className = mine ? "message mine" : "message";
+    if (recovered) item.classList.add("recovered");
     if (message.id) {
       item.dataset.id = message.id;
       shownIds.add(message.id);
@@ -297,6 +315,13 @@
     time.dateTime = message.time;
     time.textContent = clock(message.time);
     meta.append(author, time);
+    if (recovered) {
+      const badge = document.createElement("span");
+      badge.className = "recovered-badge";
+      badge.textContent = "↺ recovered";
+      badge.title = "sent while you were offline, delivered when the connection came back";
+      meta.append(badge);
+    }
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = message.text;
