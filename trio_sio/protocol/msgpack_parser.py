@@ -50,7 +50,6 @@ Of the sans-IO layer, this module alone imports ``msgpack`` (the ``msgpack`` ext
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -62,8 +61,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'trio-sio[msgpack]'"
     ) from exc
 
+from ._frame_decoder import WholeFrameDecoder
 from .errors import LocalProtocolError, RemoteProtocolError
-from .socketio import MAX_ACK_ID, NEED_DATA, NeedData, Packet, PacketType, check_payload
+from .socketio import MAX_ACK_ID, Packet, PacketType, check_payload
 
 __all__ = ["MsgpackDecoder", "MsgpackParser"]
 
@@ -300,44 +300,13 @@ def _decode_frame(frame: bytes) -> Packet:
         raise RemoteProtocolError(str(exc)) from None
 
 
-class MsgpackDecoder:
-    """Decodes the frames of one connection (see :class:`~trio_sio.protocol.socketio.Decoder`).
+class MsgpackDecoder(WholeFrameDecoder):
+    """Decodes the msgpack frames of one connection: one whole packet per binary frame."""
 
-    Every binary frame is one whole packet; a text frame is an error. As with the default
-    decoder, errors are final: after :meth:`feed` has raised, it raises for every frame.
-    """
-
-    __slots__ = ("_error", "_ready")
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._ready: deque[Packet] = deque()
-        self._error: str | None = None
-
-    def feed(self, frame: str | bytes | bytearray | memoryview) -> None:
-        """Take one frame.
-
-        Raises:
-            RemoteProtocolError: a text frame, invalid msgpack, or an invalid packet; or an
-                earlier frame was invalid.
-            TypeError: ``frame`` is neither text nor bytes-like (a bug in the caller).
-        """
-        if self._error is not None:
-            raise RemoteProtocolError(f"decoder already failed: {self._error}")
-        try:
-            if isinstance(frame, str):
-                raise RemoteProtocolError("the msgpack parser expects binary frames only")
-            if not isinstance(frame, (bytes, bytearray, memoryview)):
-                raise TypeError(f"a frame is str or bytes, not {type(frame).__name__}")
-            self._ready.append(_decode_frame(bytes(frame)))
-        except RemoteProtocolError as exc:
-            self._error = str(exc)
-            raise
-
-    def next_packet(self) -> Packet | NeedData:
-        """Return the next decoded packet, or :data:`NEED_DATA`."""
-        if self._ready:
-            return self._ready.popleft()
-        return NEED_DATA
+        super().__init__(_decode_frame, "msgpack")
 
 
 def _data_problem(data: Any) -> str | None:
