@@ -736,4 +736,6 @@ def _take(group: Sequence[Packet], pending: list[Packet], written: list[trio.Eve
 
 def _size(packets: Sequence[Packet]) -> int:
     """What a group counts against the send queue's bound: its data, plus a little per packet."""
+    if len(packets) == 1:  # most groups (and every broadcast recipient's): no generator
+        return len(packets[0].data) + 8
     return sum(len(packet.data) + 8 for packet in packets)
