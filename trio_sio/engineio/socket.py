@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     AnyTransport: TypeAlias = PollingTransport | WebSocketTransport
 
-__all__ = ["EngineSocket", "SessionState"]
+__all__ = ["EngineSocket", "Reader", "SessionState"]
 
 log = logging.getLogger("trio_sio.engineio")
 
@@ -77,6 +77,42 @@ Handler = Callable[["EngineSocket"], Awaitable[None]]
 #: for long: sharing one costs nothing, while an event per session would).
 _SETTLED = trio.Event()
 _SETTLED.set()
+
+
+class Reader:
+    """The task reading a session's transport, and where it is in what it read.
+
+    The ``message_handler`` is called by the reader and may keep it (a Socket.IO handler
+    runs there until it waits for something). Before such a wait it calls
+    :meth:`hand_over`: a new task then reads on from the next packet, in order, and this one
+    is :attr:`retired`: once the handler is done it returns without dispatching anything
+    more. The layer above gets its reader from ``EngineSocket.reader`` as the
+    ``message_handler`` starts, before its first ``await``.
+    """
+
+    __slots__ = ("_session", "index", "packets", "retired", "transport")
+
+    def __init__(self, session: EngineSocket, transport: AnyTransport) -> None:
+        self._session: EngineSocket | None = session
+        self.transport = transport
+        self.packets: Sequence[Packet] = ()
+        self.index = 0
+        #: True once another task reads in this one's place.
+        self.retired = False
+
+    def hand_over(self) -> None:
+        """Have a new task read on after the packet being dispatched (the calling task, this
+        reader, is about to wait in the handler of that packet). Does nothing if this reader
+        handed over already or the session no longer reads. Never blocks."""
+        session = self._session
+        if self.retired or session is None:
+            return
+        nursery = session._nursery
+        if session._state is not SessionState.OPEN or nursery is None:
+            return
+        self.retired = True
+        self._session = None  # what the new reader needs is below; drop the cycle
+        nursery.start_soon(session._receive_loop, self.transport, self.packets, self.index)
 
 
 class EngineSocket:
@@ -119,6 +155,7 @@ class EngineSocket:
         "context",
         "message_handler",
         "probe_done",
+        "reader",
         "request",
         "sid",
         "upgrading",
@@ -170,6 +207,8 @@ class EngineSocket:
         self.message_handler: Callable[[str | bytes], Awaitable[None]] | None = None
         #: free for the layer above (the Socket.IO server keeps its connection here).
         self.context: Any = None
+        #: the reader that calls ``message_handler``, read by it as it starts (see Reader).
+        self.reader: Reader | None = None
 
     # -- public API -----------------------------------------------------------------------
     @property
@@ -250,7 +289,7 @@ class EngineSocket:
             if self._room is None:
                 self._room = trio.Event()
             await self._room.wait()
-        self._enqueue(packets)
+        self._enqueue(packets, direct=True)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def send_packets_nowait(self, packets: Sequence[Packet], *, force: bool = False) -> None:
@@ -278,12 +317,21 @@ class EngineSocket:
                 raise ConnectionClosed(self._reason_text())
         self._enqueue(packets)
 
-    def _enqueue(self, packets: Sequence[Packet]) -> None:
+    def _enqueue(self, packets: Sequence[Packet], *, direct: bool = False) -> None:
+        """Queue a group for the send task; with ``direct``, write it from this task instead
+        when nothing is queued or being written (a WebSocket only: see ``try_send``)."""
+        size = None
+        if direct and not self._queued and type(self._transport) is WebSocketTransport:
+            left = self._transport.try_send(packets)
+            if left == 0:
+                return
+            if left is not None:  # the socket took part: the send task writes the rest
+                packets, size = _Unsent(left), left
         try:
             self._out_send.send_nowait(packets)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ConnectionClosed(self._reason_text()) from None
-        self._queued += _size(packets)
+        self._queued += _size(packets) if size is None else size
         if self._over_since is None and self._queued >= self._config.max_buffer_bytes:
             self._over_since = trio.current_time()
             if not self._watching and self._nursery is not None:
@@ -609,9 +657,34 @@ class EngineSocket:
                     event.set()
                 written = []
 
-    async def _receive_loop(self, transport: AnyTransport) -> None:
+    async def _receive_loop(
+        self, transport: AnyTransport, packets: Sequence[Packet] = (), index: int = 0
+    ) -> None:
+        """Read the transport and dispatch what comes, starting with ``packets[index:]``
+        (what a reader that handed over had not dispatched yet: see :class:`Reader`)."""
+        reader = Reader(self, transport)
         try:
             while True:
+                try:
+                    while index < len(packets):
+                        # Nothing is read once the session closes, not even the rest of
+                        # the payload that carried the packet that closed it.
+                        if self._state is not SessionState.OPEN:
+                            return
+                        packet = packets[index]
+                        index += 1
+                        reader.packets, reader.index = packets, index
+                        self.reader = reader
+                        dispatched = await self._on_packet(packet)
+                        if reader.retired:  # another task reads now, from where this one was
+                            return
+                        if not dispatched:
+                            return
+                finally:
+                    if not reader.retired:
+                        done = getattr(packets, "done", None)
+                        if done is not None:
+                            done.set()
                 try:
                     packets = await transport.receive()
                 except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
@@ -622,22 +695,14 @@ class EngineSocket:
                     log.info("session %s: bad packet: %s", self.sid, exc)
                     self._request_close(CloseReason.PARSE_ERROR, graceful=False)
                     return
-                try:
-                    for packet in packets:
-                        # Nothing is read once the session closes, not even the rest of
-                        # the payload that carried the packet that closed it.
-                        if self._state is not SessionState.OPEN or not await self._on_packet(
-                            packet
-                        ):
-                            return
-                finally:
-                    done = getattr(packets, "done", None)
-                    if done is not None:
-                        done.set()
+                index = 0
         finally:
-            # No one reads this transport any more: requests still bringing packets to it
-            # (POSTs) are refused at once instead of waiting for a reader.
-            transport.stop_receiving()
+            if self.reader is reader:
+                self.reader = None
+            if not reader.retired:
+                # No one reads this transport any more: requests still bringing packets to
+                # it (POSTs) are refused at once instead of waiting for a reader.
+                transport.stop_receiving()
 
     async def _on_packet(self, packet: Packet) -> bool:
         ptype = packet.type
@@ -726,8 +791,22 @@ async def _decode(channel: WebSocketChannel) -> Packet:
     return decode_packet(await channel.get_message())
 
 
+class _Unsent(tuple[Packet, ...]):
+    """The group queued after a direct write that the socket took only in part: no packets,
+    but the send task's write of it writes the rest (which the channel keeps)."""
+
+    size: int
+
+    def __new__(cls, size: int) -> _Unsent:
+        self = super().__new__(cls)
+        self.size = size
+        return self
+
+
 def _take(group: Sequence[Packet], pending: list[Packet], written: list[trio.Event]) -> int:
     """Add a group to the send loop's pending packets; return its size (see _size)."""
+    if type(group) is _Unsent:
+        return group.size
     pending.extend(group)
     if isinstance(group, Batch):
         written.append(group.done)

@@ -268,13 +268,39 @@ class WebSocketTransport:
         """A WebSocket is always writable (backpressure comes from ``send``)."""
         await trio.lowlevel.checkpoint()
 
+    def try_send(self, packets: Sequence[Packet]) -> int | None:
+        """Write the packets now, from the calling task, if the channel can (see
+        ``NativeWebSocket.try_write``): each its own frame, in its own write.
+
+        Returns:
+            None if nothing was written (the caller queues the packets for :meth:`send`);
+            else how many bytes the socket did not take: the channel keeps them and the next
+            :meth:`send` (even of no packets) writes them first.
+
+        Never blocks, never checkpoints.
+        """
+        try_write = getattr(self.channel, "try_write", None)
+        if try_write is None or self.closed:
+            return None
+        deflate = self._deflate
+        if deflate is None:
+            frames = [_frame(packet) for packet in packets]
+        else:
+            frames = [_deflated_frame(packet, deflate) for packet in packets]
+        left: int | None = try_write(frames)
+        return left
+
     async def send(self, packets: Sequence[Packet]) -> None:
-        """Write each packet as its own frame, in its own write.
+        """Write each packet as its own frame, in its own write (many at once: in one).
+        With no packets, write what :meth:`try_send` left.
 
         Cancellation: a cancelled send may have written some of the packets.
         """
         send_frames = getattr(self.channel, "send_frames", None)
         if send_frames is not None:
+            if not packets:
+                await send_frames(b"")
+                return
             deflate = self._deflate
             if deflate is not None:
                 frames = [_deflated_frame(packet, deflate) for packet in packets]

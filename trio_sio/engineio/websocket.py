@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 import trio
 
@@ -92,6 +93,11 @@ class _WriteTurn:
         self._held = False
         self._waiting: trio.lowlevel.ParkingLot | None = None
 
+    @property
+    def busy(self) -> bool:
+        """Whether a writer holds the turn (then none waits, or it would hold it)."""
+        return self._held
+
     def acquire_nowait(self) -> None:
         """Take the turn if it is free.
 
@@ -162,6 +168,7 @@ class NativeWebSocket:
         "_send_lock",
         "_socket",
         "_stream",
+        "_unsent",
         "deflate",
     )
 
@@ -189,6 +196,9 @@ class NativeWebSocket:
         self._close_sent = False
         self._closed_reason: str | None = None
         self._receiving = False
+        # What a direct write (try_write) could not write at once: the next write sends it
+        # first.
+        self._unsent: bytes | None = None
 
     async def get_message(self) -> str | bytes:
         """The next text or binary message.
@@ -260,6 +270,42 @@ class NativeWebSocket:
         """
         await self._write(frames)
 
+    def try_write(self, frames: Sequence[bytes]) -> int | None:
+        """Write already encoded frames now, each in its own write, without waiting, if no
+        other write is under way.
+
+        What the socket does not take at once is kept and written first by the next write
+        (:meth:`send_frames` with ``b""`` writes just that).
+
+        Returns:
+            How many bytes were kept (0: all written), or None when nothing was written and
+            nothing kept: another write is under way or waiting, the stream is not a plain
+            TCP socket, or the socket failed (the caller then writes the ordinary way, which
+            meets the error).
+
+        Never blocks, never checkpoints.
+        """
+        sock = self._socket
+        if sock is None or self._send_lock.busy or self._unsent is not None or self._close_sent:
+            return None
+        fd = sock.fileno()
+        if fd < 0:
+            return None
+        for index, frame in enumerate(frames):
+            try:
+                sent = os.write(fd, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                if index == 0:
+                    return None
+                sent = 0  # kept: the next write meets the error
+            if sent < len(frame):
+                rest = b"".join([frame[sent:], *frames[index + 1 :]])
+                self._unsent = rest
+                return len(rest)
+        return 0
+
     async def aclose(self) -> None:
         """Close: a close frame, then the connection once the client closed its side.
 
@@ -286,7 +332,14 @@ class NativeWebSocket:
         try:
             if self._close_sent:  # closed while this write waited for the lock
                 raise ConnectionClosed(self._closed_reason or "transport close")
-            await self._stream.send_all(data)
+            unsent = self._unsent
+            if unsent is not None:  # left by a direct write: it goes first
+                self._unsent = None
+                data = unsent + data
+            if data:
+                await self._stream.send_all(data)
+            else:
+                await trio.lowlevel.checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._closed_reason = self._closed_reason or "transport close"
             raise ConnectionClosed("transport close") from None
@@ -299,8 +352,9 @@ class NativeWebSocket:
         frame = encode_close(code)
         async with self._send_lock:
             self._close_sent = True
+            unsent, self._unsent = self._unsent, None
             try:
-                await self._stream.send_all(frame)
+                await self._stream.send_all(frame if unsent is None else unsent + frame)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 

@@ -2,7 +2,8 @@
 
 The session's receive task hands each message to :meth:`Connection.on_message`, which decodes
 and routes it: CONNECT runs the namespace's middleware and then the connection handlers;
-EVENT starts its handler in a task of its own (bounded per socket: at the bound, reading
+EVENT runs its handler right there, in the receive task, until the handler waits for
+something: the reading then goes on in a new task (bounded per socket: at the bound, reading
 pauses); ACK is resolved right here, so a handler waiting for an ack never blocks the reading
 of its own ack.
 """
@@ -28,6 +29,7 @@ from .socket import Handshake, Socket
 
 if TYPE_CHECKING:
     from ..adapters.recovery import RecoveredSession
+    from ..engineio.socket import Reader
     from ..protocol.engineio import Packet as EnginePacket
     from .server import Server
 
@@ -145,7 +147,11 @@ class Connection:
         """Decode one Engine.IO message and route its packets (called by the receive task).
 
         Blocks while the target socket's event queue is full (backpressure on the reading).
+        An event's handler runs here, in the reading task, until it waits for something;
+        reading then goes on in another task (see ``Reader``) and this call returns once
+        the handler is done.
         """
+        reader = self.engine.reader  # before any await: the reader calling us
         if not self._ready.is_set():
             await self._ready.wait()
         if self._traffic is not None:
@@ -157,7 +163,9 @@ class Connection:
                 packet = decoder.next_packet()
                 if packet is NEED_DATA:
                     return
-                await self._on_packet(packet)
+                await self._on_packet(packet, reader)
+                if reader is not None and reader.retired:
+                    return  # the new reader goes on with the decoder
         except RemoteProtocolError as exc:
             log.info("session %s: bad packet: %s", self.engine.sid, exc)
             self._close_reason = "parse error"
@@ -178,14 +186,14 @@ class Connection:
         if self.sockets.get(socket.namespace.name) is socket:
             del self.sockets[socket.namespace.name]
 
-    async def _on_packet(self, packet: Packet) -> None:
+    async def _on_packet(self, packet: Packet, reader: Reader | None) -> None:
         ptype = packet.type
         if ptype is PacketType.EVENT:
             socket = self.sockets.get(packet.namespace)
             if socket is None:
                 log.debug("session %s: event for unconnected %s", self.engine.sid, packet.namespace)
                 return
-            await socket._on_event(packet)
+            await socket._on_event(packet, reader)
         elif ptype is PacketType.ACK:
             socket = self.sockets.get(packet.namespace)
             if socket is not None and not socket._acks.resolve(packet.id, packet.data):

@@ -14,6 +14,7 @@ import trio
 from .._acks import AckRegistry, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Ack, Handler, ack_args
+from .._inline import run_inline
 from ..adapters.base import BroadcastOptions
 from ..adapters.recovery import RECOVERABLE_REASONS, Session
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -22,6 +23,7 @@ from ..protocol.socketio import Packet, PacketType
 from .broadcast import BroadcastOperator
 
 if TYPE_CHECKING:
+    from ..engineio.socket import Reader
     from .connection import Connection
     from .namespace import Namespace
 
@@ -317,20 +319,37 @@ class Socket:
             await self._start(early.pop(0))
         self._early = None  # from now on the receive task starts events itself
 
-    async def _on_event(self, packet: Packet) -> None:
+    async def _on_event(self, packet: Packet, reader: Reader | None = None) -> None:
         """An EVENT packet from the client (called by the connection's receive task).
 
+        The handler runs here, in the receive task (``reader``), until it waits for
+        something: then a new task reads on, and this one returns once the handler is done.
+
         Blocks: while ``max_concurrent_handlers`` events of this socket are in flight, which
-        pauses the reading of the whole connection (backpressure).
+        pauses the reading of the whole connection (backpressure); and as long as the
+        handler runs.
         """
-        await self._in_flight.acquire()
+        in_flight = self._in_flight
+        try:
+            in_flight.acquire_nowait()
+        except trio.WouldBlock:
+            await in_flight.acquire()
         if not self.connected or self._connection.closing:
-            self._in_flight.release()
+            in_flight.release()
             return
         if self._early is not None:
             self._early.append(packet)
-        else:
+        elif reader is None or self.namespace._is_ordered(str(packet.data[0])):
             await self._start(packet)
+        else:
+            with trio.CancelScope() as scope:
+                scopes = self._background_scopes
+                scopes.add(scope)
+                try:
+                    await run_inline(self._dispatch(packet), reader.hand_over)
+                finally:
+                    scopes.discard(scope)
+                    in_flight.release()
 
     async def _start(self, packet: Packet) -> None:
         """Start handling one event: in a task of its own, begun before this returns (so

@@ -1,0 +1,135 @@
+"""Direct writes: a packet sent while nothing is queued or being written goes out from the
+sending task, without waking the session's send task. What the socket does not take at once
+is kept, counted against the send queue's bound, and written first by the next write.
+
+Over real socket pairs with small kernel buffers, so that partial writes happen for sure.
+"""
+
+from __future__ import annotations
+
+import socket as stdlib_socket
+import struct
+
+import trio
+
+from trio_sio.engineio.config import EngineConfig
+from trio_sio.engineio.memory import request_head
+from trio_sio.engineio.socket import EngineSocket
+from trio_sio.engineio.transports import WebSocketTransport
+from trio_sio.engineio.websocket import NativeWebSocket
+from trio_sio.protocol.engineio import Packet, PacketType
+from trio_sio.protocol.websocket import OP_TEXT, encode_frame
+
+BIG = 4_000_000
+
+
+def small_buffered_pair() -> tuple[trio.SocketStream, stdlib_socket.socket]:
+    """A server-side Trio stream and the peer's plain blocking socket."""
+    ours, theirs = stdlib_socket.socketpair()
+    for sock in (ours, theirs):
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 16384)
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 16384)
+    return trio.SocketStream(trio.socket.from_stdlib_socket(ours)), theirs
+
+
+async def read_frames(peer: stdlib_socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """Read ``count`` unmasked frames (opcode, payload) in a thread."""
+
+    def read() -> list[tuple[int, bytes]]:
+        buffer = bytearray()
+        frames: list[tuple[int, bytes]] = []
+        while len(frames) < count:
+            while True:
+                if len(buffer) >= 2:
+                    size, start = buffer[1] & 0x7F, 2
+                    if size == 126:
+                        (size,) = struct.unpack("!H", buffer[2:4])
+                        start = 4
+                    elif size == 127:
+                        (size,) = struct.unpack("!Q", buffer[2:10])
+                        start = 10
+                    if len(buffer) >= start + size:
+                        frames.append((buffer[0] & 0x0F, bytes(buffer[start : start + size])))
+                        del buffer[: start + size]
+                        break
+                chunk = peer.recv(65536)
+                assert chunk, "the server closed early"
+                buffer += chunk
+        return frames
+
+    return await trio.to_thread.run_sync(read)
+
+
+async def test_what_the_socket_does_not_take_is_written_first_by_the_next_write() -> None:
+    stream, peer = small_buffered_pair()
+    ws = NativeWebSocket(stream, b"", max_message_size=1_000_000)
+    first = encode_frame(OP_TEXT, b"a" * BIG)
+    kept = ws.try_write([first, encode_frame(OP_TEXT, b"b")])
+    assert kept is not None and 0 < kept < BIG
+    # Another direct write must not overtake what is kept.
+    assert ws.try_write([encode_frame(OP_TEXT, b"never")]) is None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.send_frames, encode_frame(OP_TEXT, b"c"))
+        frames = await read_frames(peer, 3)
+    assert frames == [(OP_TEXT, b"a" * BIG), (OP_TEXT, b"b"), (OP_TEXT, b"c")]
+    assert ws.try_write([encode_frame(OP_TEXT, b"d")]) == 0  # nothing kept any more
+    assert await read_frames(peer, 1) == [(OP_TEXT, b"d")]
+    peer.close()
+    await stream.aclose()
+
+
+async def test_a_direct_write_waits_its_turn_behind_a_write_under_way() -> None:
+    stream, peer = small_buffered_pair()
+    ws = NativeWebSocket(stream, b"", max_message_size=1_000_000)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.send_frames, encode_frame(OP_TEXT, b"x" * BIG))
+        await trio.testing.wait_all_tasks_blocked()  # that write fills the socket and waits
+        assert ws.try_write([encode_frame(OP_TEXT, b"y")]) is None
+        frames = await read_frames(peer, 1)
+    assert frames == [(OP_TEXT, b"x" * BIG)]
+    peer.close()
+    await stream.aclose()
+
+
+async def test_the_close_frame_comes_after_what_was_kept() -> None:
+    stream, peer = small_buffered_pair()
+    ws = NativeWebSocket(stream, b"", max_message_size=1_000_000)
+    assert ws.try_write([encode_frame(OP_TEXT, b"z" * BIG)])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.aclose)
+        frames = await read_frames(peer, 2)
+    assert frames[0] == (OP_TEXT, b"z" * BIG)
+    assert frames[1][0] == 0x8  # close
+    peer.close()
+
+
+async def test_a_session_counts_what_was_kept_until_the_send_task_wrote_it() -> None:
+    stream, peer = small_buffered_pair()
+    ws = NativeWebSocket(stream, b"", max_message_size=1_000_000)
+    config = EngineConfig()
+    session = EngineSocket(
+        "sid",
+        WebSocketTransport(ws),
+        config,
+        request_head("GET", "/socket.io/?EIO=4&transport=websocket"),
+        Packet(PacketType.OPEN, "{}"),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.run, None)
+        assert await read_frames(peer, 1) == [(OP_TEXT, b"0{}")]
+        await trio.testing.wait_all_tasks_blocked()
+        assert session.statistics()["queued_bytes"] == 0
+        size = config.max_buffer_bytes // 2  # "after" is then queued at once
+        await session.send("m" * size)  # written directly, in part
+        queued = session.statistics()["queued_bytes"]
+        assert isinstance(queued, int) and 0 < queued < size
+        assert not session.writable  # a volatile packet would be dropped now
+        await session.send("after")  # queued behind what was kept
+        frames = await read_frames(peer, 2)
+        assert frames == [(OP_TEXT, b"4" + b"m" * size), (OP_TEXT, b"4after")]
+        await trio.testing.wait_all_tasks_blocked()
+        assert session.statistics()["queued_bytes"] == 0
+        assert session.writable
+        session.close()
+        await session.wait_closed()
+    peer.close()
