@@ -90,7 +90,7 @@ class Reader:
     ``message_handler`` starts, before its first ``await``.
     """
 
-    __slots__ = ("_session", "index", "packets", "retired", "transport")
+    __slots__ = ("_session", "index", "packets", "retired", "scope", "transport", "wants_scope")
 
     def __init__(self, session: EngineSocket, transport: AnyTransport) -> None:
         self._session: EngineSocket | None = session
@@ -99,6 +99,13 @@ class Reader:
         self.index = 0
         #: True once another task reads in this one's place.
         self.retired = False
+        #: a cancel scope around all that the reader's task does from some packet on: once
+        #: retired, cancelling it cancels the handler the task finishes (the layer above
+        #: does, when that handler's socket goes). Entered after the packet during which
+        #: the layer above set :attr:`wants_scope` (an idle session has none: it would
+        #: cost every connection memory).
+        self.scope: trio.CancelScope | None = None
+        self.wants_scope = False
 
     def hand_over(self) -> None:
         """Have a new task read on after the packet being dispatched (the calling task, this
@@ -112,7 +119,9 @@ class Reader:
             return
         self.retired = True
         self._session = None  # what the new reader needs is below; drop the cycle
-        nursery.start_soon(session._receive_loop, self.transport, self.packets, self.index)
+        nursery.start_soon(
+            session._receive_loop, self.transport, self.packets, self.index, self.wants_scope
+        )
 
 
 class EngineSocket:
@@ -658,44 +667,22 @@ class EngineSocket:
                 written = []
 
     async def _receive_loop(
-        self, transport: AnyTransport, packets: Sequence[Packet] = (), index: int = 0
+        self,
+        transport: AnyTransport,
+        packets: Sequence[Packet] = (),
+        index: int = 0,
+        scoped: bool = False,
     ) -> None:
         """Read the transport and dispatch what comes, starting with ``packets[index:]``
-        (what a reader that handed over had not dispatched yet: see :class:`Reader`)."""
+        (what a reader that handed over had not dispatched yet: see :class:`Reader`), in a
+        scope of the reader's own if ``scoped``."""
         reader = Reader(self, transport)
         try:
-            while True:
-                try:
-                    while index < len(packets):
-                        # Nothing is read once the session closes, not even the rest of
-                        # the payload that carried the packet that closed it.
-                        if self._state is not SessionState.OPEN:
-                            return
-                        packet = packets[index]
-                        index += 1
-                        reader.packets, reader.index = packets, index
-                        self.reader = reader
-                        dispatched = await self._on_packet(packet)
-                        if reader.retired:  # another task reads now, from where this one was
-                            return
-                        if not dispatched:
-                            return
-                finally:
-                    if not reader.retired:
-                        done = getattr(packets, "done", None)
-                        if done is not None:
-                            done.set()
-                try:
-                    packets = await transport.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
-                    if transport is self._transport:
-                        self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
-                    return
-                except RemoteProtocolError as exc:
-                    log.info("session %s: bad packet: %s", self.sid, exc)
-                    self._request_close(CloseReason.PARSE_ERROR, graceful=False)
-                    return
-                index = 0
+            if scoped:
+                reader.wants_scope = True
+                await self._read_scoped(reader, transport, packets, index)
+            else:
+                await self._read(reader, transport, packets, index)
         finally:
             if self.reader is reader:
                 self.reader = None
@@ -703,6 +690,53 @@ class EngineSocket:
                 # No one reads this transport any more: requests still bringing packets to
                 # it (POSTs) are refused at once instead of waiting for a reader.
                 transport.stop_receiving()
+
+    async def _read_scoped(
+        self, reader: Reader, transport: AnyTransport, packets: Sequence[Packet], index: int
+    ) -> None:
+        reader.scope = trio.CancelScope()
+        with reader.scope:
+            await self._read(reader, transport, packets, index)
+
+    async def _read(
+        self, reader: Reader, transport: AnyTransport, packets: Sequence[Packet], index: int
+    ) -> None:
+        while True:
+            try:
+                while index < len(packets):
+                    # Nothing is read once the session closes, not even the rest of
+                    # the payload that carried the packet that closed it.
+                    if self._state is not SessionState.OPEN:
+                        return
+                    packet = packets[index]
+                    index += 1
+                    reader.packets, reader.index = packets, index
+                    self.reader = reader
+                    dispatched = await self._on_packet(packet)
+                    if reader.retired:  # another task reads now, from where this one was
+                        return
+                    if not dispatched:
+                        return
+                    if reader.wants_scope and reader.scope is None:
+                        # From here on, in a scope of the reader's own (once per reader).
+                        await self._read_scoped(reader, transport, packets, index)
+                        return
+            finally:
+                if not reader.retired:
+                    done = getattr(packets, "done", None)
+                    if done is not None:
+                        done.set()
+            try:
+                packets = await transport.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
+                if transport is self._transport:
+                    self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+                return
+            except RemoteProtocolError as exc:
+                log.info("session %s: bad packet: %s", self.sid, exc)
+                self._request_close(CloseReason.PARSE_ERROR, graceful=False)
+                return
+            index = 0
 
     async def _on_packet(self, packet: Packet) -> bool:
         ptype = packet.type

@@ -42,7 +42,7 @@ CLOSE_TIMEOUT = 1.0
 DIRECT_READS = os.name == "posix"
 
 
-async def _read_socket(sock: trio.socket.SocketType) -> bytes:
+async def _read_socket(sock: trio.socket.SocketType, wait_first: bool) -> bytes:
     """What ``trio.SocketStream.receive_some(READ_SIZE)`` does, with a shorter stack while
     it waits: parked in ``receive_some``, a task holds the stream's, the error
     translation's, the socket method's and the non-blocking helper's frames, 1.6 KiB more
@@ -51,14 +51,21 @@ async def _read_socket(sock: trio.socket.SocketType) -> bytes:
     The same scheduling as ``receive_some``: a checkpoint when data is there at once
     (cancellation checked before reading, shielded after), none after waiting.
 
+    With ``wait_first`` (the previous read emptied the socket's buffer: the next one would
+    most likely fail), it waits for the socket to be readable before reading instead of
+    trying first, which saves a failing system call per message.
+
     Raises:
         trio.ClosedResourceError: the socket is closed (by another task, meanwhile).
         trio.BrokenResourceError: the connection broke (a reset, ...).
 
     Cancellation: if cancelled, nothing was read.
     """
-    await trio.lowlevel.checkpoint_if_cancelled()
-    waited = False
+    if wait_first:
+        await trio.lowlevel.wait_readable(sock)
+    else:
+        await trio.lowlevel.checkpoint_if_cancelled()
+    waited = wait_first
     while True:
         fd = sock.fileno()  # -1 once closed: a closed socket's number is never read
         if fd < 0:
@@ -164,6 +171,7 @@ class NativeWebSocket:
         "_closed_reason",
         "_decoder",
         "_drain_budget",
+        "_drained",
         "_receiving",
         "_send_lock",
         "_socket",
@@ -196,6 +204,8 @@ class NativeWebSocket:
         self._close_sent = False
         self._closed_reason: str | None = None
         self._receiving = False
+        # The last read took less than it asked for: the socket had nothing more.
+        self._drained = False
         # What a direct write (try_write) could not write at once: the next write sends it
         # first.
         self._unsent: bytes | None = None
@@ -223,7 +233,8 @@ class NativeWebSocket:
                 data: bytes | bytearray
                 try:
                     if self._socket is not None:
-                        data = await _read_socket(self._socket)
+                        data = await _read_socket(self._socket, self._drained)
+                        self._drained = len(data) < READ_SIZE
                     else:
                         data = await self._stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):

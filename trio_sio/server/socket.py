@@ -341,15 +341,37 @@ class Socket:
             self._early.append(packet)
         elif reader is None or self.namespace._is_ordered(str(packet.data[0])):
             await self._start(packet)
-        else:
+        elif reader.scope is None:
+            # The reader has no scope of its own yet: this handler gets one, and the reader
+            # enters its own from the next packet on (see Reader.scope).
+            reader.wants_scope = True
             with trio.CancelScope() as scope:
-                scopes = self._background_scopes
-                scopes.add(scope)
+                self._background_scopes.add(scope)
                 try:
                     await run_inline(self._dispatch(packet), reader.hand_over)
                 finally:
-                    scopes.discard(scope)
+                    self._background_scopes.discard(scope)
                     in_flight.release()
+        else:
+            # No cancel scope of its own (one per event is a tenth of an echo's cost): a
+            # handler that waits is finished by a retired reader, whose scope is then its own.
+            scopes = self._background_scopes
+
+            reader_scope = reader.scope
+
+            def hand_over() -> None:
+                reader.hand_over()
+                if reader.retired:
+                    scopes.add(reader_scope)
+                    if not self.connected:  # gone meanwhile: the sweep of _close missed it
+                        reader_scope.cancel()
+
+            try:
+                await run_inline(self._dispatch(packet), hand_over)
+            finally:
+                if reader.retired:
+                    scopes.discard(reader_scope)
+                in_flight.release()
 
     async def _start(self, packet: Packet) -> None:
         """Start handling one event: in a task of its own, begun before this returns (so
