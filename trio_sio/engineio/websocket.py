@@ -291,13 +291,18 @@ class NativeWebSocket:
         Returns:
             How many bytes were kept (0: all written), or None when nothing was written and
             nothing kept: another write is under way or waiting, the stream is not a plain
-            TCP socket, or the socket failed (the caller then writes the ordinary way, which
-            meets the error).
+            TCP socket, the client's next messages are already read (their replies are
+            better written together), or the socket failed (the caller then writes the
+            ordinary way, which meets the error).
 
         Never blocks, never checkpoints.
         """
         sock = self._socket
         if sock is None or self._send_lock.busy or self._unsent is not None or self._close_sent:
+            return None
+        if self._decoder.buffered:
+            # More of the client's messages are already here (a burst): their replies will
+            # go out together, in one write by the send task, instead of one write each.
             return None
         fd = sock.fileno()
         if fd < 0:
