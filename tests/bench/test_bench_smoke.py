@@ -67,3 +67,17 @@ def test_quick_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
     assert runs["rss"][0]["alive"] == runs["rss"][0]["connections"] > 0
     assert report["lost"] == {"trio_sio": 0}
     assert "| metric |" in proc.stdout  # the markdown table
+
+
+def test_framing_comparison_runs_and_checks_its_outputs() -> None:
+    # bench/ws_framing.py checks every decoded message and encoded frame of both
+    # implementations before timing; --quick keeps it to a fraction of a second.
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "ws_framing.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "websockets/own" in result.stdout
