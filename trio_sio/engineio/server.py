@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import secrets
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import trio
 
+from .._ids import random_id
 from ..protocol.engineio import (
     NOOP,
     CloseReason,
@@ -196,7 +196,7 @@ class EngineServer:
         if self._nursery is None:
             raise RuntimeError("the server is not running: start run() (or a front end)")
         config = self.config
-        sid = secrets.token_urlsafe(15)  # 120 random bits
+        sid = random_id()  # 120 random bits
         upgrades: tuple[str, ...] = ()
         if (
             transport.name is Transport.POLLING

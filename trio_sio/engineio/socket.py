@@ -196,7 +196,7 @@ class EngineSocket:
         self._in_send: trio.MemorySendChannel[str | bytes] | None = None
         self._in_recv: trio.MemoryReceiveChannel[str | bytes] | None = None
         self._nursery: trio.Nursery | None = None
-        self._enqueue((open_packet,))
+        self._enqueue((open_packet,), direct=True)
         self._started_at = trio.current_time()
         # While a ping waits for its pong: the deadline of that wait (a pong cancels it).
         self._pong_scope: trio.CancelScope | None = None

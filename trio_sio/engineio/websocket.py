@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import trio
 
+from .._streams import close_now
 from ..protocol.deflate import DeflateParams, deflate_message
 from ..protocol.errors import ConnectionClosed
 from ..protocol.websocket import (
@@ -172,6 +173,7 @@ class NativeWebSocket:
         "_decoder",
         "_drain_budget",
         "_drained",
+        "_peer_done",
         "_receiving",
         "_send_lock",
         "_socket",
@@ -204,6 +206,8 @@ class NativeWebSocket:
         self._close_sent = False
         self._closed_reason: str | None = None
         self._receiving = False
+        # The client is done sending: its close frame or its end of stream was read.
+        self._peer_done = False
         # The last read took less than it asked for: the socket had nothing more.
         self._drained = False
         # What a direct write (try_write) could not write at once: the next write sends it
@@ -243,6 +247,7 @@ class NativeWebSocket:
                     self._receiving = False
                 if not data:
                     self._closed_reason = "transport close"
+                    self._peer_done = True
                     raise ConnectionClosed("transport close")
                 decoder.feed(data)
             elif type(event) is Message:
@@ -251,6 +256,7 @@ class NativeWebSocket:
                 await self._write(encode_frame(OP_PONG, event.payload))
             elif type(event) is Close:
                 code = 1000 if event.code == 1005 else event.code
+                self._peer_done = True  # nothing may follow a close frame
                 await self._send_close(code)
                 self._closed_reason = "transport close"
                 raise ConnectionClosed("transport close")
@@ -327,15 +333,18 @@ class NativeWebSocket:
 
         Blocks for at most ``CLOSE_TIMEOUT`` seconds, even when cancelled (shielded).
         """
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-            try:
-                await self._send_close(1000)
-            except ConnectionClosed:
-                pass
-            if not self._receiving:  # else a reader (or a linger) owns the receiving side
-                await self._linger()
+        if not (self._close_sent and self._peer_done):
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                try:
+                    await self._send_close(1000)
+                except ConnectionClosed:
+                    pass
+                # Unless the client is done sending (its close frame or its end of stream
+                # came), or a reader (or a linger) owns the receiving side.
+                if not self._receiving and not self._peer_done:
+                    await self._linger()
         self._closed_reason = self._closed_reason or "forced close"
-        await trio.aclose_forcefully(self._stream)
+        await close_now(self._stream)
 
     async def _write(self, data: bytes) -> None:
         if self._close_sent:
@@ -366,6 +375,9 @@ class NativeWebSocket:
         if self._close_sent:
             return
         frame = encode_close(code)
+        if self.try_write([frame]) == 0:  # written at once (the common case)
+            self._close_sent = True
+            return
         async with self._send_lock:
             self._close_sent = True
             unsent, self._unsent = self._unsent, None
@@ -399,4 +411,4 @@ class NativeWebSocket:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._send_close(code)
             await self._linger()
-        await trio.aclose_forcefully(self._stream)
+        await close_now(self._stream)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
+from .._streams import close_now
 from ..engineio.server import EngineServer
 
 __all__ = ["accept_connections"]
@@ -107,4 +108,4 @@ async def _serve_connection(
     finally:
         admission.open -= 1
         with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
+            await close_now(stream)

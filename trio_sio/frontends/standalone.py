@@ -14,6 +14,7 @@ of :class:`~trio_sio.engineio.config.EngineConfig`), and nothing it sends is log
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
@@ -24,6 +25,7 @@ import h11
 import trio
 import trio_websocket
 
+from .._streams import close_now
 from ..engineio.config import EngineConfig, HttpResponse, RequestHead
 from ..engineio.server import EngineServer
 from ..engineio.transports import TrioWebSocketChannel
@@ -147,8 +149,21 @@ class _Connection:
         Raises:
             _Timeout: the write took too long (the stream is then unusable).
         """
+        stream = self.stream
+        if type(stream) is trio.SocketStream:  # most answers fit the socket's buffer at once
+            fd = stream.socket.fileno()
+            try:
+                sent = os.write(fd, data) if fd >= 0 else 0
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+            if sent == len(data):
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return
+            data = data[sent:]
         with trio.move_on_after(self.config.http_request_timeout) as scope:
-            await self.stream.send_all(data)
+            await stream.send_all(data)
         if scope.cancelled_caught:
             raise _Timeout("write")
 
@@ -296,7 +311,7 @@ async def handle_stream(server: EngineServer, stream: trio.abc.Stream) -> None:
             log.debug("connection from %s ended: %r", client, exc)
     finally:
         with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
+            await close_now(stream)
 
 
 async def _serve(server: EngineServer, c: _Connection) -> None:

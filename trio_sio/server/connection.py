@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import trio
 
+from .._ids import random_id
 from ..engineio.socket import EngineSocket
 from ..protocol.engineio import CloseReason
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
@@ -224,11 +224,11 @@ class Connection:
             await self._refuse(name, {"message": "Invalid namespace"})
             return
         session = await self._restore(namespace, auth)
-        sid = secrets.token_urlsafe(15) if session is None else session.sid
+        sid = random_id() if session is None else session.sid
         socket = Socket(namespace, self, sid, self._handshake(auth))
         recovery = self.server.connection_state_recovery
         if recovery is not None:
-            socket._pid = secrets.token_urlsafe(15) if session is None else session.pid
+            socket._pid = random_id() if session is None else session.pid
         if session is not None:
             socket.data, socket.recovered = session.data, True
         try:
