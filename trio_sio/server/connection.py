@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -58,8 +57,11 @@ class Connection:
         self.decoder = server.parser.decoder()
         self.sockets: dict[str, Socket] = {}
         self.nursery: trio.Nursery
-        self._connect_scope = trio.CancelScope()
-        self._ready = trio.Event()
+        # While no namespace is connected: the connect timeout (see run()).
+        self._connect_scope: trio.CancelScope | None = None
+        # Set by run() once the nursery exists; an event only if a message came before.
+        self._started = False
+        self._ready: trio.Event | None = None
         self._close_reason: str | None = None
         #: True once the connection is ending: no new handler starts.
         self.closing = False
@@ -121,15 +123,21 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                self._ready.set()
-                # The namespace connect timeout: lifted at the first namespace connection.
+                self._started = True
+                if self._ready is not None:
+                    self._ready.set()
+                # The namespace connect timeout: this scope is cancelled at the first
+                # namespace connection, so that a connected session holds no scope.
                 deadline = trio.current_time() + self.server.connect_timeout
-                with trio.CancelScope(deadline=deadline) as self._connect_scope:
+                with trio.CancelScope(deadline=deadline) as scope:
+                    self._connect_scope = scope
                     await self.engine.wait_closing()
-                if self._connect_scope.cancelled_caught and not self.sockets:
+                timed_out = self._connect_scope is not None and scope.cancelled_caught
+                self._connect_scope = None
+                if timed_out:
                     log.info("session %s: no namespace connected in time", self.engine.sid)
                     self.engine.close(CloseReason.FORCED_CLOSE)
-                    await self.engine.wait_closing()
+                await self.engine.wait_closing()
                 self.closing = True
                 nursery.cancel_scope.cancel()
         finally:
@@ -152,7 +160,9 @@ class Connection:
         the handler is done.
         """
         reader = self.engine.reader  # before any await: the reader calling us
-        if not self._ready.is_set():
+        if not self._started:
+            if self._ready is None:
+                self._ready = trio.Event()
             await self._ready.wait()
         if self._traffic is not None:
             self._traffic.received(message)
@@ -262,7 +272,10 @@ class Connection:
             for data in session.missed_packets:
                 self._send_now(Packet(PacketType.EVENT, name, data))
             self._send_now(connect)
-        self._connect_scope.deadline = math.inf
+        connect_scope = self._connect_scope
+        if connect_scope is not None:
+            self._connect_scope = None  # (so run() knows that this was no timeout)
+            connect_scope.cancel()  # run() goes on waiting without it
         self.nursery.start_soon(socket._guarded, socket._run, auth)
 
     async def _restore(self, namespace: Namespace, auth: dict[str, Any]) -> RecoveredSession | None:
@@ -306,9 +319,11 @@ class Connection:
     def _handshake(self, auth: dict[str, Any]) -> Handshake:
         head = self.engine.request
         now = datetime.datetime.now(datetime.UTC)
-        query = dict(head.query)
+        query = head.query
         return Handshake(
-            headers=dict(head.headers),
+            # The request's own (read-only) mappings, shared by every socket of the
+            # connection, as the JS server shares its request's headers.
+            headers=head.headers,
             query=query,
             address=head.client[0] if head.client else None,
             time=_js_date_string(now),

@@ -15,6 +15,7 @@ from .._acks import AckRegistry, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Ack, Handler, ack_args
 from .._inline import run_inline
+from .._sync import Slots
 from ..adapters.base import BroadcastOptions
 from ..adapters.recovery import RECOVERABLE_REASONS, Session
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -94,11 +95,12 @@ class Socket:
         self._connection = connection
         self._acks = AckRegistry(namespace.server.max_pending_acks)
         # Events in flight (running, or waiting for their turn); reading pauses at the bound.
-        self._in_flight = trio.Semaphore(namespace.server.max_concurrent_handlers)
+        self._in_flight = Slots(namespace.server.max_concurrent_handlers)
         # Events that came before the connection handlers finished, in order.
         self._early: list[Packet] | None = []
         self._ordered_send: trio.MemorySendChannel[Packet] | None = None
-        self._background_scopes: set[trio.CancelScope] = set()
+        # Cancelled when the socket disconnects: created with the first (see _track).
+        self._background_scopes: set[trio.CancelScope] | None = None
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} on {self.namespace.name}>"
@@ -346,23 +348,22 @@ class Socket:
             # enters its own from the next packet on (see Reader.scope).
             reader.wants_scope = True
             with trio.CancelScope() as scope:
-                self._background_scopes.add(scope)
+                self._track(scope)
                 try:
                     await run_inline(self._dispatch(packet), reader.hand_over)
                 finally:
-                    self._background_scopes.discard(scope)
+                    self._untrack(scope)
                     in_flight.release()
         else:
             # No cancel scope of its own (one per event is a tenth of an echo's cost): a
             # handler that waits is finished by a retired reader, whose scope is then its own.
-            scopes = self._background_scopes
 
             reader_scope = reader.scope
 
             def hand_over() -> None:
                 reader.hand_over()
                 if reader.retired:
-                    scopes.add(reader_scope)
+                    self._track(reader_scope)
                     if not self.connected:  # gone meanwhile: the sweep of _close missed it
                         reader_scope.cancel()
 
@@ -370,7 +371,7 @@ class Socket:
                 await run_inline(self._dispatch(packet), hand_over)
             finally:
                 if reader.retired:
-                    scopes.discard(reader_scope)
+                    self._untrack(reader_scope)
                 in_flight.release()
 
     async def _start(self, packet: Packet) -> None:
@@ -389,12 +390,12 @@ class Socket:
 
     async def _handler_task(self, packet: Packet, *, task_status: trio.TaskStatus[None]) -> None:
         with trio.CancelScope() as scope:
-            self._background_scopes.add(scope)
+            self._track(scope)
             task_status.started()
             try:
                 await self._dispatch(packet)
             finally:
-                self._background_scopes.discard(scope)
+                self._untrack(scope)
                 self._in_flight.release()
 
     async def _ordered_loop(self, receive: trio.MemoryReceiveChannel[Packet]) -> None:
@@ -410,11 +411,26 @@ class Socket:
         if not self.connected:
             return
         with trio.CancelScope() as scope:
-            self._background_scopes.add(scope)
+            self._track(scope)
             try:
                 await fn(*args)
             finally:
-                self._background_scopes.discard(scope)
+                self._untrack(scope)
+
+    def _track(self, scope: trio.CancelScope) -> None:
+        """Cancel ``scope`` when the socket disconnects (until :meth:`_untrack`)."""
+        scopes = self._background_scopes
+        if scopes is None:
+            self._background_scopes = {scope}
+        else:
+            scopes.add(scope)
+
+    def _untrack(self, scope: trio.CancelScope) -> None:
+        scopes = self._background_scopes
+        if scopes is not None:
+            scopes.discard(scope)
+            if not scopes:
+                self._background_scopes = None  # an idle socket holds no empty set
 
     async def _dispatch(self, packet: Packet) -> None:
         event, *args = packet.data
@@ -469,7 +485,7 @@ class Socket:
         self._early = None
         if self._ordered_send is not None:
             self._ordered_send.close()
-        for scope in list(self._background_scopes):
+        for scope in list(self._background_scopes or ()):
             scope.cancel()
         if self._pid is not None and reason in RECOVERABLE_REASONS:
             session = Session(self.id, self._pid, rooms, self.data, self._recovery_offset)
