@@ -18,7 +18,7 @@ from trio_sio.engineio.socket import EngineSocket
 from trio_sio.engineio.transports import WebSocketTransport
 from trio_sio.engineio.websocket import NativeWebSocket
 from trio_sio.protocol.engineio import Packet, PacketType
-from trio_sio.protocol.websocket import OP_TEXT, encode_frame
+from trio_sio.protocol.websocket import OP_TEXT, FrameDecoder, encode_frame
 
 BIG = 4_000_000
 
@@ -130,6 +130,76 @@ async def test_a_session_counts_what_was_kept_until_the_send_task_wrote_it() -> 
         await trio.testing.wait_all_tasks_blocked()
         assert session.statistics()["queued_bytes"] == 0
         assert session.writable
+        session.close()
+        await session.wait_closed()
+    peer.close()
+
+
+def masked(payload: bytes) -> bytes:
+    """A client's text frame (the mask is all zeros: the payload stays as it is)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, 0x80 | size))
+    elif size < 65536:
+        head = bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 0x80 | 127)) + size.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def test_frame_ready_says_whether_a_whole_frame_is_held() -> None:
+    for payload in (b"", b"x" * 125, b"y" * 300, b"z" * 70_000):
+        frame = masked(payload)
+        for cut in (0, 1, 2, 5, len(frame) - 1):
+            decoder = FrameDecoder(max_message_size=1 << 20)
+            decoder.feed(frame[:cut])
+            assert not decoder.frame_ready, (len(payload), cut)
+        decoder = FrameDecoder(max_message_size=1 << 20)
+        decoder.feed(frame)
+        assert decoder.frame_ready
+
+
+async def test_small_replies_wait_for_the_rest_of_a_burst() -> None:
+    stream, peer = small_buffered_pair()
+    # Two of the client's messages already read: the first is being handled.
+    ws = NativeWebSocket(stream, masked(b"4first") + masked(b"4second"), 1_000_000)
+    assert await ws.get_message() == "4first"
+    assert ws.try_write([encode_frame(OP_TEXT, b"4small reply")]) is None  # to the send task
+    big = encode_frame(OP_TEXT, b"b" * 5000)
+    assert ws.try_write([big]) == 0  # a large one gains nothing from waiting
+    assert await ws.get_message() == "4second"
+    assert ws.try_write([encode_frame(OP_TEXT, b"4now")]) == 0  # nothing more is here
+    assert await read_frames(peer, 2) == [(OP_TEXT, b"b" * 5000), (OP_TEXT, b"4now")]
+    peer.close()
+    await stream.aclose()
+
+
+async def test_an_idle_websocket_session_has_no_send_queue_or_task() -> None:
+    stream, peer = small_buffered_pair()
+    ws = NativeWebSocket(stream, b"", max_message_size=1_000_000)
+    session = EngineSocket(
+        "sid",
+        WebSocketTransport(ws),
+        EngineConfig(),
+        request_head("GET", "/socket.io/?EIO=4&transport=websocket"),
+        Packet(PacketType.OPEN, "{}"),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.run, None)
+        assert await read_frames(peer, 1) == [(OP_TEXT, b"0{}")]
+        await session.send("hello")  # written at once
+        assert await read_frames(peer, 1) == [(OP_TEXT, b"4hello")]
+        (session_task,) = nursery.child_tasks
+        (session_nursery,) = session_task.child_nurseries
+        names = sorted(task.name.rsplit(".", 1)[-1] for task in session_nursery.child_tasks)
+        assert names == ["_receive_loop"]  # the session's own task holds the heartbeat
+        assert session._out_send is None
+        await session.send("m" * 500_000)  # in part: the rest needs the send task
+        assert session._out_send is not None
+        frames = await read_frames(peer, 1)
+        assert frames == [(OP_TEXT, b"4" + b"m" * 500_000)]
+        names = sorted(task.name.rsplit(".", 1)[-1] for task in session_nursery.child_tasks)
+        assert names == ["_receive_loop", "_send_loop"]
         session.close()
         await session.wait_closed()
     peer.close()

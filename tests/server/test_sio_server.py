@@ -123,6 +123,20 @@ async def test_connect_timeout_closes_silent_connections(
         assert trio.current_time() - t0 == pytest.approx(45, abs=0.01)
 
 
+async def test_connect_timeout_is_lifted_by_the_first_namespace_connection(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = await started(nursery, make_server(connect_timeout=45))
+    async with open_raw_client(sio) as raw:
+        await raw.connect()
+        await raw.send("41")  # leaves its only namespace: the session stays
+        await trio.sleep(100)
+        await raw.send('42["late"]')  # nothing closed it meanwhile
+        await raw.connect()
+        with pytest.raises(trio.WouldBlock):
+            raw.receive_nowait()
+
+
 # -- emitting: the seed page, server → client --------------------------------------------
 
 

@@ -184,10 +184,13 @@ class EngineSocket:
         self._config = config
         self._transport: AnyTransport = transport
         self._state = SessionState.OPEN
-        # Unbounded as a channel: the bound is in bytes (``_queued``, see _enqueue).
         # The send queue: groups of packets, in order, on a memory channel (the design's
-        # shape). Unbounded as a channel: the bound is in bytes (``_queued``, see _enqueue).
-        self._out_send, self._out_recv = trio.open_memory_channel[Sequence[Packet]](math.inf)
+        # shape), drained by the send task. Unbounded as a channel: the bound is in bytes
+        # (``_queued``, see _enqueue). Both are created when a first packet must wait
+        # (see _queue): on a WebSocket most packets are written at once by their sender
+        # (see _enqueue), and an idle session then holds neither.
+        self._out_send: trio.MemorySendChannel[Sequence[Packet]] | None = None
+        self._out_recv: trio.MemoryReceiveChannel[Sequence[Packet]] | None = None
         self._queued = 0
         self._room: trio.Event | None = None
         self._over_since: float | None = None
@@ -337,7 +340,7 @@ class EngineSocket:
             if left is not None:  # the socket took part: the send task writes the rest
                 packets, size = _Unsent(left), left
         try:
-            self._out_send.send_nowait(packets)
+            self._queue().send_nowait(packets)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ConnectionClosed(self._reason_text()) from None
         self._queued += _size(packets) if size is None else size
@@ -346,6 +349,23 @@ class EngineSocket:
             if not self._watching and self._nursery is not None:
                 self._watching = True
                 self._nursery.start_soon(self._watch_slow_consumer)
+
+    def _queue(self) -> trio.MemorySendChannel[Sequence[Packet]]:
+        """The send queue, created (with the send task that drains it) at first use.
+
+        Raises:
+            ConnectionClosed: the session is closed.
+        """
+        send = self._out_send
+        if send is None:
+            if self._state is SessionState.CLOSED:
+                raise ConnectionClosed(self._reason_text())
+            send, self._out_recv = trio.open_memory_channel[Sequence[Packet]](math.inf)
+            self._out_send = send
+            if self._nursery is not None:
+                self._nursery.start_soon(self._send_loop)
+            # else run() starts it
+        return send
 
     def _written(self, size: int) -> None:
         self._queued -= size
@@ -431,7 +451,9 @@ class EngineSocket:
         return {
             "state": self._state.value,
             "transport": self._transport.name.value,
-            "queued_packets": self._out_recv.statistics().current_buffer_used,
+            "queued_packets": (
+                0 if self._out_recv is None else self._out_recv.statistics().current_buffer_used
+            ),
             "queued_bytes": self._queued,
             "queued_messages": (
                 0 if self._in_send is None else self._in_send.statistics().current_buffer_used
@@ -484,7 +506,10 @@ class EngineSocket:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._send_loop)
+                if self._out_send is not None:  # the OPEN packet had to wait
+                    nursery.start_soon(self._send_loop)
+                elif self._transport.name is Transport.POLLING:
+                    self._queue()  # every packet waits for a GET: the queue is needed
                 nursery.start_soon(self._receive_loop, self._transport)
                 if handler is not None:
                     self._handler_running = True
@@ -535,14 +560,15 @@ class EngineSocket:
 
     def _release_queues(self) -> None:
         """Close both queues and drop what they hold, so that memory returns at once."""
-        self._out_send.close()
-        while True:
-            try:
-                group = self._out_recv.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            if isinstance(group, Batch):
-                group.done.set()
+        if self._out_send is not None and self._out_recv is not None:
+            self._out_send.close()
+            while True:
+                try:
+                    group = self._out_recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                if isinstance(group, Batch):
+                    group.done.set()
         if self._in_send is not None and self._in_recv is not None:
             self._in_send.close()
             while True:
@@ -608,14 +634,16 @@ class EngineSocket:
             next_ping = trio.current_time() + config.ping_interval
 
     def _ping(self) -> bool:
-        """Queue a PING; False if the send queue is closed."""
+        """Queue a PING (or write it at once); False if the session is closed."""
         try:
-            self._enqueue((PING,))
+            self._enqueue((PING,), direct=True)
         except ConnectionClosed:
             return False
         return True
 
     async def _send_loop(self) -> None:
+        out = self._out_recv
+        assert out is not None  # started by _queue(), which made it
         pending: list[Packet] = []
         size = 0  # bytes of pending, given back to the queue's bound once written
         written: list[trio.Event] = []  # set once the groups carrying them are written
@@ -627,11 +655,11 @@ class EngineSocket:
                     continue
                 if transport.name is Transport.POLLING:
                     await self._wait_handler_caught_up()
-                size += _take(await self._out_recv.receive(), pending, written)
+                size += _take(await out.receive(), pending, written)
             limit = self._config.max_packets_per_poll if transport.name is Transport.POLLING else 0
             while not limit or len(pending) < limit:
                 try:
-                    group = self._out_recv.receive_nowait()
+                    group = out.receive_nowait()
                 except trio.WouldBlock:
                     break
                 size += _take(group, pending, written)
@@ -757,7 +785,7 @@ class EngineSocket:
         elif ptype is PacketType.PING:
             reply = PONG_PROBE if packet == PING_PROBE else PONG
             with suppress(ConnectionClosed):
-                self._enqueue((reply,))
+                self._enqueue((reply,), direct=True)
         elif ptype is PacketType.CLOSE:
             if self._transport.name is Transport.POLLING:
                 # Answer the pending (or the next, briefly) GET with a noop, then close.

@@ -37,6 +37,9 @@ __all__ = ["NativeWebSocket"]
 log = logging.getLogger("trio_sio.engineio.websocket")
 
 READ_SIZE = 64 * 1024
+#: replies smaller than this (bytes) are left to the send task during a burst of the
+#: client's messages, so that they share writes (see NativeWebSocket.try_write).
+COALESCE_BELOW = 4096
 #: seconds the closing handshake may take.
 CLOSE_TIMEOUT = 1.0
 #: read a plain TCP stream's socket directly (see _read_socket): where sockets are files.
@@ -306,9 +309,13 @@ class NativeWebSocket:
         sock = self._socket
         if sock is None or self._send_lock.busy or self._unsent is not None or self._close_sent:
             return None
-        if self._decoder.buffered:
-            # More of the client's messages are already here (a burst): their replies will
+        small = len(frames[0]) < COALESCE_BELOW and (
+            len(frames) == 1 or sum(map(len, frames)) < COALESCE_BELOW
+        )
+        if small and self._decoder.frame_ready:
+            # More of the client's messages are already here (a burst): their small replies
             # go out together, in one write by the send task, instead of one write each.
+            # (A large reply gains nothing from that, and would wait for the burst.)
             return None
         fd = sock.fileno()
         if fd < 0:

@@ -223,6 +223,21 @@ class FrameDecoder:
         """Bytes held: received but not yet decoded, plus the fragments of a message."""
         return len(self._buffer) + len(self._fragments)
 
+    @property
+    def frame_ready(self) -> bool:
+        """Whether the bytes held start with a whole frame (a whole frame header with all
+        its payload): then :meth:`next_event` has something to work on without reading."""
+        buffer = self._buffer
+        held = len(buffer)
+        if held < 6:  # the shortest masked frame
+            return False
+        size = buffer[1] & 0x7F
+        if size == 126:
+            return held >= 8 and held >= 8 + int.from_bytes(buffer[2:4], "big")
+        if size == 127:
+            return held >= 14 and held >= 14 + int.from_bytes(buffer[2:10], "big")
+        return held >= 6 + size
+
     def feed(self, data: bytes | bytearray) -> None:
         """Add received bytes."""
         self._buffer += data
