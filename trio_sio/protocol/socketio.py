@@ -38,6 +38,7 @@ import enum
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -229,10 +230,34 @@ def _escape_surrogate(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
+def _make_dump_chunks() -> Callable[[Any, int], Any] | None:
+    """The C encoder that ``_ENCODER.encode`` builds anew for every call, built once.
+
+    Without cycle detection (``markers=None``: a reused marker table would keep the entries
+    of an encode that failed half-way): a reference cycle then ends in RecursionError,
+    which :func:`_dump` reports like the encoder's own "circular reference" error.
+    None where the C accelerator is missing.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    basestring = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:  # pragma: no cover - CPython has both
+        return None
+    iterencode: Callable[[Any, int], Any] = make(
+        None, _default, basestring, None, ":", ",", False, False, False
+    )
+    return iterencode
+
+
+_DUMP_CHUNKS: Final = _make_dump_chunks()
+
+
 def _dump(data: Any, buffers: list[bytes]) -> str:
     _attachments.buffers = buffers
     try:
-        text = _ENCODER.encode(data)
+        if _DUMP_CHUNKS is not None and type(data) is not str:
+            text = "".join(_DUMP_CHUNKS(data, 0))
+        else:
+            text = _ENCODER.encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise LocalProtocolError(f"cannot encode packet data: {exc}") from None
     finally:
