@@ -13,9 +13,11 @@ async def close_now(stream: trio.abc.AsyncResource) -> None:
     would end with a checkpoint in an already cancelled scope, which costs an exception and
     its traceback, for every connection.
 
-    Never blocks. Closing twice is harmless.
+    Never blocks; not even cancellation stops the close (other streams are closed in a
+    shielded scope). Closing twice is harmless.
     """
     if type(stream) is trio.SocketStream:
         stream.socket.close()
         return
-    await trio.aclose_forcefully(stream)
+    with trio.CancelScope(shield=True):
+        await trio.aclose_forcefully(stream)

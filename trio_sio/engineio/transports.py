@@ -344,6 +344,9 @@ class WebSocketTransport:
 
         Bounded: gives up after one second each; shielded so that closing always happens.
         """
+        if self._final is None and getattr(self.channel, "bounded_close", False):
+            await self.channel.aclose()  # bounded and shielded by itself
+            return
         with trio.CancelScope(shield=True):
             final = self._final
             if final is not None:

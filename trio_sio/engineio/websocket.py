@@ -170,6 +170,9 @@ class NativeWebSocket:
     would lose the close frame (and its status, such as 1009) with it.
     """
 
+    #: :meth:`aclose` is bounded in time and shielded from cancellation by itself.
+    bounded_close = True
+
     __slots__ = (
         "_close_sent",
         "_closed_reason",

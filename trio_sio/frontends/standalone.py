@@ -134,10 +134,15 @@ class _Connection:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            with trio.move_on_at(self.deadline) as scope:
-                data = await self.stream.receive_some(READ_SIZE)
-            if scope.cancelled_caught:
-                raise _Timeout(self.phase)
+            data: bytes | bytearray | None = _read_now(self.stream)
+            if data is None:  # (most requests are there already: then no deadline is set)
+                with trio.move_on_at(self.deadline) as scope:
+                    data = await self.stream.receive_some(READ_SIZE)
+                if scope.cancelled_caught:
+                    raise _Timeout(self.phase)
+            else:
+                await trio.lowlevel.checkpoint()
+            assert data is not None
             if data and self.phase == "idle":
                 self._head_started()
             conn.receive_data(bytes(data))
@@ -166,6 +171,22 @@ class _Connection:
             await stream.send_all(data)
         if scope.cancelled_caught:
             raise _Timeout("write")
+
+
+def _read_now(stream: trio.abc.Stream) -> bytes | None:
+    """What a plain TCP stream has received already (b"" at its end), or None if nothing
+    is there yet (or the stream is not a plain TCP stream). Never blocks."""
+    if type(stream) is not trio.SocketStream:
+        return None
+    fd = stream.socket.fileno()
+    if fd < 0:
+        return None
+    try:
+        return os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return None  # the ordinary read meets the error
 
 
 class _ReplayStream(trio.abc.Stream):
@@ -310,8 +331,7 @@ async def handle_stream(server: EngineServer, stream: trio.abc.Stream) -> None:
         else:
             log.debug("connection from %s ended: %r", client, exc)
     finally:
-        with trio.CancelScope(shield=True):
-            await close_now(stream)
+        await close_now(stream)  # shielded
 
 
 async def _serve(server: EngineServer, c: _Connection) -> None:
