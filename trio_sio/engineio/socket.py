@@ -7,17 +7,21 @@ tasks:
   session closes it keeps the heartbeat: it pings every ``ping_interval`` and closes the
   session when no pong comes within ``ping_timeout`` (deadlines of its own, not a periodic
   sweep); then it runs the close;
-- **receive**: takes packets from the current transport and dispatches them;
-- **send**: the only task that writes; it drains the bounded send queue into the transport
-  (one polling response per batch, or one WebSocket frame per packet);
+- **receive**: takes packets from the current transport and dispatches them (a
+  ``message_handler`` runs in it, and may hand the reading over to a new receive task:
+  see :class:`Reader`);
+- **send**: drains the bounded send queue into the transport (one polling response per
+  batch, or one WebSocket frame per packet). On a WebSocket, a packet sent while nothing is
+  queued or being written is written by its sender; the queue and this task are created
+  when a first packet has to wait;
 - **handler**: the application's ``async def handler(socket)``.
 
 Closing the session cancels that nursery: no task, timer or queue outlives it.
 
 Memory: an idle session is most of what an idle connection costs, so what is needed only
-at times is created only then: the events of an upgrade or of a close, the cancel scope of
-an outstanding ping, the channel of received messages (not at all when a
-``message_handler`` takes them, as the Socket.IO server's does).
+at times is created only then: the send queue and its task, the events of an upgrade or of
+a close, the cancel scope of an outstanding ping, the channel of received messages (not at
+all when a ``message_handler`` takes them, as the Socket.IO server's does).
 """
 
 from __future__ import annotations
