@@ -229,7 +229,10 @@ def scenario(run: Run, name: str) -> Any:
     assert result is not None, f"scenario {name} did not run: {run.get('stderr')}"
     if "skipped" in result:
         pytest.skip(result["skipped"])
-    assert result["ok"], f"{name}: {result.get('error')} {result.get('details', '')}"
+    assert result["ok"], (
+        f"{name} ({result.get('ms')} ms): {result.get('error')} {result.get('details', '')}\n"
+        f"the client's stderr (end):\n{run.get('stderr', '')[-2000:]}"
+    )
     return result.get("data")
 
 
