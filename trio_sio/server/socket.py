@@ -357,7 +357,6 @@ class Socket:
         else:
             # No cancel scope of its own (one per event is a tenth of an echo's cost): a
             # handler that waits is finished by a retired reader, whose scope is then its own.
-
             reader_scope = reader.scope
 
             def hand_over() -> None:
