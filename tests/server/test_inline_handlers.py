@@ -256,3 +256,34 @@ async def test_run_inline_propagates_exceptions_and_cancellation() -> None:
     with trio.move_on_after(0.01) as scope:
         await run_inline(wait(), None)
     assert scope.cancelled_caught and not finished
+
+
+async def test_a_post_is_answered_before_the_replies_it_caused(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # As with the JS server, which answers a POST before its handlers run: python-engineio's
+    # polling client drops the CLOSE it queued when a reply overtakes the POST's "ok".
+    sio = make_server()
+
+    @sio.of("/private").use
+    def refuse(socket: trio_sio.Socket, auth: dict[str, Any]) -> None:
+        raise trio_sio.ConnectionRefused("not authorized")
+
+    await nursery.start(sio.run)
+    opened = await http_request(sio.engine, "GET", Q)
+    sid = opened.body.decode().split('"sid":"')[1].split('"')[0]
+    url = f"{Q}&sid={sid}"
+    for body in (b"40/private,", b'40/private,{"token":"bad"}'):
+        done: list[str] = []
+
+        async def get(done: list[str]) -> None:
+            reply = await http_request(sio.engine, "GET", url)
+            assert reply.body.startswith(b"44/private,")
+            done.append("GET")
+
+        async with trio.open_nursery() as requests:
+            requests.start_soon(get, done)
+            await trio.testing.wait_all_tasks_blocked()  # the GET is parked
+            assert (await http_request(sio.engine, "POST", url, body)).body == b"ok"
+            done.append("POST")
+        assert done == ["POST", "GET"]

@@ -408,7 +408,7 @@ class EngineServer:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return bad()
         finally:
-            transport.post_active = False
+            transport.post_answered()
         return HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], b"ok")
 
     # -- WebSocket ------------------------------------------------------------------------

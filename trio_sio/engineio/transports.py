@@ -26,6 +26,8 @@ log = logging.getLogger("trio_sio.engineio")
 
 #: From this many packets waiting for one WebSocket, they are written in a single write.
 COALESCE_FROM = 4
+#: seconds a poll's answer waits for the POST being dispatched to be answered first.
+POST_ANSWER_FIRST = 0.1
 
 
 class WebSocketChannel(Protocol):
@@ -84,6 +86,7 @@ class PollingTransport:
         self._in_send, self._in_recv = trio.open_memory_channel[Sequence[Packet]](incoming_batches)
         self.get_active = False
         self.post_active = False
+        self._post_over: trio.Event | None = None  # while a send waits for a POST's answer
         self.closed = False
 
     @property
@@ -103,11 +106,23 @@ class PollingTransport:
     async def send(self, packets: Sequence[Packet]) -> None:
         """Answer the parked GET with ``packets`` (waits for a GET if none is parked).
 
+        A POST being dispatched is answered first (waited for at most
+        ``POST_ANSWER_FIRST`` seconds): the replies its packets caused go out after its
+        ``ok``, as with the JS server, which answers a POST before its handlers run. (Some
+        clients drop what they queued when a reply comes before the ``ok``: python-engineio's
+        polling client loses its CLOSE packet when it disconnects meanwhile.)
+
         Raises:
             trio.ClosedResourceError: the transport is closed.
 
         Cancellation: atomic; if cancelled, no GET received the batch.
         """
+        if self.post_active:
+            with trio.move_on_after(POST_ANSWER_FIRST):
+                while self.post_active:
+                    if self._post_over is None:
+                        self._post_over = trio.Event()
+                    await self._post_over.wait()
         while True:
             slot = self._slot
             if slot is None:
@@ -121,6 +136,13 @@ class PollingTransport:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 continue  # that GET went away; wait for the next one
             return
+
+    def post_answered(self) -> None:
+        """The POST being served is over (its answer is written next, without waiting)."""
+        self.post_active = False
+        if self._post_over is not None:
+            self._post_over.set()
+            self._post_over = None
 
     async def receive(self) -> Sequence[Packet]:
         """Next batch from a POST. Raises ``trio.EndOfChannel`` once the transport is closed."""
