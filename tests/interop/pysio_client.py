@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import sys
@@ -385,6 +386,8 @@ async def main(url: str, mode: str) -> int:
         refused = socketio.AsyncClient(
             reconnection=False, handle_sigint=False, logger=True, engineio_logger=True
         )
+        for name in ("socketio.client", "engineio.client"):
+            logging.getLogger(name).setLevel(logging.INFO)
         clients.append(refused)
         errors: list[Any] = []
         refused.on("connect_error", lambda *data: errors.append(data), namespace="/admin")
