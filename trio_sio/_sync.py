@@ -10,7 +10,8 @@ __all__ = ["Slots"]
 class Slots:
     """A FIFO counting semaphore: ``trio.Semaphore``'s behaviour at a fraction of its memory
     (three slots instead of a semaphore, a parking lot and its ordered dict, about 300 bytes
-    in every socket). The parking lot exists only while tasks wait.
+    in every socket). The parking lot exists only while tasks wait. ``Slots(1)`` is a strict
+    FIFO lock (``async with``): a newcomer never overtakes a waiting task.
 
     Args:
         total: how many may be held at once (at least 1).
@@ -52,6 +53,12 @@ class Slots:
             await self._waiting.park()  # release() hands its slot over to us
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
 
     def release(self) -> None:
         """Give one back: to the first waiting task if any.

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import trio
 
 from .._streams import close_now
+from .._sync import Slots
 from ..protocol.deflate import DeflateParams, deflate_message
 from ..protocol.errors import ConnectionClosed
 from ..protocol.websocket import (
@@ -89,68 +90,6 @@ async def _read_socket(sock: trio.socket.SocketType, wait_first: bool) -> bytes:
         return data
 
 
-class _WriteTurn:
-    """One writer at a time, in arrival order: a ``trio.StrictFIFOLock`` that costs two
-    slots instead of a lock, a parking lot and its ordered dict (about 330 bytes) in every
-    connection. The parking lot exists only while writers wait.
-
-    :meth:`release` hands the turn to the first waiter, so a new writer never overtakes
-    one that waits.
-    """
-
-    __slots__ = ("_held", "_waiting")
-
-    def __init__(self) -> None:
-        self._held = False
-        self._waiting: trio.lowlevel.ParkingLot | None = None
-
-    @property
-    def busy(self) -> bool:
-        """Whether a writer holds the turn (then none waits, or it would hold it)."""
-        return self._held
-
-    def acquire_nowait(self) -> None:
-        """Take the turn if it is free.
-
-        Raises:
-            trio.WouldBlock: another writer holds it.
-        """
-        if self._held:
-            raise trio.WouldBlock
-        self._held = True
-
-    async def acquire(self) -> None:
-        """Take the turn, waiting after the writers already waiting.
-
-        Cancellation: if cancelled, the turn was not taken.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if not self._held:
-            self._held = True
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        if self._waiting is None:
-            self._waiting = trio.lowlevel.ParkingLot()
-        await self._waiting.park()  # woken by release(), which hands over the turn
-
-    def release(self) -> None:
-        """Give the turn to the first waiter, if any; else free it."""
-        waiting = self._waiting
-        if waiting:
-            waiting.unpark()
-            if not waiting:
-                self._waiting = None
-            return
-        self._held = False
-        self._waiting = None
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.release()
-
-
 class NativeWebSocket:
     """An accepted WebSocket (the 101 response already sent) over ``stream``.
 
@@ -208,7 +147,9 @@ class NativeWebSocket:
         self._decoder = FrameDecoder(max_message_size, max_fragments, inflater)
         self._decoder.feed(leftover)
         self._drain_budget = max_message_size + READ_SIZE
-        self._send_lock = _WriteTurn()
+        # One writer at a time, in arrival order (a FIFO lock; its parking lot exists only
+        # while writers wait).
+        self._send_lock = Slots(1)
         self._close_sent = False
         self._closed_reason: str | None = None
         self._receiving = False
@@ -310,7 +251,9 @@ class NativeWebSocket:
         Never blocks, never checkpoints.
         """
         sock = self._socket
-        if sock is None or self._send_lock.busy or self._unsent is not None or self._close_sent:
+        if sock is None or self._unsent is not None or self._close_sent:
+            return None
+        if not self._send_lock.value:  # a write is under way (or waits)
             return None
         small = len(frames[0]) < COALESCE_BELOW and (
             len(frames) == 1 or sum(map(len, frames)) < COALESCE_BELOW
