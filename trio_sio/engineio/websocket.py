@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import trio
 
-from .._streams import close_now
+from .._streams import close_now, drain_input, write_now
 from .._sync import Slots
 from ..protocol.deflate import DeflateParams, deflate_message
 from ..protocol.errors import ConnectionClosed
@@ -263,14 +263,11 @@ class NativeWebSocket:
             # go out together, in one write by the send task, instead of one write each.
             # (A large reply gains nothing from that, and would wait for the burst.)
             return None
-        fd = sock.fileno()
-        if fd < 0:
+        if sock.fileno() < 0:
             return None
         for index, frame in enumerate(frames):
             try:
-                sent = os.write(fd, frame)
-            except BlockingIOError:
-                sent = 0
+                sent = write_now(sock, frame)
             except OSError:
                 if index == 0:
                     return None
@@ -348,12 +345,7 @@ class NativeWebSocket:
             if isinstance(stream, trio.abc.HalfCloseableStream):
                 async with self._send_lock:
                     await stream.send_eof()
-            budget = self._drain_budget
-            while budget > 0:
-                data = await stream.receive_some(READ_SIZE)
-                if not data:
-                    return
-                budget -= len(data)
+            await drain_input(stream, self._drain_budget)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
             pass
         finally:

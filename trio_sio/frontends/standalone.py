@@ -14,7 +14,6 @@ of :class:`~trio_sio.engineio.config.EngineConfig`), and nothing it sends is log
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
@@ -25,7 +24,7 @@ import h11
 import trio
 import trio_websocket
 
-from .._streams import close_now
+from .._streams import close_now, drain_input, read_now, write_now
 from ..engineio.config import EngineConfig, HttpResponse, RequestHead
 from ..engineio.server import EngineServer
 from ..engineio.transports import TrioWebSocketChannel
@@ -134,7 +133,7 @@ class _Connection:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            data: bytes | bytearray | None = _read_now(self.stream)
+            data: bytes | bytearray | None = read_now(self.stream)
             if data is None:  # (most requests are there already: then no deadline is set)
                 with trio.move_on_at(self.deadline) as scope:
                     data = await self.stream.receive_some(READ_SIZE)
@@ -156,11 +155,8 @@ class _Connection:
         """
         stream = self.stream
         if type(stream) is trio.SocketStream:  # most answers fit the socket's buffer at once
-            fd = stream.socket.fileno()
             try:
-                sent = os.write(fd, data) if fd >= 0 else 0
-            except BlockingIOError:
-                sent = 0
+                sent = write_now(stream.socket, data)
             except OSError as exc:
                 raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
             if sent == len(data):
@@ -171,22 +167,6 @@ class _Connection:
             await stream.send_all(data)
         if scope.cancelled_caught:
             raise _Timeout("write")
-
-
-def _read_now(stream: trio.abc.Stream) -> bytes | None:
-    """What a plain TCP stream has received already (b"" at its end), or None if nothing
-    is there yet (or the stream is not a plain TCP stream). Never blocks."""
-    if type(stream) is not trio.SocketStream:
-        return None
-    fd = stream.socket.fileno()
-    if fd < 0:
-        return None
-    try:
-        return os.read(fd, READ_SIZE)
-    except BlockingIOError:
-        return None
-    except OSError:
-        return None  # the ordinary read meets the error
 
 
 class _ReplayStream(trio.abc.Stream):
@@ -430,14 +410,10 @@ async def _linger(stream: trio.abc.Stream, budget: int) -> None:
     try:
         if isinstance(stream, trio.abc.HalfCloseableStream):
             await stream.send_eof()
-        with trio.move_on_after(LINGER_SECONDS):
-            while budget > 0:
-                data = await stream.receive_some(READ_SIZE)
-                if not data:
-                    return
-                budget -= len(data)
     except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
-        pass
+        return
+    with trio.move_on_after(LINGER_SECONDS):
+        await drain_input(stream, budget)
 
 
 async def _drain_body(c: _Connection, limit: int = MAX_HEADER_BYTES) -> None:
