@@ -12,6 +12,7 @@ import struct
 
 import trio
 
+from trio_sio.engineio._inline import run_inline
 from trio_sio.engineio.config import EngineConfig
 from trio_sio.engineio.memory import request_head
 from trio_sio.engineio.socket import EngineSocket
@@ -159,17 +160,50 @@ def test_frame_ready_says_whether_a_whole_frame_is_held() -> None:
         assert decoder.frame_ready
 
 
-async def test_small_replies_wait_for_the_rest_of_a_burst() -> None:
+async def test_corked_frames_go_out_together_when_the_coroutine_yields() -> None:
     stream, peer = small_buffered_pair()
-    # Two of the client's messages already read: the first is being handled.
-    ws = NativeWebSocket(stream, masked(b"4first") + masked(b"4second"), 1_000_000)
-    assert await ws.get_message() == "4first"
-    assert ws.try_write([encode_frame(OP_TEXT, b"4small reply")]) is None  # to the send task
-    big = encode_frame(OP_TEXT, b"b" * 5000)
-    assert ws.try_write([big]) == 0  # a large one gains nothing from waiting
-    assert await ws.get_message() == "4second"
-    assert ws.try_write([encode_frame(OP_TEXT, b"4now")]) == 0  # nothing more is here
-    assert await read_frames(peer, 2) == [(OP_TEXT, b"b" * 5000), (OP_TEXT, b"4now")]
+    peer.setblocking(False)
+    ws = NativeWebSocket(stream, b"", 1_000_000)
+
+    async def handler() -> None:
+        for text in (b"4one", b"4two", b"4three"):
+            assert ws.try_write([encode_frame(OP_TEXT, text)]) == 0  # gathered
+        try:
+            peer.recv(100)
+        except BlockingIOError:
+            pass
+        else:
+            raise AssertionError("a corked frame was written before the yield")
+        await trio.lowlevel.checkpoint()  # the yield writes them, in one write
+
+    await run_inline(handler(), None)
+    peer.setblocking(True)
+    assert await read_frames(peer, 3) == [
+        (OP_TEXT, b"4one"),
+        (OP_TEXT, b"4two"),
+        (OP_TEXT, b"4three"),
+    ]
+    assert ws.try_write([encode_frame(OP_TEXT, b"4direct")]) == 0  # uncorked: written now
+    assert await read_frames(peer, 1) == [(OP_TEXT, b"4direct")]
+    peer.close()
+    await stream.aclose()
+
+
+async def test_what_a_corked_write_leaves_is_told_and_written_first_next() -> None:
+    stream, peer = small_buffered_pair()
+    ws = NativeWebSocket(stream, b"", 1_000_000)
+    told: list[int] = []
+
+    async def handler() -> None:
+        ws.try_write([encode_frame(OP_TEXT, b"a" * BIG)], told.append)
+
+    await run_inline(handler(), None)
+    assert len(told) == 1 and 0 < told[0] < BIG
+    assert ws.try_write([encode_frame(OP_TEXT, b"never")]) is None  # behind what is kept
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.send_frames, encode_frame(OP_TEXT, b"b"))
+        frames = await read_frames(peer, 2)
+    assert frames == [(OP_TEXT, b"a" * BIG), (OP_TEXT, b"b")]
     peer.close()
     await stream.aclose()
 

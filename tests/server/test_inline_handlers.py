@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 import trio_sio
-from trio_sio._inline import PATIENCE, run_inline
+from trio_sio.engineio._inline import PATIENCE, run_inline
 from trio_sio.engineio.memory import http_request
 from trio_sio.testing import open_raw_client
 

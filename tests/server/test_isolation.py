@@ -20,7 +20,7 @@ import trio.testing
 
 import trio_sio
 from trio_sio.engineio.memory import http_request, memory_websocket_pair, request_head
-from trio_sio.engineio.socket import EngineSocket
+from trio_sio.engineio.socket import EngineSocket, Reader
 from trio_sio.engineio.transports import PollingTransport
 from trio_sio.server.connection import Connection
 from trio_sio.testing import RawClient, open_raw_client
@@ -177,10 +177,10 @@ def _target(socket: EngineSocket) -> bool:
 def _in_receive(mp: pytest.MonkeyPatch, sio: trio_sio.Server) -> None:
     original = Connection.on_message
 
-    async def on_message(self: Connection, message: str | bytes) -> None:
+    async def on_message(self: Connection, message: str | bytes, reader: Reader) -> None:
         if _target(self.engine) and message == '42["trigger"]':
             raise Boom
-        await original(self, message)
+        await original(self, message, reader)
 
     mp.setattr(Connection, "on_message", on_message)
 
@@ -202,7 +202,7 @@ def _in_send(mp: pytest.MonkeyPatch, sio: trio_sio.Server) -> None:
 
     def written(self: EngineSocket, size: int) -> None:
         original(self, size)
-        if _target(self) and self.context is not None and self.context.sockets:
+        if _target(self) and isinstance(self.handler, Connection) and self.handler.sockets:
             raise Boom
 
     mp.setattr(EngineSocket, "_written", written)
@@ -377,7 +377,7 @@ async def test_a_closed_session_holds_no_queued_data(
     sid = await polling_session(sio)
     assert await post(sio, sid, "40") == (200, "ok")
     engine = sio.engine.sessions[sid]
-    connection = engine.context
+    connection = engine.handler
     socket = next(iter(sio.main.sockets.values()))
     for _ in range(50):
         await socket.emit("big", "x" * 10_000)

@@ -27,6 +27,11 @@ class MemoryWebSocket:
     _send: trio.MemorySendChannel[str | bytes]
     _recv: trio.MemoryReceiveChannel[str | bytes]
     closed: bool = False
+    bounded_close = False
+
+    def frame_writer(self) -> None:
+        """Messages, not frames, cross an in-memory WebSocket."""
+        return None
 
     async def get_message(self) -> str | bytes:
         """Wait for the next message. Raises ConnectionClosed once either end closed."""

@@ -7,9 +7,11 @@ tasks:
   session closes it keeps the heartbeat: it pings every ``ping_interval`` and closes the
   session when no pong comes within ``ping_timeout`` (deadlines of its own, not a periodic
   sweep); then it runs the close;
-- **receive**: takes packets from the current transport and dispatches them (a
-  ``message_handler`` runs in it, and may hand the reading over to a new receive task:
-  see :class:`Reader`);
+- **receive**: takes packets from the current transport and dispatches them (the
+  :class:`SessionHandler` of the layer above runs in it, and may hand the reading over to a
+  new receive task: see :class:`Reader`). The reading runs corked (see ``_inline``): what
+  the messages of one network read cause to be written goes out before it reads again,
+  one write per socket;
 - **send**: drains the bounded send queue into the transport (one polling response per
   batch, or one WebSocket frame per packet). On a WebSocket, a packet sent while nothing is
   queued or being written is written by its sender; the queue and this task are created
@@ -21,7 +23,7 @@ Closing the session cancels that nursery: no task, timer or queue outlives it.
 Memory: an idle session is most of what an idle connection costs, so what is needed only
 at times is created only then: the send queue and its task, the events of an upgrade or of
 a close, the cancel scope of an outstanding ping, the channel of received messages (not at
-all when a ``message_handler`` takes them, as the Socket.IO server's does).
+all when a :class:`SessionHandler` takes them, as the Socket.IO server's does).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -49,6 +51,7 @@ from ..protocol.engineio import (
     decode_packet,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
+from ._inline import CORK, run_inline
 from .config import EngineConfig, RequestHead
 from .transports import Batch, PollingTransport, WebSocketChannel, WebSocketTransport
 
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
 
     AnyTransport: TypeAlias = PollingTransport | WebSocketTransport
 
-__all__ = ["EngineSocket", "Reader", "SessionState"]
+__all__ = ["EngineSocket", "Reader", "SessionHandler", "SessionState"]
 
 log = logging.getLogger("trio_sio.engineio")
 
@@ -83,48 +86,118 @@ _SETTLED = trio.Event()
 _SETTLED.set()
 
 
+class SessionHandler(Protocol):
+    """What a session calls in the layer above it (the Socket.IO server's connection).
+
+    Given to the session with :meth:`EngineSocket.attach` before its tasks start; the
+    session then never queues received messages for :meth:`EngineSocket.receive`.
+    """
+
+    async def run(self) -> None:
+        """Run in a task of the session's nursery until the session ends; the session
+        closes when it returns. Cancelled when the session closes."""
+        ...
+
+    async def on_message(self, message: str | bytes, reader: Reader) -> None:
+        """One message from the client, called by the receive task ``reader`` in order,
+        one at a time and awaited: a slow call slows the reading, unless it lets the
+        reading go on with :meth:`Reader.run_handler`."""
+        ...
+
+
 class Reader:
     """The task reading a session's transport, and where it is in what it read.
 
-    The ``message_handler`` is called by the reader and may keep it (a Socket.IO handler
-    runs there until it waits for something). Before such a wait it calls
-    :meth:`hand_over`: a new task then reads on from the next packet, in order, and this one
-    is :attr:`retired`: once the handler is done it returns without dispatching anything
-    more. The layer above gets its reader from ``EngineSocket.reader`` as the
-    ``message_handler`` starts, before its first ``await``.
+    The :class:`SessionHandler` gets its reader with each message, and may run an
+    application handler in it with :meth:`run_handler`: the handler runs in the reading
+    task until it waits for something; then a new task reads on from the next packet, in
+    order, and this one (:attr:`handed_over`) only finishes the handler.
     """
 
-    __slots__ = ("_session", "index", "packets", "retired", "scope", "transport", "wants_scope")
+    __slots__ = (
+        "_index",
+        "_packets",
+        "_retired",
+        "_scope",
+        "_session",
+        "_transport",
+        "_wants_scope",
+    )
 
     def __init__(self, session: EngineSocket, transport: AnyTransport) -> None:
         self._session: EngineSocket | None = session
-        self.transport = transport
-        self.packets: Sequence[Packet] = ()
-        self.index = 0
-        #: True once another task reads in this one's place.
-        self.retired = False
-        #: a cancel scope around all that the reader's task does from some packet on: once
-        #: retired, cancelling it cancels the handler the task finishes (the layer above
-        #: does, when that handler's socket goes). Entered after the packet during which
-        #: the layer above set :attr:`wants_scope` (an idle session has none: it would
-        #: cost every connection memory).
-        self.scope: trio.CancelScope | None = None
-        self.wants_scope = False
+        self._transport = transport
+        self._packets: Sequence[Packet] = ()
+        self._index = 0
+        self._retired = False
+        # A cancel scope around all that the reader's task does from some packet on: once
+        # retired, cancelling it cancels the handler the task finishes. Entered after the
+        # first handler run here (an idle session has none: it would cost every connection
+        # memory); that first handler gets a scope of its own.
+        self._scope: trio.CancelScope | None = None
+        self._wants_scope = False
 
-    def hand_over(self) -> None:
+    @property
+    def handed_over(self) -> bool:
+        """True once another task reads in this one's place (what this task was given to
+        dispatch after the current message is the new reader's)."""
+        return self._retired
+
+    async def run_handler(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        track: Callable[[trio.CancelScope], None],
+        untrack: Callable[[trio.CancelScope], None],
+    ) -> None:
+        """Run ``coro`` (an application handler) in this task until it first waits; then
+        hand the reading over to a new task and finish ``coro`` here.
+
+        ``track(scope)`` is called with a cancel scope that covers ``coro`` while it may
+        run outside the reading (cancel it to stop the handler, e.g. when its socket goes),
+        and ``untrack(scope)`` once ``coro`` is done.
+
+        Blocks: as long as ``coro`` runs. Exceptions of ``coro`` propagate.
+        """
+        scope = self._scope
+        if scope is None:
+            # The reader has no scope of its own yet: this handler gets one, and the reader
+            # enters its own from the next packet on.
+            self._wants_scope = True
+            with trio.CancelScope() as own:
+                track(own)
+                try:
+                    await run_inline(coro, self._hand_over)
+                finally:
+                    untrack(own)
+            return
+        # No cancel scope per handler (one per event is a tenth of an echo's cost): a
+        # handler that waits is finished by a retired reader, whose scope is then its own.
+
+        def hand_over() -> None:
+            self._hand_over()
+            if self._retired:
+                track(scope)
+
+        try:
+            await run_inline(coro, hand_over)
+        finally:
+            if self._retired:
+                untrack(scope)
+
+    def _hand_over(self) -> None:
         """Have a new task read on after the packet being dispatched (the calling task, this
         reader, is about to wait in the handler of that packet). Does nothing if this reader
         handed over already or the session no longer reads. Never blocks."""
         session = self._session
-        if self.retired or session is None:
+        if self._retired or session is None:
             return
         nursery = session._nursery
         if session._state is not SessionState.OPEN or nursery is None:
             return
-        self.retired = True
+        self._retired = True
         self._session = None  # what the new reader needs is below; drop the cycle
         nursery.start_soon(
-            session._receive_loop, self.transport, self.packets, self.index, self.wants_scope
+            session._receive_loop, self._transport, self._packets, self._index, self._wants_scope
         )
 
 
@@ -165,10 +238,8 @@ class EngineSocket:
         "_upgrade_settled",
         "_watching",
         "close_reason",
-        "context",
-        "message_handler",
+        "handler",
         "probe_done",
-        "reader",
         "request",
         "sid",
         "upgrading",
@@ -218,15 +289,16 @@ class EngineSocket:
         self.upgrading = False
         self.probe_done = False
         self._upgrade_settled: trio.Event | None = None
-        #: if set, received messages are passed to it by the receive task (in order, one at
-        #: a time, awaited: a slow handler slows the reading) instead of :meth:`receive`.
-        self.message_handler: Callable[[str | bytes], Awaitable[None]] | None = None
-        #: free for the layer above (the Socket.IO server keeps its connection here).
-        self.context: Any = None
-        #: the reader that calls ``message_handler``, read by it as it starts (see Reader).
-        self.reader: Reader | None = None
+        #: the layer above, if one is attached (see :meth:`attach`).
+        self.handler: SessionHandler | None = None
 
     # -- public API -----------------------------------------------------------------------
+    def attach(self, handler: SessionHandler) -> None:
+        """Give the session's messages to ``handler`` (and run its :meth:`~SessionHandler.run`
+        as the session's handler task) instead of queueing them for :meth:`receive`. Call it
+        before the session's tasks start (in ``EngineServer``'s ``on_open``)."""
+        self.handler = handler
+
     @property
     def state(self) -> SessionState:
         """The session's state."""
@@ -306,7 +378,10 @@ class EngineSocket:
                 self._room = trio.Event()
             await self._room.wait()
         self._enqueue(packets, direct=True)
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if not CORK.depth:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        # else corked (see _inline): no yield, so that what the caller writes next shares
+        # this write; the caller's emit ends with emit_checkpoint, which bounds that.
 
     def send_packets_nowait(self, packets: Sequence[Packet], *, force: bool = False) -> None:
         """Like :meth:`send_packets`, without blocking.
@@ -331,14 +406,14 @@ class EngineSocket:
                 log.info("session %s: send queue at %d bytes; closing", self.sid, self._queued)
                 self._request_close(CloseReason.SLOW_CONSUMER, graceful=False)
                 raise ConnectionClosed(self._reason_text())
-        self._enqueue(packets)
+        self._enqueue(packets, direct=True)
 
     def _enqueue(self, packets: Sequence[Packet], *, direct: bool = False) -> None:
         """Queue a group for the send task; with ``direct``, write it from this task instead
         when nothing is queued or being written (a WebSocket only: see ``try_send``)."""
         size = None
         if direct and not self._queued and type(self._transport) is WebSocketTransport:
-            left = self._transport.try_send(packets)
+            left = self._transport.try_send(packets, self._left_unsent)
             if left == 0:
                 return
             if left is not None:  # the socket took part: the send task writes the rest
@@ -353,6 +428,11 @@ class EngineSocket:
             if not self._watching and self._nursery is not None:
                 self._watching = True
                 self._nursery.start_soon(self._watch_slow_consumer)
+
+    def _left_unsent(self, size: int) -> None:
+        """A corked write left ``size`` bytes in the channel: the send task writes them."""
+        with suppress(ConnectionClosed):
+            self._enqueue(_Unsent(size))
 
     def _queue(self) -> trio.MemorySendChannel[Sequence[Packet]]:
         """The send queue, created (with the send task that drains it) at first use.
@@ -405,7 +485,7 @@ class EngineSocket:
         Raises:
             ConnectionClosed: the session is over and every received message was read.
 
-        With a ``message_handler`` set, messages go to it, not here: this then blocks until
+        With a :class:`SessionHandler` attached, messages go to it, not here: this then blocks until
         the session closes.
         """
         _, receive_channel = self._inbox()
@@ -515,6 +595,8 @@ class EngineSocket:
                 elif self._transport.name is Transport.POLLING:
                     self._queue()  # every packet waits for a GET: the queue is needed
                 nursery.start_soon(self._receive_loop, self._transport)
+                if handler is None and self.handler is not None:
+                    handler = _run_attached
                 if handler is not None:
                     self._handler_running = True
                     nursery.start_soon(self._run_handler, handler)
@@ -558,8 +640,7 @@ class EngineSocket:
                 if self._closed is not None:
                     self._closed.set()
                 # Nothing of the layer above is kept alive by a closed session.
-                self.message_handler = None
-                self.context = None
+                self.handler = None
                 log.info("session %s closed: %s", self.sid, self._reason_text())
 
     def _release_queues(self) -> None:
@@ -707,18 +788,16 @@ class EngineSocket:
     ) -> None:
         """Read the transport and dispatch what comes, starting with ``packets[index:]``
         (what a reader that handed over had not dispatched yet: see :class:`Reader`), in a
-        scope of the reader's own if ``scoped``."""
+        scope of the reader's own if ``scoped``. Runs corked (see ``_inline``)."""
         reader = Reader(self, transport)
         try:
             if scoped:
-                reader.wants_scope = True
-                await self._read_scoped(reader, transport, packets, index)
+                reader._wants_scope = True
+                await run_inline(self._read_scoped(reader, transport, packets, index), None)
             else:
-                await self._read(reader, transport, packets, index)
+                await run_inline(self._read(reader, transport, packets, index), None)
         finally:
-            if self.reader is reader:
-                self.reader = None
-            if not reader.retired:
+            if not reader._retired:
                 # No one reads this transport any more: requests still bringing packets to
                 # it (POSTs) are refused at once instead of waiting for a reader.
                 transport.stop_receiving()
@@ -726,8 +805,8 @@ class EngineSocket:
     async def _read_scoped(
         self, reader: Reader, transport: AnyTransport, packets: Sequence[Packet], index: int
     ) -> None:
-        reader.scope = trio.CancelScope()
-        with reader.scope:
+        reader._scope = trio.CancelScope()
+        with reader._scope:
             await self._read(reader, transport, packets, index)
 
     async def _read(
@@ -742,19 +821,18 @@ class EngineSocket:
                         return
                     packet = packets[index]
                     index += 1
-                    reader.packets, reader.index = packets, index
-                    self.reader = reader
-                    dispatched = await self._on_packet(packet)
-                    if reader.retired:  # another task reads now, from where this one was
+                    reader._packets, reader._index = packets, index
+                    dispatched = await self._on_packet(packet, reader)
+                    if reader._retired:  # another task reads now, from where this one was
                         return
                     if not dispatched:
                         return
-                    if reader.wants_scope and reader.scope is None:
+                    if reader._wants_scope and reader._scope is None:
                         # From here on, in a scope of the reader's own (once per reader).
                         await self._read_scoped(reader, transport, packets, index)
                         return
             finally:
-                if not reader.retired:
+                if not reader._retired:
                     done = getattr(packets, "done", None)
                     if done is not None:
                         done.set()
@@ -770,11 +848,11 @@ class EngineSocket:
                 return
             index = 0
 
-    async def _on_packet(self, packet: Packet) -> bool:
+    async def _on_packet(self, packet: Packet, reader: Reader) -> bool:
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            if self.message_handler is not None:
-                await self.message_handler(packet.data)
+            if self.handler is not None:
+                await self.handler.on_message(packet.data, reader)
                 return True
             send_channel, _ = self._inbox()
             try:
@@ -881,6 +959,15 @@ def _take(group: Sequence[Packet], pending: list[Packet], written: list[trio.Eve
 
 def _size(packets: Sequence[Packet]) -> int:
     """What a group counts against the send queue's bound: its data, plus a little per packet."""
+    if type(packets) is _Unsent:
+        return packets.size
     if len(packets) == 1:  # most groups (and every broadcast recipient's): no generator
         return len(packets[0].data) + 8
     return sum(len(packet.data) + 8 for packet in packets)
+
+
+async def _run_attached(session: EngineSocket) -> None:
+    """The handler task of a session with a :class:`SessionHandler` attached."""
+    handler = session.handler
+    if handler is not None:
+        await handler.run()

@@ -8,7 +8,7 @@ the tasks that use it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Protocol
 
@@ -20,7 +20,7 @@ from ..protocol.engineio import Packet, Transport, decode_packet, encode_packet,
 from ..protocol.errors import ConnectionClosed
 from ..protocol.websocket import OP_BINARY, OP_TEXT, encode_frame
 
-__all__ = ["Batch", "PollingTransport", "WebSocketChannel", "WebSocketTransport"]
+__all__ = ["Batch", "FrameWriter", "PollingTransport", "WebSocketChannel", "WebSocketTransport"]
 
 log = logging.getLogger("trio_sio.engineio")
 
@@ -30,12 +30,42 @@ COALESCE_FROM = 4
 POST_ANSWER_FIRST = 0.1
 
 
+class FrameWriter(Protocol):
+    """A WebSocket that takes frames already encoded (see :mod:`trio_sio.protocol.websocket`):
+    what lets a broadcast encode each frame once for all its recipients, and write it from
+    the emitting task."""
+
+    #: the permessage-deflate parameters agreed with the client (None: not compressed).
+    deflate: DeflateParams | None
+
+    def try_write(self, frames: Sequence[bytes], on_unsent: Callable[[int], None]) -> int | None:
+        """Write (or, inside a corked coroutine, gather: see ``engineio._inline``) frames
+        without waiting, if no other write is under way.
+
+        Returns:
+            None if nothing was taken (the caller queues the frames); else how many bytes
+            the socket did not take at once: the writer keeps them, and the next
+            :meth:`send_frames` (even of ``b""``) writes them first. When a corked write
+            later leaves bytes behind, ``on_unsent`` is called with their number.
+
+        Never blocks, never checkpoints.
+        """
+        ...
+
+    async def send_frames(self, frames: bytes) -> None:
+        """Write encoded frames (and first what a direct write left), in one write."""
+        ...
+
+
 class WebSocketChannel(Protocol):
     """The little an Engine.IO session needs of an accepted WebSocket.
 
     Implementations raise :class:`~trio_sio.protocol.errors.ConnectionClosed` from
     ``get_message``/``send_message`` once the WebSocket is closed.
     """
+
+    #: whether :meth:`aclose` bounds its closing handshake in time and shields it by itself.
+    bounded_close: bool
 
     async def get_message(self) -> str | bytes:
         """Wait for the next whole message (text or binary)."""
@@ -47,6 +77,11 @@ class WebSocketChannel(Protocol):
 
     async def aclose(self) -> None:
         """Close the WebSocket (with a bounded closing handshake)."""
+        ...
+
+    def frame_writer(self) -> FrameWriter | None:
+        """The channel as a :class:`FrameWriter`, if it takes encoded frames (None: each
+        message goes through :meth:`send_message`)."""
         ...
 
 
@@ -283,16 +318,24 @@ class WebSocketTransport:
         self.channel = channel
         self.closed = False
         self._final: Packet | None = None
-        deflate: DeflateParams | None = getattr(channel, "deflate", None)
-        self._deflate = deflate
+        self._frames = writer = channel.frame_writer()
+        self._deflate = None if writer is None else writer.deflate
 
     async def wait_writable(self) -> None:
         """A WebSocket is always writable (backpressure comes from ``send``)."""
         await trio.lowlevel.checkpoint()
 
-    def try_send(self, packets: Sequence[Packet]) -> int | None:
+    def frame(self, packet: Packet) -> bytes:
+        """The frame of ``packet`` on this WebSocket (compressed when agreed and allowed),
+        encoded once per packet and kept on it."""
+        if self._deflate is None:
+            frame = packet.frame_cache
+            return _frame(packet) if frame is None else frame
+        return _deflated_frame(packet, self._deflate)
+
+    def try_send(self, packets: Sequence[Packet], on_unsent: Callable[[int], None]) -> int | None:
         """Write the packets now, from the calling task, if the channel can (see
-        ``NativeWebSocket.try_write``): each its own frame, in its own write.
+        :meth:`FrameWriter.try_write`): each its own frame.
 
         Returns:
             None if nothing was written (the caller queues the packets for :meth:`send`);
@@ -301,16 +344,12 @@ class WebSocketTransport:
 
         Never blocks, never checkpoints.
         """
-        try_write = getattr(self.channel, "try_write", None)
-        if try_write is None or self.closed:
+        writer = self._frames
+        if writer is None or self.closed:
             return None
-        deflate = self._deflate
-        if deflate is None:
-            frames = [_frame(packet) for packet in packets]
-        else:
-            frames = [_deflated_frame(packet, deflate) for packet in packets]
-        left: int | None = try_write(frames)
-        return left
+        if len(packets) == 1:
+            return writer.try_write((self.frame(packets[0]),), on_unsent)
+        return writer.try_write([self.frame(packet) for packet in packets], on_unsent)
 
     async def send(self, packets: Sequence[Packet]) -> None:
         """Write each packet as its own frame, in its own write (many at once: in one).
@@ -318,31 +357,22 @@ class WebSocketTransport:
 
         Cancellation: a cancelled send may have written some of the packets.
         """
-        send_frames = getattr(self.channel, "send_frames", None)
-        if send_frames is not None:
-            if not packets:
-                await send_frames(b"")
-                return
-            deflate = self._deflate
-            if deflate is not None:
-                frames = [_deflated_frame(packet, deflate) for packet in packets]
-                if len(frames) < COALESCE_FROM:
-                    for frame in frames:
-                        await send_frames(frame)
-                else:
-                    await send_frames(b"".join(frames))
-                return
-            # A few packets: one write each, which naive clients that read one frame per
-            # network read (the public protocol test suite's) cannot lose. A backlog: one
-            # write for all, which is what keeps a busy connection cheap.
-            if len(packets) < COALESCE_FROM:
-                for packet in packets:
-                    await send_frames(_frame(packet))
-            else:
-                await send_frames(b"".join([_frame(packet) for packet in packets]))
+        writer = self._frames
+        if writer is None:
+            for packet in packets:
+                await self.channel.send_message(encode_packet(packet))
             return
-        for packet in packets:
-            await self.channel.send_message(encode_packet(packet))
+        if not packets:
+            await writer.send_frames(b"")
+            return
+        # A few packets: one write each, which naive clients that read one frame per
+        # network read (the public protocol test suite's) cannot lose. A backlog: one
+        # write for all, which is what keeps a busy connection cheap.
+        if len(packets) < COALESCE_FROM:
+            for packet in packets:
+                await writer.send_frames(self.frame(packet))
+        else:
+            await writer.send_frames(b"".join([self.frame(packet) for packet in packets]))
 
     async def receive(self) -> Sequence[Packet]:
         """Next packet, as a one-element batch.
@@ -366,7 +396,7 @@ class WebSocketTransport:
 
         Bounded: gives up after one second each; shielded so that closing always happens.
         """
-        if self._final is None and getattr(self.channel, "bounded_close", False):
+        if self._final is None and self.channel.bounded_close:
             await self.channel.aclose()  # bounded and shielded by itself
             return
         with trio.CancelScope(shield=True):
@@ -380,6 +410,8 @@ class WebSocketTransport:
 
 class TrioWebSocketChannel:
     """:class:`WebSocketChannel` over a ``trio_websocket.WebSocketConnection``."""
+
+    bounded_close = False
 
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
         self._ws = ws
@@ -400,3 +432,7 @@ class TrioWebSocketChannel:
 
     async def aclose(self) -> None:
         await self._ws.aclose()
+
+    def frame_writer(self) -> None:
+        """trio-websocket frames each message itself."""
+        return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -32,15 +32,16 @@ from ..protocol.websocket import (
     encode_close,
     encode_frame,
 )
+from ._inline import CORK
 
 __all__ = ["NativeWebSocket"]
 
 log = logging.getLogger("trio_sio.engineio.websocket")
 
 READ_SIZE = 64 * 1024
-#: replies smaller than this (bytes) are left to the send task during a burst of the
-#: client's messages, so that they share writes (see NativeWebSocket.try_write).
-COALESCE_BELOW = 4096
+#: bytes a socket may gather while corked before they are written anyway (see
+#: ``engineio._inline``): a burst's frames share writes of about this size.
+CORK_BYTES = 256 * 1024
 #: seconds the closing handshake may take.
 CLOSE_TIMEOUT = 1.0
 #: read a plain TCP stream's socket directly (see _read_socket): where sockets are files.
@@ -115,9 +116,12 @@ class NativeWebSocket:
     __slots__ = (
         "_close_sent",
         "_closed_reason",
+        "_corked",
+        "_corked_bytes",
         "_decoder",
         "_drain_budget",
         "_drained",
+        "_on_unsent",
         "_peer_done",
         "_receiving",
         "_send_lock",
@@ -160,6 +164,11 @@ class NativeWebSocket:
         # What a direct write (try_write) could not write at once: the next write sends it
         # first.
         self._unsent: bytes | None = None
+        # Frames gathered while corked (see try_write), written by flush_cork; and who to
+        # tell when that write leaves bytes behind.
+        self._corked: list[bytes] | None = None
+        self._corked_bytes = 0
+        self._on_unsent: Callable[[int], None] | None = None
 
     async def get_message(self) -> str | bytes:
         """The next text or binary message.
@@ -234,19 +243,30 @@ class NativeWebSocket:
         """
         await self._write(frames)
 
-    def try_write(self, frames: Sequence[bytes]) -> int | None:
-        """Write already encoded frames now, each in its own write, without waiting, if no
-        other write is under way.
+    def frame_writer(self) -> NativeWebSocket:
+        """This channel takes encoded frames."""
+        return self
+
+    def try_write(
+        self,
+        frames: Sequence[bytes],
+        on_unsent: Callable[[int], None] | None = None,
+        *,
+        cork: bool = True,
+    ) -> int | None:
+        """Write already encoded frames now, without waiting, if no other write is under
+        way; inside a corked coroutine (see ``engineio._inline``), gather them instead: they
+        go out, together, before the coroutine's task yields.
 
         What the socket does not take at once is kept and written first by the next write
-        (:meth:`send_frames` with ``b""`` writes just that).
+        (:meth:`send_frames` with ``b""`` writes just that); when a corked write leaves
+        bytes behind, ``on_unsent`` is called with their number.
 
         Returns:
-            How many bytes were kept (0: all written), or None when nothing was written and
-            nothing kept: another write is under way or waiting, the stream is not a plain
-            TCP socket, the client's next messages are already read (their replies are
-            better written together), or the socket failed (the caller then writes the
-            ordinary way, which meets the error).
+            How many bytes were kept (0: all written or gathered), or None when nothing was
+            taken: another write is under way or waiting, the stream is not a plain TCP
+            socket, or the socket failed (the caller then writes the ordinary way, which
+            meets the error).
 
         Never blocks, never checkpoints.
         """
@@ -255,16 +275,19 @@ class NativeWebSocket:
             return None
         if not self._send_lock.value:  # a write is under way (or waits)
             return None
-        small = len(frames[0]) < COALESCE_BELOW and (
-            len(frames) == 1 or sum(map(len, frames)) < COALESCE_BELOW
-        )
-        if small and self._decoder.frame_ready:
-            # More of the client's messages are already here (a burst): their small replies
-            # go out together, in one write by the send task, instead of one write each.
-            # (A large reply gains nothing from that, and would wait for the burst.)
-            return None
-        if sock.fileno() < 0:
-            return None
+        if cork and CORK.depth:
+            corked = self._corked
+            if corked is None:
+                self._corked = corked = []
+                self._on_unsent = on_unsent
+                CORK.dirty.append(self)
+            corked.extend(frames)
+            self._corked_bytes += sum(map(len, frames)) if len(frames) > 1 else len(frames[0])
+            if self._corked_bytes >= CORK_BYTES:
+                self.flush_cork()
+            return 0
+        if self._corked is not None:  # gathered frames go first (a close frame's case)
+            frames = [*self._take_corked(), *frames]
         for index, frame in enumerate(frames):
             try:
                 sent = write_now(sock, frame)
@@ -277,6 +300,30 @@ class NativeWebSocket:
                 self._unsent = rest
                 return len(rest)
         return 0
+
+    def flush_cork(self) -> None:
+        """Write the frames gathered while corked, in one write. What the socket does not
+        take is kept for the next write, and ``on_unsent`` (of :meth:`try_write`) is told.
+        Never blocks, never checkpoints, never raises."""
+        if self._corked is None:
+            return
+        data = self._take_corked()
+        on_unsent, self._on_unsent = self._on_unsent, None
+        data_bytes = data[0] if len(data) == 1 else b"".join(data)
+        try:
+            sent = write_now(self._socket, data_bytes) if self._socket is not None else 0
+        except OSError:
+            sent = 0  # kept: the next write meets the error
+        if sent < len(data_bytes):
+            self._unsent = data_bytes[sent:]
+            if on_unsent is not None:
+                on_unsent(len(data_bytes) - sent)
+
+    def _take_corked(self) -> list[bytes]:
+        corked = self._corked or []
+        self._corked = None
+        self._corked_bytes = 0
+        return corked
 
     async def aclose(self) -> None:
         """Close: a close frame, then the connection once the client closed its side.
@@ -307,6 +354,8 @@ class NativeWebSocket:
         try:
             if self._close_sent:  # closed while this write waited for the lock
                 raise ConnectionClosed(self._closed_reason or "transport close")
+            if self._corked is not None:  # gathered by this task before this write
+                data = b"".join([*self._take_corked(), data])
             unsent = self._unsent
             if unsent is not None:  # left by a direct write: it goes first
                 self._unsent = None
@@ -325,7 +374,7 @@ class NativeWebSocket:
         if self._close_sent:
             return
         frame = encode_close(code)
-        if self.try_write([frame]) == 0:  # written at once (the common case)
+        if self.try_write([frame], cork=False) == 0:  # written at once (the common case)
             self._close_sent = True
             return
         async with self._send_lock:

@@ -263,6 +263,8 @@ class ASGIWebSocket:
             WebSocket with status 1009.
     """
 
+    bounded_close = False
+
     def __init__(self, receive: Receive, send: Send, max_message_size: int) -> None:
         self._receive = receive
         self._send = send
@@ -320,6 +322,10 @@ class ASGIWebSocket:
             self._closed = self._closed or "transport close"
             self._close_sent = True
             raise ConnectionClosed("transport close") from None
+
+    def frame_writer(self) -> None:
+        """The ASGI server frames each message itself."""
+        return None
 
     async def aclose(self) -> None:
         """Close with status 1000 (once). Shielded, and bounded to one second."""

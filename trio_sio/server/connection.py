@@ -151,15 +151,15 @@ class Connection:
                 for socket in list(self.sockets.values()):
                     await socket._close(reason)
 
-    async def on_message(self, message: str | bytes) -> None:
-        """Decode one Engine.IO message and route its packets (called by the receive task).
+    async def on_message(self, message: str | bytes, reader: Reader) -> None:
+        """Decode one Engine.IO message and route its packets (called by the receive task
+        ``reader``: see ``SessionHandler``).
 
         Blocks while the target socket's event queue is full (backpressure on the reading).
         An event's handler runs here, in the reading task, until it waits for something;
-        reading then goes on in another task (see ``Reader``) and this call returns once
-        the handler is done.
+        reading then goes on in another task (see ``Reader.run_handler``) and this call
+        returns once the handler is done.
         """
-        reader = self.engine.reader  # before any await: the reader calling us
         if not self._started:
             if self._ready is None:
                 self._ready = trio.Event()
@@ -174,7 +174,7 @@ class Connection:
                 if packet is NEED_DATA:
                     return
                 await self._on_packet(packet, reader)
-                if reader is not None and reader.retired:
+                if reader.handed_over:
                     return  # the new reader goes on with the decoder
         except RemoteProtocolError as exc:
             log.info("session %s: bad packet: %s", self.engine.sid, exc)
@@ -196,7 +196,7 @@ class Connection:
         if self.sockets.get(socket.namespace.name) is socket:
             del self.sockets[socket.namespace.name]
 
-    async def _on_packet(self, packet: Packet, reader: Reader | None) -> None:
+    async def _on_packet(self, packet: Packet, reader: Reader) -> None:
         ptype = packet.type
         if ptype is PacketType.EVENT:
             socket = self.sockets.get(packet.namespace)

@@ -12,6 +12,7 @@ import trio
 from .._emitter import event_data
 from .._handlers import Ack, Handler
 from ..adapters.base import BroadcastOptions, RemoteSocket
+from ..engineio._inline import emit_checkpoint
 from ..protocol.engineio import Packet as EnginePacket
 from ..protocol.engineio import PacketType as EnginePacketType
 from ..protocol.engineio import mark_uncompressed
@@ -245,14 +246,27 @@ class Namespace(_HandlerTable):
         """
         group = frames_to_engine(self.server.parser.encode(packet), compress)
         hooks = self._outgoing_hooks
-        for sid in sids:
-            socket = self.sockets.get(sid)
-            if socket is None or not socket.connected:
-                continue
-            if hooks:
-                await socket._notify_outgoing(packet.data)
-            socket._connection.send_group_nowait(group, volatile=volatile, force=not volatile)
-        await trio.lowlevel.checkpoint()
+        sockets = self.sockets
+        if hooks or volatile or self.server._admin is not None:
+            for sid in sids:
+                socket = sockets.get(sid)
+                if socket is None or not socket.connected:
+                    continue
+                if hooks:
+                    await socket._notify_outgoing(packet.data)
+                socket._connection.send_group_nowait(group, volatile=volatile, force=not volatile)
+        else:
+            # The common case, per recipient: one non-blocking write of the frames encoded
+            # above (or, corked, a place in one write after the burst; or a place in its
+            # queue when the socket is busy): no task switch, no per-recipient encoding.
+            for sid in sids:
+                socket = sockets.get(sid)
+                if socket is not None and socket.connected:
+                    try:
+                        socket._engine.send_packets_nowait(group, force=True)
+                    except ConnectionClosed:
+                        pass
+        await emit_checkpoint(len(sids))
 
     async def deliver_with_ack(
         self,

@@ -103,7 +103,7 @@ class Server:
             else connection_state_recovery or None
         )
         self.engine = EngineServer(
-            self._on_engine_connection,
+            None,
             EngineConfig(path=path, **engine_options),
             on_open=self._attach,
         )
@@ -381,9 +381,4 @@ class Server:
         self.engine.shutdown()
 
     def _attach(self, engine: EngineSocket) -> None:
-        connection = Connection(self, engine)
-        engine.context = connection
-        engine.message_handler = connection.on_message
-
-    async def _on_engine_connection(self, engine: EngineSocket) -> None:
-        await engine.context.run()
+        engine.attach(Connection(self, engine))

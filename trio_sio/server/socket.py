@@ -14,7 +14,6 @@ import trio
 from .._acks import AckRegistry, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Ack, Handler, ack_args
-from .._inline import run_inline
 from .._sync import Slots
 from ..adapters.base import BroadcastOptions
 from ..adapters.recovery import RECOVERABLE_REASONS, Session
@@ -93,6 +92,7 @@ class Socket:
         self._pid: str | None = None
         self._recovery_offset: str | None = None
         self._connection = connection
+        self._engine = connection.engine
         self._acks = AckRegistry(namespace.server.max_pending_acks)
         # Events in flight (running, or waiting for their turn); reading pauses at the bound.
         self._in_flight = Slots(namespace.server.max_concurrent_handlers)
@@ -325,7 +325,8 @@ class Socket:
         """An EVENT packet from the client (called by the connection's receive task).
 
         The handler runs here, in the receive task (``reader``), until it waits for
-        something: then a new task reads on, and this one returns once the handler is done.
+        something: then a new task reads on, and this one returns once the handler is done
+        (see ``Reader.run_handler``).
 
         Blocks: while ``max_concurrent_handlers`` events of this socket are in flight, which
         pauses the reading of the whole connection (backpressure); and as long as the
@@ -343,34 +344,10 @@ class Socket:
             self._early.append(packet)
         elif reader is None or self.namespace._is_ordered(str(packet.data[0])):
             await self._start(packet)
-        elif reader.scope is None:
-            # The reader has no scope of its own yet: this handler gets one, and the reader
-            # enters its own from the next packet on (see Reader.scope).
-            reader.wants_scope = True
-            with trio.CancelScope() as scope:
-                self._track(scope)
-                try:
-                    await run_inline(self._dispatch(packet), reader.hand_over)
-                finally:
-                    self._untrack(scope)
-                    in_flight.release()
         else:
-            # No cancel scope of its own (one per event is a tenth of an echo's cost): a
-            # handler that waits is finished by a retired reader, whose scope is then its own.
-            reader_scope = reader.scope
-
-            def hand_over() -> None:
-                reader.hand_over()
-                if reader.retired:
-                    self._track(reader_scope)
-                    if not self.connected:  # gone meanwhile: the sweep of _close missed it
-                        reader_scope.cancel()
-
             try:
-                await run_inline(self._dispatch(packet), hand_over)
+                await reader.run_handler(self._dispatch(packet), self._track, self._untrack)
             finally:
-                if reader.retired:
-                    self._untrack(reader_scope)
                 in_flight.release()
 
     async def _start(self, packet: Packet) -> None:
@@ -417,7 +394,11 @@ class Socket:
                 self._untrack(scope)
 
     def _track(self, scope: trio.CancelScope) -> None:
-        """Cancel ``scope`` when the socket disconnects (until :meth:`_untrack`)."""
+        """Cancel ``scope`` when the socket disconnects (until :meth:`_untrack`); at once if
+        it is disconnected already."""
+        if not self.connected:
+            scope.cancel()
+            return
         scopes = self._background_scopes
         if scopes is None:
             self._background_scopes = {scope}

@@ -1,0 +1,235 @@
+"""The write path, counted rather than timed: what a broadcast costs per recipient in task
+switches and system calls, over real loopback TCP connections.
+
+- A broadcast from a task of the application (a game tick) reaches each idle socket with one
+  non-blocking write from the emitting task: no task switch, one send call per socket.
+- A burst of broadcasts from one handler is corked: each socket gets one write for the
+  whole burst.
+- Replies to the messages of one network read share one write.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket as stdlib_socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+import trio_sio
+from trio_sio.engineio import websocket as websocket_module
+from trio_sio.engineio._inline import SLICE_FRAMES, schedule_point_trap
+
+N = 40
+
+
+class Raw:
+    """A minimal WebSocket client on a blocking socket (frames read in a thread)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = stdlib_socket.create_connection(("127.0.0.1", port))
+        self.buffer = bytearray()
+
+    def handshake(self) -> None:
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.buffer = bytearray(rest)
+        assert self.frame().startswith("0{")
+        self.send("40")
+        assert self.frame().startswith("40{")
+
+    def send(self, text: str) -> None:
+        payload = text.encode()
+        assert len(payload) < 126
+        self.sock.sendall(bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+
+    def frame(self) -> str:
+        while True:
+            if len(self.buffer) >= 2:
+                size, start = self.buffer[1] & 0x7F, 2
+                if size == 126:
+                    (size,) = struct.unpack("!H", self.buffer[2:4])
+                    start = 4
+                if len(self.buffer) >= start + size:
+                    payload = bytes(self.buffer[start : start + size])
+                    del self.buffer[: start + size]
+                    return payload.decode()
+            chunk = self.sock.recv(65536)
+            assert chunk, "closed"
+            self.buffer += chunk
+
+    def frames(self, count: int) -> list[str]:
+        return [self.frame() for _ in range(count)]
+
+
+class Counter(trio.abc.Instrument):
+    """Counts the steps of tasks other than ``me`` while ``on``."""
+
+    def __init__(self, me: trio.lowlevel.Task) -> None:
+        self.me = me
+        self.on = False
+        self.others = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.on and task is not self.me:
+            self.others += 1
+
+
+@asynccontextmanager
+async def served(sio: trio_sio.Server, count: int) -> AsyncIterator[list[Raw]]:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(sio.serve, "127.0.0.1", 0)
+        port = listeners[0].socket.getsockname()[1]
+        clients = [Raw(port) for _ in range(count)]
+        for client in clients:
+            await trio.to_thread.run_sync(client.handshake)
+        while len(sio.main.sockets) < count:
+            await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            yield clients
+        finally:
+            for client in clients:
+                client.sock.close()
+            nursery.cancel_scope.cancel()
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the server WebSockets' non-blocking send calls (one entry per call)."""
+    calls: list[int] = []
+    original: Callable[[Any, bytes], int] = websocket_module.write_now
+
+    def counted(sock: Any, data: bytes) -> int:
+        calls.append(len(data))
+        return original(sock, data)
+
+    monkeypatch.setattr(websocket_module, "write_now", counted)
+    return calls
+
+
+async def test_a_broadcast_to_idle_sockets_makes_no_task_switch_and_one_send_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sio = trio_sio.Server()
+    async with served(sio, N) as clients:
+        writes = count_writes(monkeypatch)
+        counter = Counter(trio.lowlevel.current_task())
+        trio.lowlevel.add_instrument(counter)
+        try:
+            counter.on = True
+            await sio.emit("tick", 1, "hello")
+            counter.on = False
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert counter.others == 0
+        assert len(writes) == N
+        for client in clients:
+            assert await trio.to_thread.run_sync(client.frame) == '42["tick",1,"hello"]'
+
+
+async def test_a_burst_of_broadcasts_from_one_handler_is_one_write_per_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sio = trio_sio.Server()
+    burst = 50
+
+    @sio.on("burst")
+    async def on_burst(socket: trio_sio.Socket, n: int) -> None:
+        for i in range(n):
+            await sio.emit("tick", i)
+
+    async with served(sio, N) as clients:
+        writes = count_writes(monkeypatch)
+        await trio.to_thread.run_sync(clients[0].send, f'42["burst",{burst}]')
+        for client in clients:
+            frames = await trio.to_thread.run_sync(client.frames, burst)
+            assert frames == [f'42["tick",{i}]' for i in range(burst)]
+        assert len(writes) == N
+
+
+async def test_a_long_burst_yields_and_flushes_every_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sio = trio_sio.Server()
+    count = 4
+    burst = 2 * SLICE_FRAMES // count + 10  # a little over two slices of frames
+
+    @sio.on("burst")
+    async def on_burst(socket: trio_sio.Socket, n: int) -> None:
+        for i in range(n):
+            await sio.emit("t", i)
+
+    async with served(sio, count) as clients:
+        writes = count_writes(monkeypatch)
+        await trio.to_thread.run_sync(clients[0].send, f'42["burst",{burst}]')
+        for client in clients:
+            frames = await trio.to_thread.run_sync(client.frames, burst)
+            assert frames == [f'42["t",{i}]' for i in range(burst)]
+        assert len(writes) == 3 * count  # two full slices, then the rest
+
+
+async def test_replies_to_one_read_share_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    sio = trio_sio.Server()
+
+    @sio.on("echo")
+    def echo(socket: trio_sio.Socket, value: int) -> int:
+        return value
+
+    async with served(sio, 1) as (client,):
+        writes = count_writes(monkeypatch)
+        frames = b"".join(
+            bytes((0x81, 0x80 | len(p))) + b"\0\0\0\0" + p
+            for p in (f'42{i}["echo",{i}]'.encode() for i in range(10))
+        )
+        await trio.to_thread.run_sync(client.sock.sendall, frames)
+        replies = await trio.to_thread.run_sync(client.frames, 10)
+        assert replies == [f"43{i}[{i}]" for i in range(10)]
+        assert len(writes) == 1
+
+
+async def test_a_handler_that_waits_flushes_before_it_waits() -> None:
+    sio = trio_sio.Server()
+    release = trio.Event()
+
+    @sio.on("slow")
+    async def slow(socket: trio_sio.Socket) -> None:
+        await socket.emit("before")
+        await release.wait()
+        await socket.emit("after")
+
+    async with served(sio, 1) as (client,):
+        await trio.to_thread.run_sync(client.send, '42["slow"]')
+        assert await trio.to_thread.run_sync(client.frame) == '42["before"]'
+        release.set()
+        assert await trio.to_thread.run_sync(client.frame) == '42["after"]'
+
+
+async def test_trios_schedule_point_trap_is_still_what_we_recognise() -> None:
+    """Inline handlers tell a schedule point from a wait by what Trio yields; if Trio
+    changes its private trap, this fails loudly (everything still works, more slowly)."""
+    trap = schedule_point_trap()
+    assert type(trap) is not object, "trio._core._traps.CancelShieldedCheckpoint is gone"
+    yielded: list[object] = []
+
+    async def probe() -> None:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    coro = probe()
+    yielded.append(coro.send(None))
+    coro.close()
+    assert yielded == [trap]

@@ -1,0 +1,164 @@
+"""Running a coroutine in the calling task, as ``await`` does, with a say in what happens when
+it first waits, and with its writes corked until it yields.
+
+The engine runs a session's reading this way, and the layer above runs an event's handler
+this way inside it, so that the common handler (one that returns, or queues a reply, without
+waiting for anything) costs no task of its own. When the handler does wait (for a database,
+for an ack from the client, for room in a full send queue), the reading must go on
+elsewhere: :func:`run_inline` calls ``on_wait`` just before the first such wait, and the
+caller starts a new reader there. The coroutine itself never moves: it runs to its end in
+the task that started it, as Trio requires.
+
+**Corking.** While a coroutine run here is stepped, what it writes to WebSockets is not
+written at once but gathered per socket (see :class:`Cork`); all of it goes out, one write
+per socket, just before the task yields to the scheduler (or at a bound of bytes per socket).
+A burst of broadcasts from one handler therefore costs one system call per recipient, and
+the replies to the messages of one network read share one write. Nothing corked ever waits
+for a task switch: the cork is empty whenever any other task runs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import types
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Protocol
+
+import trio
+
+__all__ = ["PATIENCE", "CORK", "Cork", "Corkable", "emit_checkpoint", "run_inline"]
+
+
+def schedule_point_trap() -> object:
+    """What Trio's schedule points (``cancel_shielded_checkpoint``, the first half of
+    ``checkpoint``) yield to the scheduler: a coroutine that yields it lets other tasks run
+    but waits for nothing.
+
+    Trio keeps it private, so this is the one place that reaches for it (and a test checks
+    that it is still what ``cancel_shielded_checkpoint`` yields). Without it, every yield
+    counts as a wait, which is as correct and only slower."""
+    try:
+        from trio._core._traps import CancelShieldedCheckpoint  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - depends on Trio's internals
+        return object()
+    return CancelShieldedCheckpoint
+
+
+_SCHEDULE_POINT = schedule_point_trap()
+
+#: schedule points a coroutine may take in the calling task before ``on_wait`` is called
+#: anyway (a handler that computes at length, with checkpoints, then lets reading go on).
+PATIENCE = 4
+
+#: frames a task may cork between two yields: past this, an emit yields (and the yield
+#: flushes), so that a long burst of broadcasts neither holds the loop nor the memory.
+SLICE_FRAMES = 4096
+
+
+class Corkable(Protocol):
+    """A writer that can gather frames while corked (a server WebSocket)."""
+
+    def flush_cork(self) -> None:
+        """Write what was gathered (what the socket does not take is queued). Never
+        blocks, never checkpoints."""
+
+
+class Cork(threading.local):
+    """Per thread: whether a corked coroutine is being stepped, and the writers holding
+    corked frames.
+
+    Attributes:
+        depth: how many drivers of :func:`run_inline` are inside a step (0: writes go out
+            at once).
+        dirty: the writers holding corked frames, in the order they were first corked.
+        frames: frames corked since the last flush (see :data:`SLICE_FRAMES`).
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.dirty: list[Corkable] = []
+        self.frames = 0
+
+    def flush(self) -> None:
+        """Write everything corked, one write per writer. Never blocks."""
+        dirty = self.dirty
+        self.dirty = []
+        self.frames = 0
+        for writer in dirty:
+            writer.flush_cork()
+
+
+#: the cork of the current thread.
+CORK = Cork()
+
+
+async def emit_checkpoint(frames: int = 1) -> None:
+    """The checkpoint an emit ends with.
+
+    Outside a corked coroutine it is Trio's ``checkpoint``. Inside one it checks for
+    cancellation but does not yield, so that the emits of a burst share their writes; after
+    :data:`SLICE_FRAMES` corked frames it yields (and the yield writes them), so that a long
+    burst does not hold the loop.
+    """
+    cork = CORK
+    if not cork.depth:
+        await trio.lowlevel.checkpoint()
+        return
+    cork.frames += frames
+    await trio.lowlevel.checkpoint_if_cancelled()
+    if cork.frames >= SLICE_FRAMES:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+async def run_inline(coro: Coroutine[Any, Any, Any], on_wait: Callable[[], None] | None) -> None:
+    """Run ``coro`` to its end in the calling task, in a copy of the task's context (as a
+    task of its own would: context variables it sets stay its own), corked (see the module's
+    docstring).
+
+    ``on_wait`` (if given) is called once: just before ``coro`` first waits for something
+    other than a schedule point, or before its ``PATIENCE + 1``-th schedule point.
+
+    Blocks: as long as ``coro`` does. Cancellation: as for ``await coro`` (the calling task's
+    cancel scopes apply to it). Exceptions of ``coro`` propagate.
+    """
+    await _drive(coro, contextvars.copy_context(), on_wait)
+
+
+@types.coroutine
+def _drive(
+    coro: Coroutine[Any, Any, Any],
+    context: contextvars.Context,
+    on_wait: Callable[[], None] | None,
+) -> Generator[Any, Any, None]:
+    cork = CORK
+    schedule_points = 0
+    send: Any = None
+    thrown: BaseException | None = None
+    try:
+        while True:
+            cork.depth += 1
+            try:
+                if thrown is None:
+                    msg = context.run(coro.send, send)
+                else:
+                    exc, thrown = thrown, None
+                    msg = context.run(coro.throw, exc)
+            finally:
+                cork.depth -= 1
+                if not cork.depth and cork.dirty:
+                    cork.flush()  # before the task yields, or as the coroutine ends
+            if on_wait is not None:
+                if msg is _SCHEDULE_POINT:
+                    schedule_points += 1
+                if msg is not _SCHEDULE_POINT or schedule_points > PATIENCE:
+                    on_wait()
+                    on_wait = None
+            try:
+                send = yield msg
+            except BaseException as exc:  # thrown in by the scheduler
+                thrown = exc
+    except StopIteration:
+        return
+    finally:
+        coro.close()  # a no-op once it has finished; else (this task abandoned) closes it
