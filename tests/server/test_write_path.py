@@ -24,6 +24,7 @@ import trio
 import trio_sio
 from trio_sio.engineio import websocket as websocket_module
 from trio_sio.engineio._inline import SLICE_FRAMES, schedule_point_trap
+from trio_sio.server.connection import Connection
 
 N = 40
 
@@ -33,6 +34,7 @@ class Raw:
 
     def __init__(self, port: int) -> None:
         self.sock = stdlib_socket.create_connection(("127.0.0.1", port))
+        self.sock.settimeout(10)
         self.buffer = bytearray()
 
     def handshake(self) -> None:
@@ -233,3 +235,52 @@ async def test_trios_schedule_point_trap_is_still_what_we_recognise() -> None:
     yielded.append(coro.send(None))
     coro.close()
     assert yielded == [trap]
+
+
+async def test_reading_pauses_while_handlers_hold_more_than_max_inflight_bytes() -> None:
+    sio = trio_sio.Server(max_inflight_bytes=1000)
+    release = trio.Event()
+    started: list[int] = []
+
+    @sio.on("hold")
+    async def hold(socket: trio_sio.Socket, n: int, pad: str) -> int:
+        started.append(n)
+        await release.wait()
+        return n
+
+    async with served(sio, 1) as (client,):
+        pad = "x" * 100
+        for n in range(12):  # about 120 bytes each: 8 fit in 1,000
+            await trio.to_thread.run_sync(client.send, f'42{n}["hold",{n},"{pad}"]')
+        (engine,) = sio.engine.sessions.values()
+        connection = engine.handler
+        assert isinstance(connection, Connection)
+        with trio.fail_after(10):
+            while connection._room is None:  # until the reading waits for room
+                await trio.sleep(0.01)
+        assert started == list(range(8))
+        release.set()
+        replies = await trio.to_thread.run_sync(client.frames, 12)
+        assert sorted(replies) == sorted(f"43{n}[{n}]" for n in range(12))
+        assert started == list(range(12))
+
+
+async def test_a_middleware_that_waits_does_not_hold_up_the_reading() -> None:
+    sio = trio_sio.Server()
+    admin = sio.of("/admin")
+    release = trio.Event()
+
+    @admin.use
+    async def slow_check(socket: trio_sio.Socket, auth: dict[str, Any]) -> None:
+        await release.wait()
+
+    @sio.on("echo")
+    def echo(socket: trio_sio.Socket, value: int) -> int:
+        return value
+
+    async with served(sio, 1) as (client,):
+        await trio.to_thread.run_sync(client.send, "40/admin,")
+        await trio.to_thread.run_sync(client.send, '421["echo",7]')
+        assert await trio.to_thread.run_sync(client.frame) == "431[7]"  # not held up
+        release.set()
+        assert (await trio.to_thread.run_sync(client.frame)).startswith("40/admin,{")

@@ -65,6 +65,10 @@ class Connection:
         self._close_reason: str | None = None
         #: True once the connection is ending: no new handler starts.
         self.closing = False
+        # Bytes of the messages being handled (see on_message), and the event the reader
+        # waits on while that is over the server's max_inflight_bytes.
+        self._inflight = 0
+        self._room: trio.Event | None = None
         #: the Admin UI's traffic counters, when the server is instrumented
         self._traffic = server._admin.traffic if server._admin is not None else None
         if self._traffic is not None:
@@ -155,7 +159,8 @@ class Connection:
         """Decode one Engine.IO message and route its packets (called by the receive task
         ``reader``: see ``SessionHandler``).
 
-        Blocks while the target socket's event queue is full (backpressure on the reading).
+        Blocks while the target socket's event queue is full, or while the events being
+        handled came in more than ``max_inflight_bytes`` (backpressure on the reading).
         An event's handler runs here, in the reading task, until it waits for something;
         reading then goes on in another task (see ``Reader.run_handler``) and this call
         returns once the handler is done.
@@ -173,7 +178,7 @@ class Connection:
                 packet = decoder.next_packet()
                 if packet is NEED_DATA:
                     return
-                await self._on_packet(packet, reader)
+                await self._on_packet(packet, reader, len(message))
                 if reader.handed_over:
                     return  # the new reader goes on with the decoder
         except RemoteProtocolError as exc:
@@ -196,20 +201,35 @@ class Connection:
         if self.sockets.get(socket.namespace.name) is socket:
             del self.sockets[socket.namespace.name]
 
-    async def _on_packet(self, packet: Packet, reader: Reader) -> None:
+    async def _on_packet(self, packet: Packet, reader: Reader, size: int) -> None:
         ptype = packet.type
         if ptype is PacketType.EVENT:
             socket = self.sockets.get(packet.namespace)
             if socket is None:
                 log.debug("session %s: event for unconnected %s", self.engine.sid, packet.namespace)
                 return
-            await socket._on_event(packet, reader)
+            limit = self.server.max_inflight_bytes
+            while self._inflight and self._inflight + size > limit:
+                # Handlers still hold what earlier events decoded to: read on (events; acks
+                # are never held back) once some let go.
+                self._room = trio.Event()
+                await self._room.wait()
+            self._inflight += size
+            try:
+                await socket._on_event(packet, reader)
+            finally:
+                self._inflight -= size
+                if self._room is not None:
+                    self._room.set()
+                    self._room = None
         elif ptype is PacketType.ACK:
             socket = self.sockets.get(packet.namespace)
             if socket is not None and not socket._acks.resolve(packet.id, packet.data):
                 log.debug("%r: ack %s matches no emit", socket, packet.id)
         elif ptype is PacketType.CONNECT:
-            await self._connect(packet.namespace, packet.data)
+            # Middleware may wait (a database, a token check): reading goes on meanwhile,
+            # so pongs and other namespaces' packets are not held up.
+            await reader.run_handler(self._connect(packet.namespace, packet.data), _keep, _keep)
         elif ptype is PacketType.DISCONNECT:
             socket = self.sockets.get(packet.namespace)
             if socket is not None:
@@ -333,6 +353,11 @@ class Connection:
             secure=head.headers.get("x-forwarded-proto") == "https",
             xdomain="origin" in head.headers,
         )
+
+
+def _keep(scope: trio.CancelScope) -> None:
+    """A CONNECT's middleware ends with the connection, which cancels it: no socket tracks
+    its scope."""
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

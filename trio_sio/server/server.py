@@ -50,6 +50,11 @@ class Server:
             when its last socket leaves, as the JS option of that name does (off by default,
             as in JS: handlers registered on the child itself would be lost).
         max_pending_acks: acks one socket may wait for at once.
+        max_inflight_bytes: bytes (as received) of one connection's messages whose
+            handlers are still running; above it the connection's reading pauses until
+            some finish (one message is always let through). With the decoders' own caps
+            on elements and depth, this bounds what a connection's in-flight work holds
+            in memory after decoding, not only on the wire.
         close_grace: seconds the disconnect handlers get when a connection ends.
         connection_state_recovery: ``True`` or a
             :class:`~trio_sio.adapters.recovery.ConnectionStateRecovery` (its limits) to
@@ -82,6 +87,7 @@ class Server:
         ordered_handlers: bool = False,
         cleanup_empty_child_namespaces: bool = False,
         max_pending_acks: int = 10_000,
+        max_inflight_bytes: int = 1_000_000,
         close_grace: float = 5.0,
         connection_state_recovery: ConnectionStateRecovery | bool = False,
         **engine_options: Any,
@@ -95,6 +101,7 @@ class Server:
         self.ordered_handlers = ordered_handlers
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self.max_pending_acks = max_pending_acks
+        self.max_inflight_bytes = max_inflight_bytes
         self.close_grace = close_grace
         #: the recovery settings (None: off)
         self.connection_state_recovery: ConnectionStateRecovery | None = (
