@@ -101,9 +101,12 @@ class Packet:
     #: the frame for a WebSocket with permessage-deflate agreed (compressed, or the plain
     #: frame below the threshold), cached like ``frame_cache``.
     #:
-    #: These two slots stay unset until needed (read them with ``getattr`` and a default):
+    #: These slots stay unset until needed (read them with ``getattr`` and a default):
     #: an unset slot costs nothing when a packet is made, and a packet is made per message.
     deflate_cache: bytes = field(init=False, repr=False, compare=False)
+    #: the packet's segment of a long-polling body, cached like ``frame_cache`` (a packet
+    #: broadcast to many polling clients is encoded once).
+    segment_cache: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, bytes) and self.type is not PacketType.MESSAGE:
@@ -111,7 +114,7 @@ class Packet:
 
     def __getstate__(self) -> dict[str, object]:
         """For copy and pickle: the slots that are set (unset ones stay unset)."""
-        names = ("type", "data", "frame_cache", "compress", "deflate_cache")
+        names = ("type", "data", "frame_cache", "compress", "deflate_cache", "segment_cache")
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -177,9 +180,14 @@ def decode_packet(frame: str | bytes | bytearray | memoryview) -> Packet:
 
 
 def _encode_for_payload(packet: Packet) -> str:
-    if isinstance(packet.data, bytes):
-        return "b" + base64.b64encode(packet.data).decode("ascii")
-    return f"{int(packet.type)}{packet.data}"
+    segment: str | None = getattr(packet, "segment_cache", None)
+    if segment is None:
+        if isinstance(packet.data, bytes):
+            segment = "b" + base64.b64encode(packet.data).decode("ascii")
+        else:
+            segment = f"{int(packet.type)}{packet.data}"
+        object.__setattr__(packet, "segment_cache", segment)
+    return segment
 
 
 def encode_payload(packets: Iterable[Packet]) -> str:
