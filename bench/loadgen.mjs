@@ -15,7 +15,8 @@
 //              broadcasts sent to node a, deliveries counted per node (rate_a, rate_b, ...)
 //   burst      conns, count, warmups, timeoutMs           42["burst",count] -> count ticks, in order
 //   tick       conns, count, warmups, timeoutMs           42["bcast",i] once all got tick i - 1
-//   (broadcast, burst and tick report us_per_delivery: server CPU time / deliveries)
+//   (broadcast, burst and tick: warmupTimeoutMs bounds the warm-up broadcasts, 10 s unless
+//   given; they report us_per_delivery: server CPU time / deliveries)
 //   rss        conns, concurrency, settleMs               idle connections, server RSS
 //   connects   concurrency, warmupMs, durationMs          handshake + CONNECT "/", then close
 // Every scenario is bounded by hardTimeoutMs (the process exits).
@@ -378,7 +379,7 @@ async function broadcast(kind = "broadcast") {
   for (const conn of conns) perNode[conn.node].expected += count;
   // Warm-up broadcasts (negative numbers), then the measured ones.
   for (let w = 1; w <= warmups; w++) trigger.ws.send(`42["bcast",${-w}]`);
-  const warmDeadline = performance.now() + 10000;
+  const warmDeadline = performance.now() + (cfg.warmupTimeoutMs ?? 10000);
   while (warmDelivered < conns.length * warmups && performance.now() < warmDeadline) await sleep(5);
   await sleep(100);
   const finished = new Promise((resolve) => {
