@@ -13,10 +13,14 @@
 //   broadcast  conns, count, warmups, timeoutMs           42["bcast",i] -> 42["tick",i,"hello"]
 //              with ports [a, b, ...] (a cluster): connections spread over the nodes, the
 //              broadcasts sent to node a, deliveries counted per node (rate_a, rate_b, ...)
+//   burst      conns, count, warmups, timeoutMs           42["burst",count] -> count ticks, in order
+//   tick       conns, count, warmups, timeoutMs           42["bcast",i] once all got tick i - 1
+//   (broadcast, burst and tick: warmupTimeoutMs bounds the warm-up broadcasts, 10 s unless
+//   given; they report us_per_delivery: server CPU time / deliveries)
 //   rss        conns, concurrency, settleMs               idle connections, server RSS
 //   connects   concurrency, warmupMs, durationMs          handshake + CONNECT "/", then close
 // Every scenario is bounded by hardTimeoutMs (the process exits).
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 
@@ -33,7 +37,24 @@ const hardTimer = setTimeout(() => {
 hardTimer.unref();
 
 // -- /proc readings ---------------------------------------------------------------------
+/** CPU time of a process: the sum of its threads' run time in ns (schedstat), so that short
+ * windows are measured exactly (utime + stime come in clock ticks of 10 ms); utime + stime
+ * if schedstat cannot be read. Time of a thread that ends within a window is not counted
+ * (the servers measured here start none then). */
 function cpuSeconds(pid) {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "latin1").split(" ")[0]);
+    }
+    if (Number.isFinite(ns) && ns > 0) return ns / 1e9;
+  } catch {
+    // no schedstat here (or the process is gone): clock ticks below
+  }
+  return cpuTicksSeconds(pid);
+}
+
+function cpuTicksSeconds(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -300,19 +321,30 @@ async function requestAck(kind) {
   return result;
 }
 
-/** One client triggers `count` broadcasts; every connection must get every one. With
- * cfg.ports, the connections are spread over a cluster's nodes and the trigger is on the first
- * node: deliveries are also counted per node, each node's rate over its own time to finish. */
-async function broadcast() {
+/** Broadcasts to every connection; every connection must get every one. Three kinds:
+ *   broadcast  one client sends `count` bcast events at once (each handler emits once)
+ *   burst      one client sends one burst event, n = `count` (one handler emits in a loop)
+ *   tick       one client sends bcast(i), waits until every connection got tick i, then
+ *              sends bcast(i + 1)
+ * Burst and tick must arrive in order at each connection (out_of_order counts those that do
+ * not). With cfg.ports, the connections are spread over a cluster's nodes and the trigger is
+ * on the first node: deliveries are also counted per node, each node's rate over its own time
+ * to finish. */
+async function broadcast(kind = "broadcast") {
   const { conns: n, count } = cfg;
   const warmups = cfg.warmups ?? 3;
   const ports = cfg.ports ?? [cfg.port];
+  const ordered = kind !== "broadcast";
   const nodeOf = (index) => index % ports.length;
   const perNode = ports.map(() => ({ delivered: 0, expected: 0, last: 0 }));
+  const tickGot = new Uint32Array(count); // per tick: how many connections have it
   let delivered = 0;
   let duplicates = 0;
+  let outOfOrder = 0;
   let warmDelivered = 0;
   let allDone = null;
+  let onTickComplete = null; // (i) once every connection got tick i
+  let connected = 0;
   const setup = (conn) => {
     conn.node = ports.indexOf(conn.port);
     conn.seen = new Uint8Array(count);
@@ -329,29 +361,41 @@ async function broadcast() {
         duplicates++;
         return;
       }
+      if (i !== c.got) outOfOrder++;
       c.seen[i] = 1;
       c.got++;
       delivered++;
       const node = perNode[c.node];
       node.delivered++;
       node.last = performance.now();
-      if (delivered === n * count && allDone) allDone();
+      if (++tickGot[i] === connected && onTickComplete) onTickComplete(i);
+      if (delivered === connected * count && allDone) allDone();
     };
   };
   const { conns, failures } = await openMany(n, 100, setup, (index) => ports[nodeOf(index)]);
+  connected = conns.length;
   const total = conns.length * count;
   const trigger = conns.find((c) => c.node === 0) ?? conns[0];
   for (const conn of conns) perNode[conn.node].expected += count;
   // Warm-up broadcasts (negative numbers), then the measured ones.
   for (let w = 1; w <= warmups; w++) trigger.ws.send(`42["bcast",${-w}]`);
-  const warmDeadline = performance.now() + 10000;
+  const warmDeadline = performance.now() + (cfg.warmupTimeoutMs ?? 10000);
   while (warmDelivered < conns.length * warmups && performance.now() < warmDeadline) await sleep(5);
   await sleep(100);
   const finished = new Promise((resolve) => {
     allDone = resolve;
   });
   const window = new CpuWindow();
-  for (let i = 0; i < count; i++) trigger.ws.send(`42["bcast",${i}]`);
+  if (kind === "burst") {
+    trigger.ws.send(`42["burst",${count}]`);
+  } else if (kind === "tick") {
+    onTickComplete = (i) => {
+      if (i + 1 < count) trigger.ws.send(`42["bcast",${i + 1}]`);
+    };
+    trigger.ws.send('42["bcast",0]');
+  } else {
+    for (let i = 0; i < count; i++) trigger.ws.send(`42["bcast",${i}]`);
+  }
   let timer;
   await Promise.race([finished, new Promise((resolve) => (timer = setTimeout(resolve, cfg.timeoutMs ?? 30000)))]);
   clearTimeout(timer);
@@ -369,8 +413,11 @@ async function broadcast() {
     duplicates,
     warmup_delivered: warmDelivered,
     rate: delivered / cpu.seconds,
+    // server CPU time over the window / deliveries (a cluster: all its nodes' CPU time)
+    us_per_delivery: delivered > 0 ? (cpu.server_cpu * cpu.seconds * 1e6) / delivered : null,
     ...cpu,
   };
+  if (ordered) result.out_of_order = outOfOrder;
   if (cfg.ports) {
     perNode.forEach((node, k) => {
       const name = String.fromCharCode(97 + k); // a, b, ...
@@ -447,7 +494,9 @@ async function connects() {
 const scenarios = {
   echo: () => requestAck("echo"),
   binary: () => requestAck("binary"),
-  broadcast,
+  broadcast: () => broadcast("broadcast"),
+  burst: () => broadcast("burst"),
+  tick: () => broadcast("tick"),
   rss,
   connects,
 };

@@ -18,7 +18,8 @@ killed when this script exits (also when it is killed: the children get SIGKILL 
 Needs: Node.js 18+ with ``npm ci --prefix bench``; for python-socketio: ``pip install -r
 bench/requirements.txt``; the Node reference column needs the same npm install (skip it with
 ``--only trio_sio,python-socketio``). ``--profile DIR`` records trio_sio with py-spy. The
-cluster scenario (``redis-broadcast``, not run unless named) needs redis-server.
+cluster scenario (``redis-broadcast``, not run unless named or ``--quick``) needs
+redis-server.
 """
 
 from __future__ import annotations
@@ -71,7 +72,48 @@ OPT_IN = {"redis-broadcast"}
 OPT_IN_SERVERS = {"python-socketio-asyncio"}
 
 
-def scenarios(quick: bool, rss_conns: int) -> dict[str, Scenario]:
+def broadcasts(quick: bool, big: int) -> list[Scenario]:
+    """The broadcast scenarios: 1,000 sockets and ``big`` (10,000 unless the open-files limit
+    is lower) in three patterns (see loadgen.mjs): ``broadcast`` (one client sends that many
+    separate ``bcast`` events), ``burst`` (one ``burst`` event: one handler emits them in a
+    loop) and ``tick`` (``bcast(i)`` once every socket has tick i - 1).
+
+    With 10,000 sockets, 20 broadcasts (10 ticks): at 27ec2b5 trio_sio took about 35 s for
+    20 to 10,000 sockets and 60 s for 10 ticks on a busy 2-core machine; the time limits
+    leave room for that, 3 rounds of 3 servers stay within minutes per scenario.
+    """
+    out = []
+    for suffix, conns, counts, warmups, timeout_ms, hard in (
+        ("", 1000, (100, 100, 100), 3, 30_000, 60),
+        ("10k", big, (20, 20, 10), 2, 120_000, 300),
+    ):
+        for kind, count in zip(("broadcast", "burst", "tick"), counts, strict=True):
+            config = {
+                "scenario": kind,
+                "conns": conns,
+                "count": count,
+                "warmups": warmups,
+                "warmupTimeoutMs": max(10_000, timeout_ms // 4),
+                "timeoutMs": timeout_ms,
+            }
+            if quick:
+                config.update(
+                    conns=50 if suffix == "" else 100,
+                    count=20 if suffix == "" else 5,
+                    warmupTimeoutMs=10_000,
+                    timeoutMs=10_000,
+                )
+            out.append(Scenario(kind + suffix, config, 60 if quick else hard))
+    return out
+
+
+#: Sockets in the 10k scenarios (fewer if the open-files limit is too low for them).
+BIG = 10_000
+#: The scenarios whose result is a broadcast's deliveries (rate, server CPU per delivery).
+BROADCASTS = {"broadcast", "burst", "tick", "broadcast10k", "burst10k", "tick10k"}
+
+
+def scenarios(quick: bool, rss_conns: int, big: int = BIG) -> dict[str, Scenario]:
     warm, window = (100, 300) if quick else (400, 1500)
     conns_echo = 10 if quick else 50
     return {
@@ -99,28 +141,7 @@ def scenarios(quick: bool, rss_conns: int) -> dict[str, Scenario]:
                 },
                 30,
             ),
-            Scenario(
-                "broadcast",
-                {
-                    "scenario": "broadcast",
-                    "conns": 50 if quick else 1000,
-                    "count": 20 if quick else 100,
-                    "warmups": 3,
-                    "timeoutMs": 10000 if quick else 30000,
-                },
-                60,
-            ),
-            Scenario(
-                "broadcast10k",
-                {
-                    "scenario": "broadcast",
-                    "conns": 100 if quick else 10_000,
-                    "count": 5 if quick else 20,
-                    "warmups": 2,
-                    "timeoutMs": 10000 if quick else 60000,
-                },
-                180,
-            ),
+            *broadcasts(quick, big),
             Scenario(
                 "redis-broadcast",
                 {
@@ -517,8 +538,6 @@ class Row:
 
 def rows(quick: bool, rss_conns: int, sizes: dict[str, Scenario]) -> list[Row]:
     e = sizes["echo1"].loadgen["conns"]
-    b = sizes["broadcast"].loadgen
-    b10 = sizes["broadcast10k"].loadgen
     bin_ = sizes["binary"].loadgen
     r = sizes["redis-broadcast"]
     return [
@@ -528,17 +547,10 @@ def rows(quick: bool, rss_conns: int, sizes: dict[str, Scenario]) -> list[Row]:
         Row(f"echo with ack, {e} conns, 8 in flight: acks/s", "echo8", "rate", "k"),
         Row("  p50 latency, ms", "echo8", "p50_ms", ".2f", True),
         Row("  p99 latency, ms", "echo8", "p99_ms", ".2f", True),
-        Row(
-            f"broadcast to {b['conns']:,} sockets ({b['count']} broadcasts): deliveries/s",
-            "broadcast",
-            "rate",
-            "k",
-        ),
-        Row(
-            f"broadcast to {b10['conns']:,} sockets ({b10['count']} broadcasts): deliveries/s",
-            "broadcast10k",
-            "rate",
-            "k",
+        *(
+            row
+            for key in sorted(BROADCASTS, key=list(sizes).index)
+            for row in _broadcast_rows(sizes[key])
         ),
         Row(
             f"idle WebSocket connection ({rss_conns:,} open): KiB of RSS each",
@@ -565,6 +577,35 @@ def rows(quick: bool, rss_conns: int, sizes: dict[str, Scenario]) -> list[Row]:
         # each over its own time to finish; not per CPU (the CPU is both nodes')
         Row("  at the broadcasting node's sockets", r.key, "rate_a", "k", per_cpu=False),
         Row("  at the other node's sockets (through Redis)", r.key, "rate_b", "k", per_cpu=False),
+        Row(
+            "  CPU of both nodes per delivery, us",
+            r.key,
+            "us_per_delivery",
+            ".1f",
+            lower_is_better=True,
+            per_cpu=False,
+        ),
+    ]
+
+
+def _broadcast_rows(scenario: Scenario) -> list[Row]:
+    """A broadcast scenario's rows: deliveries/s, then server CPU per delivery."""
+    n, count = scenario.loadgen["conns"], scenario.loadgen["count"]
+    what = {
+        "broadcast": f"broadcast to {n:,} sockets ({count} bcast events)",
+        "burst": f"burst: one handler emits {count} broadcasts to {n:,} sockets",
+        "tick": f"tick: {count} broadcasts to {n:,} sockets, each once all got the last",
+    }[scenario.loadgen["scenario"]]
+    return [
+        Row(f"{what}: deliveries/s", scenario.key, "rate", "k"),
+        Row(
+            "  server CPU per delivery, us",
+            scenario.key,
+            "us_per_delivery",
+            ".1f",
+            lower_is_better=True,
+            per_cpu=False,
+        ),
     ]
 
 
@@ -697,6 +738,7 @@ def losses(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, int
                     continue
                 total += int(r.get("lost", 0)) + int(r.get("unexpected", 0))
                 total += int(r.get("corrupt", 0)) + int(r.get("duplicates", 0))
+                total += int(r.get("out_of_order", 0))
                 total += int(r.get("incomplete_connections", 0))
         totals[key] = total
     return totals
@@ -714,11 +756,13 @@ def summarize(result: dict[str, Any]) -> str:
         ("mb_per_s", ".0f"),
         ("p50_ms", ".2f"),
         ("p99_ms", ".2f"),
+        ("us_per_delivery", ".1f"),
         ("kib_per_conn", ".1f"),
         ("connections", "d"),
         ("lost", "d"),
         ("lost_a", "d"),
         ("lost_b", "d"),
+        ("out_of_order", "d"),
         ("server_cpu", ".0%"),
         ("redis_cpu", ".0%"),
         ("server_core_busy", ".0%"),
@@ -757,6 +801,8 @@ def _cores(no_pin: bool) -> tuple[int | None, int | None, str]:
 
 
 def _raise_fd_limit(wanted: int) -> tuple[int, str]:
+    """Raise the soft open-files limit toward the hard one (every child inherits it); return
+    how many connections one process can then hold (at most ``wanted``) and a note."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted + 1000)
     if target > soft:
@@ -764,10 +810,7 @@ def _raise_fd_limit(wanted: int) -> tuple[int, str]:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     usable = max(100, min(wanted, soft - 200))
-    note = f"open files: soft limit {soft}, hard limit {hard}"
-    if usable < wanted:
-        note += f"; only {usable} idle connections instead of {wanted}"
-    return usable, note
+    return usable, f"open files: soft limit {soft}, hard limit {hard}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -781,9 +824,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scenarios",
-        help="comma-separated: echo1,echo8,broadcast,broadcast10k,rss,connects,binary (the"
-        " default), and"
-        " redis-broadcast (2 nodes sharing a redis-server; only when named)",
+        help="comma-separated: echo1,echo8,broadcast,burst,tick,broadcast10k,burst10k,tick10k,"
+        "rss,connects,binary (the default), and redis-broadcast (2 nodes sharing a"
+        " redis-server; only when named, or with --quick)",
     )
     parser.add_argument("--rss-conns", type=int, help="idle connections (default 10000)")
     parser.add_argument("--json", type=Path, help="write every run's results to this file")
@@ -797,9 +840,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     started = time.monotonic()
     rss_wanted = args.rss_conns or (200 if args.quick else 10_000)
-    rss_conns, fd_note = _raise_fd_limit(rss_wanted)
-    sizes = scenarios(args.quick, rss_conns)
-    keys = args.scenarios.split(",") if args.scenarios else [k for k in sizes if k not in OPT_IN]
+    usable, fd_note = _raise_fd_limit(max(rss_wanted, BIG))
+    rss_conns, big = min(rss_wanted, usable), min(BIG, usable)
+    if rss_conns < rss_wanted:
+        fd_note += f"; only {rss_conns} idle connections instead of {rss_wanted}"
+    if big < BIG and not args.quick:
+        fd_note += f"; the 10k scenarios with only {big} sockets"
+    sizes = scenarios(args.quick, rss_conns, big)
+    if args.scenarios:
+        keys = args.scenarios.split(",")
+    elif args.quick:  # the smoke run: every scenario (those that cannot run say why)
+        keys = list(sizes)
+    else:
+        keys = [k for k in sizes if k not in OPT_IN]
     unknown = [k for k in keys if k not in sizes]
     if unknown:
         parser.error(f"unknown scenarios: {unknown}")

@@ -9,6 +9,7 @@
 //     echo(data)  -> acks data
 //     bin(data)   -> acks data
 //     bcast(i)    -> io.emit("tick", i, "hello")
+//     burst(n)    -> the same for i = 0 .. n - 1, in a loop in that one handler
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
@@ -37,6 +38,9 @@ io.on("connection", (socket) => {
   });
   socket.on("bcast", (i) => {
     io.emit("tick", i, "hello");
+  });
+  socket.on("burst", (n) => {
+    for (let i = 0; i < n; i++) io.emit("tick", i, "hello");
   });
 });
 

@@ -9,6 +9,7 @@ closes or the process is terminated. Same events as ``trio_sio_server.py``:
     echo(data)   -> acks ``data``
     bin(data)    -> acks ``data``
     bcast(i)     -> ``await sio.emit("tick", i, "hello")`` to every socket of "/"
+    burst(n)     -> the same for i = 0 .. n - 1, in a loop in that one handler
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def make_app() -> Any:
     @sio.on("bcast")
     async def bcast(sid: str, i: Any) -> None:
         await sio.emit("tick", (i, "hello"))
+
+    @sio.on("burst")
+    async def burst(sid: str, n: int) -> None:
+        for i in range(n):
+            await sio.emit("tick", (i, "hello"))
 
     return socketio.ASGIApp(sio)
 

@@ -8,6 +8,7 @@ process is terminated. Events (the same on every benchmark server):
     echo(data)   -> acks ``data``
     bin(data)    -> acks ``data`` (a binary attachment comes back as one)
     bcast(i)     -> ``await sio.emit("tick", i, "hello")`` to every socket of "/"
+    burst(n)     -> the same for i = 0 .. n - 1, in a loop in that one handler
 
 With ``--redis URL`` it is one node of a cluster (the Redis adapter): ``bcast`` reaches the
 sockets of every node.
@@ -46,6 +47,11 @@ def make_server(redis: str | None = None) -> trio_sio.Server:
     @sio.on("bcast")
     async def bcast(socket: trio_sio.Socket, i: Any) -> None:
         await sio.emit("tick", i, "hello")
+
+    @sio.on("burst")
+    async def burst(socket: trio_sio.Socket, n: int) -> None:
+        for i in range(n):
+            await sio.emit("tick", i, "hello")
 
     return sio
 

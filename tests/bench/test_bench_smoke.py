@@ -1,8 +1,10 @@
-"""Smoke run of the benchmark: ``bench/run.py --quick --only trio_sio`` completes, every
-scenario reports a result, and nothing is lost. No timing is asserted here.
+"""Smoke run of the benchmark: ``bench/run.py --quick --only trio_sio`` runs every scenario,
+each reports a complete result, and nothing is lost, duplicated or out of order. No timing
+is asserted here.
 
-Needs ``node`` and ``npm ci --prefix bench``; skipped without them, except under CI (``CI``
-set and not ``false``/``0``), where that is an error.
+Needs ``node`` and ``npm ci --prefix bench``, and ``redis-server`` for the cluster scenario;
+skipped without them, except under CI (``CI`` set and not ``false``/``0``), where that is an
+error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
-SCENARIOS = {"echo1", "echo8", "broadcast", "broadcast10k", "rss", "connects", "binary"}
+SCENARIOS = {"echo1", "echo8", "rss", "connects", "binary", "redis-broadcast"}
+#: every connection of these must get every broadcast (burst and tick: in order)
+BROADCASTS = {"broadcast", "burst", "tick", "broadcast10k", "burst10k", "tick10k"}
+ORDERED = {"burst", "tick", "burst10k", "tick10k"}
 
 
 def _in_ci() -> bool:
@@ -31,6 +36,8 @@ def _require_node_modules() -> None:
         reason = "node is not installed"
     elif not (BENCH / "node_modules" / "ws" / "package.json").is_file():
         reason = "bench/node_modules is missing: run `npm ci --prefix bench`"
+    elif shutil.which("redis-server") is None:
+        reason = "redis-server is not installed (the redis-broadcast scenario needs it)"
     if reason is not None:
         if _in_ci():
             pytest.fail(f"benchmark smoke test cannot run under CI: {reason}", pytrace=False)
@@ -52,7 +59,7 @@ def test_quick_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["servers"] == ["trio_sio"]
     runs = report["results"]["trio_sio"]
-    assert set(runs) == SCENARIOS
+    assert set(runs) == SCENARIOS | BROADCASTS
     for scenario, results in runs.items():
         assert results, scenario
         for result in results:
@@ -61,12 +68,23 @@ def test_quick_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
             assert not result.get("unexpected") and not result.get("duplicates"), result
             assert not result.get("corrupt"), (scenario, result)
             assert result.get("connect_failures", 0) == 0, (scenario, result)
-    broadcast = runs["broadcast"][0]
-    assert broadcast["delivered"] == broadcast["expected"] > 0
-    assert broadcast["incomplete_connections"] == 0
+    for scenario in BROADCASTS | {"redis-broadcast"}:
+        result = runs[scenario][0]
+        assert result["connections"] > 0, (scenario, result)
+        assert result["delivered"] == result["expected"], (scenario, result)
+        assert result["expected"] == result["connections"] * result["broadcasts"] > 0, result
+        assert result["incomplete_connections"] == 0, (scenario, result)
+        assert "us_per_delivery" in result, (scenario, result)
+    for scenario in ORDERED:
+        assert runs[scenario][0]["out_of_order"] == 0, (scenario, runs[scenario][0])
+    cluster = runs["redis-broadcast"][0]
+    assert cluster["lost_a"] == cluster["lost_b"] == 0, cluster
+    assert cluster["delivered_a"] > 0 and cluster["delivered_b"] > 0, cluster
     assert runs["rss"][0]["alive"] == runs["rss"][0]["connections"] > 0
     assert report["lost"] == {"trio_sio": 0}
     assert "| metric |" in proc.stdout  # the markdown table
+    assert "burst: one handler emits" in proc.stdout
+    assert "server CPU per delivery, us" in proc.stdout
 
 
 def test_framing_comparison_runs_and_checks_its_outputs() -> None:
