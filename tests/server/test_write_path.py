@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 
 import trio_sio
+from trio_sio.engineio import _inline as inline_module
 from trio_sio.engineio import websocket as websocket_module
 from trio_sio.engineio._inline import SLICE_FRAMES, schedule_point_trap
 from trio_sio.server.connection import Connection
@@ -164,12 +166,45 @@ async def test_a_burst_of_broadcasts_from_one_handler_is_one_write_per_socket(
         assert len(writes) == N
 
 
-async def test_a_long_burst_yields_and_flushes_every_slice(
+async def test_a_long_burst_lets_others_run_at_each_slice_and_still_writes_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sio = trio_sio.Server()
     count = 4
     burst = 2 * SLICE_FRAMES // count + 10  # a little over two slices of frames
+    others_ran: list[int] = []
+
+    @sio.on("burst")
+    async def on_burst(socket: trio_sio.Socket, n: int) -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await trio.lowlevel.checkpoint()
+
+        socket.start_soon(ticker)  # runs only when the burst yields
+        for i in range(n):
+            await sio.emit("t", i)
+        others_ran.append(ticks)
+
+    async with served(sio, count) as clients:
+        writes = count_writes(monkeypatch)
+        await trio.to_thread.run_sync(clients[0].send, f'42["burst",{burst}]')
+        for client in clients:
+            frames = await trio.to_thread.run_sync(client.frames, burst)
+            assert frames == [f'42["t",{i}]' for i in range(burst)]
+        assert others_ran and others_ran[0] >= 2  # the loop was not held
+        assert len(writes) == count  # yet one write per socket
+
+
+async def test_a_very_long_burst_is_written_every_flush_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inline_module, "FLUSH_FRAMES", 100)
+    sio = trio_sio.Server()
+    count, burst = 4, 100
 
     @sio.on("burst")
     async def on_burst(socket: trio_sio.Socket, n: int) -> None:
@@ -182,7 +217,7 @@ async def test_a_long_burst_yields_and_flushes_every_slice(
         for client in clients:
             frames = await trio.to_thread.run_sync(client.frames, burst)
             assert frames == [f'42["t",{i}]' for i in range(burst)]
-        assert len(writes) == 3 * count  # two full slices, then the rest
+        assert len(writes) == 4 * count  # every 25 broadcasts (100 frames)
 
 
 async def test_replies_to_one_read_share_one_write(monkeypatch: pytest.MonkeyPatch) -> None:

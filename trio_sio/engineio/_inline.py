@@ -51,9 +51,12 @@ _SCHEDULE_POINT = schedule_point_trap()
 #: anyway (a handler that computes at length, with checkpoints, then lets reading go on).
 PATIENCE = 4
 
-#: frames a task may cork between two yields: past this, an emit yields (and the yield
-#: flushes), so that a long burst of broadcasts neither holds the loop nor the memory.
+#: frames a task may cork between two yields: past this, an emit yields, so that a long
+#: burst of broadcasts does not hold the loop (what is corked stays corked across that
+#: yield, so that each socket still gets few writes for the whole burst).
 SLICE_FRAMES = 4096
+#: frames corked at most before they are written, even in the middle of a burst.
+FLUSH_FRAMES = 65536
 
 
 class Corkable(Protocol):
@@ -72,13 +75,18 @@ class Cork(threading.local):
         depth: how many drivers of :func:`run_inline` are inside a step (0: writes go out
             at once).
         dirty: the writers holding corked frames, in the order they were first corked.
-        frames: frames corked since the last flush (see :data:`SLICE_FRAMES`).
+        frames: frames corked since the last flush (see :data:`FLUSH_FRAMES`).
+        slice: frames corked since the corking task last yielded (see :data:`SLICE_FRAMES`).
+        holder: the task that yields in the middle of a burst without writing what it
+            corked (any other task's yield writes it all).
     """
 
     def __init__(self) -> None:
         self.depth = 0
         self.dirty: list[Corkable] = []
         self.frames = 0
+        self.slice = 0
+        self.holder: trio.lowlevel.Task | None = None
 
     def flush(self) -> None:
         """Write everything corked, one write per writer. Never blocks."""
@@ -106,9 +114,17 @@ async def emit_checkpoint(frames: int = 1) -> None:
         await trio.lowlevel.checkpoint()
         return
     cork.frames += frames
+    cork.slice += frames
     await trio.lowlevel.checkpoint_if_cancelled()
-    if cork.frames >= SLICE_FRAMES:
-        await trio.lowlevel.cancel_shielded_checkpoint()
+    if cork.frames >= FLUSH_FRAMES:
+        cork.flush()
+    if cork.slice >= SLICE_FRAMES:
+        cork.slice = 0
+        cork.holder = trio.lowlevel.current_task()
+        try:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            cork.holder = None
 
 
 async def run_inline(coro: Coroutine[Any, Any, Any], on_wait: Callable[[], None] | None) -> None:
@@ -146,8 +162,14 @@ def _drive(
                     msg = context.run(coro.throw, exc)
             finally:
                 cork.depth -= 1
-                if not cork.depth and cork.dirty:
-                    cork.flush()  # before the task yields, or as the coroutine ends
+                # Before the task yields, or as the coroutine ends; not at the slices of a
+                # burst (see emit_checkpoint).
+                if (
+                    not cork.depth
+                    and cork.dirty
+                    and (cork.holder is None or cork.holder is not trio.lowlevel.current_task())
+                ):
+                    cork.flush()
             if on_wait is not None:
                 if msg is _SCHEDULE_POINT:
                     schedule_points += 1
