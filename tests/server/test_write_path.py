@@ -195,7 +195,7 @@ async def test_a_long_burst_lets_others_run_at_each_slice_and_still_writes_once(
         for client in clients:
             frames = await trio.to_thread.run_sync(client.frames, burst)
             assert frames == [f'42["t",{i}]' for i in range(burst)]
-        assert others_ran and others_ran[0] >= 2  # the loop was not held
+        assert others_ran and others_ran[0] >= 1  # the loop was not held
         assert len(writes) == count  # yet one write per socket
 
 
