@@ -319,3 +319,30 @@ async def test_a_middleware_that_waits_does_not_hold_up_the_reading() -> None:
         assert await trio.to_thread.run_sync(client.frame) == "431[7]"  # not held up
         release.set()
         assert (await trio.to_thread.run_sync(client.frame)).startswith("40/admin,{")
+
+
+async def test_a_handler_emitting_to_its_socket_in_a_long_loop_lets_others_run() -> None:
+    sio = trio_sio.Server()
+    others_ran: list[int] = []
+
+    @sio.on("many")
+    async def many(socket: trio_sio.Socket, n: int) -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await trio.lowlevel.checkpoint()
+
+        socket.start_soon(ticker)
+        for i in range(n):
+            await socket.emit("m", i)
+        others_ran.append(ticks)
+
+    async with served(sio, 1) as (client,):
+        n = 2 * SLICE_FRAMES + 10
+        await trio.to_thread.run_sync(client.send, f'42["many",{n}]')
+        frames = await trio.to_thread.run_sync(client.frames, n)
+        assert frames == [f'42["m",{i}]' for i in range(n)]
+        assert others_ran and others_ran[0] >= 1

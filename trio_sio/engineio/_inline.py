@@ -96,6 +96,26 @@ class Cork(threading.local):
         for writer in dirty:
             writer.flush_cork()
 
+    def count(self, frames: int) -> bool:
+        """Count ``frames`` just corked: write everything every :data:`FLUSH_FRAMES`; return
+        whether the task should yield now (every :data:`SLICE_FRAMES`: see
+        :meth:`slice_yield`). Never blocks."""
+        self.frames += frames
+        self.slice += frames
+        if self.frames >= FLUSH_FRAMES:
+            self.flush()
+        return self.slice >= SLICE_FRAMES
+
+    async def slice_yield(self) -> None:
+        """Let other tasks run without writing what this task corked (any other task's
+        yield writes it, and so does this task's next real wait)."""
+        self.slice = 0
+        self.holder = trio.lowlevel.current_task()
+        try:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self.holder = None
+
 
 #: the cork of the current thread.
 CORK = Cork()
@@ -113,18 +133,9 @@ async def emit_checkpoint(frames: int = 1) -> None:
     if not cork.depth:
         await trio.lowlevel.checkpoint()
         return
-    cork.frames += frames
-    cork.slice += frames
     await trio.lowlevel.checkpoint_if_cancelled()
-    if cork.frames >= FLUSH_FRAMES:
-        cork.flush()
-    if cork.slice >= SLICE_FRAMES:
-        cork.slice = 0
-        cork.holder = trio.lowlevel.current_task()
-        try:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        finally:
-            cork.holder = None
+    if cork.count(frames):
+        await cork.slice_yield()
 
 
 async def run_inline(coro: Coroutine[Any, Any, Any], on_wait: Callable[[], None] | None) -> None:

@@ -378,10 +378,13 @@ class EngineSocket:
                 self._room = trio.Event()
             await self._room.wait()
         self._enqueue(packets, direct=True)
-        if not CORK.depth:
+        cork = CORK
+        if not cork.depth:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        # else corked (see _inline): no yield, so that what the caller writes next shares
-        # this write; the caller's emit ends with emit_checkpoint, which bounds that.
+        elif cork.count(len(packets)):
+            # Corked (see _inline): no yield but every SLICE_FRAMES, so that what the
+            # caller writes next shares this write.
+            await cork.slice_yield()
 
     def send_packets_nowait(self, packets: Sequence[Packet], *, force: bool = False) -> None:
         """Like :meth:`send_packets`, without blocking.
