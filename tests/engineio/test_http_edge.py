@@ -25,6 +25,7 @@ from trio_sio.engineio import (
     RequestHead,
 )
 from trio_sio.engineio.memory import http_request, request_head
+from trio_sio.frontends.standalone import serve
 
 Q = "/engine.io/?EIO=4&transport=polling"
 WS = "/engine.io/?EIO=4&transport=websocket"
@@ -412,3 +413,32 @@ def test_forwarded_for_ignored_without_trusted_proxies() -> None:
     head = request_head("GET", Q, {"X-Forwarded-For": "203.0.113.7"}, client=("10.0.0.2", 1))
     assert server.client_address(head) == "10.0.0.2"
     assert server.client_address(request_head("GET", Q, client=None)) is None
+
+
+# -- the standalone front end's 101 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["native", "trio-websocket"])
+async def test_standalone_websocket_accept_carries_hook_headers(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    server = EngineServer(echo, websocket=backend, close_timeout=0.1)
+    server.on("initial_headers", lambda headers, head: headers.append(("X-Initial", "yes")))
+    server.on("headers", lambda headers, head: headers.append(("X-Every", head.path)))
+    listeners = await nursery.start(serve, server, "127.0.0.1", 0)
+    port = listeners[0].socket.getsockname()[1]
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(
+            f"GET {WS} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(4096)
+        await stream.aclose()
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 101 ")
+    assert b"\r\nx-initial: yes" in head
+    assert b"\r\nx-every: /engine.io/" in head
