@@ -234,7 +234,7 @@ BAD_REQUESTS = {
     "malformed-origin": (get(POLL, "Origin: http://["), b"403"),
     "malformed-origin-preflight": (
         b"OPTIONS " + POLL.encode() + b" HTTP/1.1\r\nHost: x\r\nOrigin: http://[\r\n\r\n",
-        b"403",
+        b"204",  # as the npm cors package answers: without Access-Control-Allow-Origin
     ),
     "unparsable-target": (get("//[/"), b"400"),
     "unparsable-absolute-target": (get("http://[/engine.io/"), b"400"),

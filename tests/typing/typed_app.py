@@ -15,6 +15,12 @@ import trio
 
 import trio_sio
 from trio_sio.client import Connector
+from trio_sio.engineio import (
+    AllowRequest,
+    CookieOptions,
+    EngineConnectionError,
+    RequestHead,
+)
 
 TOKEN = "s3cret"
 
@@ -106,6 +112,42 @@ class Session:
     got_ack: trio.Event = field(default_factory=trio.Event)
     got_message: trio.Event = field(default_factory=trio.Event)
     got_said: trio.Event = field(default_factory=trio.Event)
+
+
+def create_edge_server() -> tuple[trio_sio.Server, list[int]]:
+    """A server with the HTTP edge set up: CORS by function, a cookie, a refusal reason,
+    header and connection_error hooks, the client's address behind a proxy."""
+
+    def origin_allowed(origin: str) -> bool:
+        return origin.endswith(".example.com")
+
+    def check(head: RequestHead) -> bool | str:
+        return head.query.get("token") == TOKEN or "invalid token"
+
+    allow: AllowRequest = check
+    sio = trio_sio.Server(
+        cors_allowed_origins=origin_allowed,
+        cors_exposed_headers=["x-session"],
+        cookie=CookieOptions(name="lb", secure=True, same_site="None"),
+        allow_request=allow,
+        trusted_proxies=["10.0.0.0/8"],
+    )
+    codes: list[int] = []
+
+    @sio.engine.on("initial_headers")
+    def initial(headers: list[tuple[str, str]], head: RequestHead) -> None:
+        headers.append(("X-Session", head.query.get("sid") or "new"))
+
+    @sio.engine.on("connection_error")
+    def refused(error: EngineConnectionError) -> None:
+        codes.append(int(error.code))
+
+    @sio.on("whoami")
+    def whoami(socket: trio_sio.Socket) -> list[str | None]:
+        peer = socket.request.client
+        return [socket.handshake.address, peer[0] if peer else None]
+
+    return sio, codes
 
 
 async def run_client(

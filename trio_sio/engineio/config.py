@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 from ..protocol.deflate import DeflateOptions
 from ..protocol.engineio import Transport
 from ._compression import HttpCompression
 
-__all__ = ["EngineConfig", "HttpResponse", "RequestHead"]
+__all__ = [
+    "AllowRequest",
+    "CookieOptions",
+    "EngineConfig",
+    "HttpResponse",
+    "OriginSetting",
+    "RequestHead",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +42,78 @@ class RequestHead:
     client: tuple[str, int] | None = None
 
 
-AllowRequest = Callable[[RequestHead], Awaitable[bool] | bool]
+#: ``allow_request(head)``: True accepts the handshake; False refuses it with 403 and
+#: ``{"code": 4, "message": "Forbidden"}``; a string refuses it with that string as the
+#: message. It may be sync or async.
+AllowRequest = Callable[[RequestHead], Awaitable[bool | str] | bool | str]
+
+#: The origins CORS allows: ``"*"``, one origin, a compiled regex (the whole origin must
+#: match), a sequence of these, or ``fn(origin) -> bool`` (sync or async).
+OriginSetting = (
+    str
+    | re.Pattern[str]
+    | Sequence[str | re.Pattern[str]]
+    | Callable[[str], Awaitable[bool] | bool]
+)
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_ATTRIBUTE = re.compile(r"[\x21-\x3a\x3c-\x7e]+")  # visible ASCII but ";"
+
+
+@dataclass(frozen=True, slots=True)
+class CookieOptions:
+    """The cookie the handshake response sets, holding the session id (for sticky sessions
+    behind a load balancer). The defaults are those of the JS server's ``cookie: true``.
+
+    Attributes:
+        name: the cookie's name.
+        path: its ``Path`` (None: no ``Path`` attribute).
+        http_only: ``HttpOnly`` (the page's scripts cannot read it).
+        same_site: ``"Strict"``, ``"Lax"``, ``"None"`` or None (no attribute).
+            ``"None"`` needs ``secure=True``: browsers drop the cookie otherwise.
+        secure: ``Secure`` (sent over HTTPS only).
+        domain: its ``Domain``, if any.
+        max_age: its ``Max-Age`` in seconds (None: a session cookie).
+    """
+
+    name: str = "io"
+    path: str | None = "/"
+    http_only: bool = True
+    same_site: Literal["Strict", "Lax", "None"] | None = "Lax"
+    secure: bool = False
+    domain: str | None = None
+    max_age: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _TOKEN.fullmatch(self.name):
+            raise ValueError(f"invalid cookie name: {self.name!r}")
+        for value in (self.path, self.domain):
+            if value is not None and not _ATTRIBUTE.fullmatch(value):
+                raise ValueError(f"invalid cookie attribute: {value!r}")
+        if self.same_site not in ("Strict", "Lax", "None", None):
+            raise ValueError("same_site must be 'Strict', 'Lax', 'None' or None")
+        if self.same_site == "None" and not self.secure:
+            raise ValueError("same_site='None' needs secure=True (browsers drop it otherwise)")
+        if self.max_age is not None and self.max_age < 0:
+            raise ValueError("max_age must be >= 0")
+
+    def header(self, value: str) -> str:
+        """The ``Set-Cookie`` header's value for a cookie holding ``value`` (attributes in
+        the order the JS server writes them)."""
+        parts = [f"{self.name}={value}"]
+        if self.max_age is not None:
+            parts.append(f"Max-Age={self.max_age}")
+        if self.domain is not None:
+            parts.append(f"Domain={self.domain}")
+        if self.path is not None:
+            parts.append(f"Path={self.path}")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.secure:
+            parts.append("Secure")
+        if self.same_site is not None:
+            parts.append(f"SameSite={self.same_site}")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +127,31 @@ class EngineConfig:
         max_http_buffer_size: the largest HTTP body or WebSocket message accepted (``maxPayload``).
         transports: the transports accepted, in the order offered.
         allow_upgrades: offer the polling→WebSocket upgrade.
-        cors_allowed_origins: ``None`` allows the same origin only; ``"*"`` any origin
-            (without credentials); a sequence lists the origins allowed (with credentials).
-            Requests without an ``Origin`` header (non-browser clients) are always allowed.
-        allow_request: an optional hook called with every handshake request; returning False
-            refuses it with 403. It may be sync or async.
-        cookie: when set, the handshake response sets a cookie of that name holding the sid.
+        cors_allowed_origins: ``None`` allows the same origin only; ``"*"`` any origin;
+            otherwise one origin, a compiled regex (``re.fullmatch``), a sequence of these,
+            or a function ``fn(origin) -> bool`` (sync or async), asked on every request
+            that has an ``Origin`` header. Requests without one (non-browser clients) are
+            always allowed; a request from an origin not allowed is refused with 403.
+        cors_credentials: send ``Access-Control-Allow-Credentials: true``. None (the
+            default): yes unless ``cors_allowed_origins`` is ``"*"``. With ``"*"`` and
+            credentials, the request's origin is sent back (browsers refuse ``*`` with
+            credentials).
+        cors_allowed_headers: the request headers a preflight allows; None sends back
+            those the preflight asks for (as the ``cors`` package of npm does).
+        cors_exposed_headers: the response headers the page's scripts may read.
+        cors_max_age: seconds a browser may cache a preflight's answer (None: no
+            ``Access-Control-Max-Age``, the browser's default).
+        cors_methods: the methods a preflight allows.
+        allow_request: an optional hook called with every handshake request (see
+            :data:`AllowRequest`): False refuses it with 403, a string refuses it with
+            that message.
+        cookie: when set, the handshake response sets a cookie holding the sid: a name (with
+            the other attributes as :class:`CookieOptions` has them), True (the cookie
+            ``io``), or a :class:`CookieOptions`.
+        trusted_proxies: addresses or networks (``"10.0.0.0/8"``) of the reverse proxies in
+            front of the server. A request from one of them has its client address taken
+            from ``X-Forwarded-For`` (the last address there that is not itself a trusted
+            proxy); from anyone else the header is ignored.
         max_buffer_bytes: the bound of a session's send queue, in bytes of message data
             (characters for text) queued or being written. Over it, ``send()`` waits and
             ``send_nowait()`` raises ``trio.WouldBlock``; a forced send (a broadcast) is still
@@ -105,9 +203,15 @@ class EngineConfig:
     max_http_buffer_size: int = 1_000_000
     transports: Sequence[Transport] = (Transport.POLLING, Transport.WEBSOCKET)
     allow_upgrades: bool = True
-    cors_allowed_origins: str | Sequence[str] | None = None
+    cors_allowed_origins: OriginSetting | None = None
+    cors_credentials: bool | None = None
+    cors_allowed_headers: Sequence[str] | None = None
+    cors_exposed_headers: Sequence[str] = ()
+    cors_max_age: int | None = None
+    cors_methods: Sequence[str] = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE")
     allow_request: AllowRequest | None = None
-    cookie: str | None = None
+    cookie: str | bool | CookieOptions | None = None
+    trusted_proxies: Sequence[str] = ()
     max_buffer_bytes: int = 1_000_000
     slow_consumer_grace: float = 10.0
     message_queue_size: int = 64
@@ -140,38 +244,29 @@ class EngineConfig:
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
 
-    def origin_allowed(self, head: RequestHead) -> bool:
-        """True when the request's ``Origin`` (if any) may use this server."""
-        origin = head.headers.get("origin")
-        if origin is None:
-            return True
-        allowed = self.cors_allowed_origins
-        if allowed == "*":
-            return True
-        if allowed is None:
-            host = head.headers.get("host")
-            try:
-                netloc = urlsplit(origin).netloc
-            except ValueError:  # a malformed Origin ("http://[") is no origin of ours
-                return False
-            return host is not None and netloc == host
-        if isinstance(allowed, str):
-            return origin == allowed
-        return origin in allowed
+        if self.cors_max_age is not None and self.cors_max_age < 0:
+            raise ValueError("cors_max_age must be >= 0")
+        if isinstance(self.cors_allowed_headers, str) or isinstance(self.cors_exposed_headers, str):
+            raise ValueError("cors_allowed_headers and cors_exposed_headers are lists of names")
+        self.cookie_options()  # raises if malformed
+        self.proxy_networks()
 
-    def cors_headers(self, head: RequestHead) -> list[tuple[str, str]]:
-        """The CORS response headers for a request: empty without an ``Origin`` header or
-        for an origin that is not allowed (an error answer never grants it access)."""
-        origin = head.headers.get("origin")
-        if origin is None or not self.origin_allowed(head):
-            return []
-        if self.cors_allowed_origins == "*":
-            return [("Access-Control-Allow-Origin", "*")]
-        return [
-            ("Access-Control-Allow-Origin", origin),
-            ("Access-Control-Allow-Credentials", "true"),
-            ("Vary", "Origin"),
-        ]
+    def cookie_options(self) -> CookieOptions | None:
+        """The handshake cookie's settings (None: no cookie)."""
+        cookie = self.cookie
+        if cookie is None or cookie is False:
+            return None
+        if cookie is True:
+            return CookieOptions()
+        if isinstance(cookie, str):
+            return CookieOptions(name=cookie)
+        return cookie
+
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` as networks. Raises ValueError for a malformed one."""
+        if isinstance(self.trusted_proxies, str):
+            raise ValueError("trusted_proxies is a list of addresses or networks")
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
 
 
 @dataclass(slots=True)

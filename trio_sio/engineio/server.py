@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, overload
 
 import trio
 
@@ -32,15 +33,42 @@ from ..protocol.engineio import (
 )
 from ..protocol.errors import RemoteProtocolError
 from ._compression import HttpCompression, compress_poll_response
+from ._edge import HttpEdge
 from .config import EngineConfig, HttpResponse, RequestHead
 from .socket import EngineSocket, Handler
 from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
 
-__all__ = ["EngineServer", "HttpResponse"]
+__all__ = ["EngineConnectionError", "EngineServer", "HeadersHook", "HttpResponse"]
 
 log = logging.getLogger("trio_sio.engineio")
 
 _TEXT = ("Content-Type", "text/plain; charset=UTF-8")
+
+
+#: ``hook(headers, head)``: may change ``headers``, the response's ``(name, value)`` list,
+#: in place (append a ``Set-Cookie``, for instance).
+HeadersHook = Callable[[list[tuple[str, str]], RequestHead], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConnectionError:
+    """A request the server refused (the JS server's ``connection_error`` event).
+
+    Attributes:
+        request: the refused request.
+        code: the error code sent in the JSON body (``4``: forbidden, ...).
+        message: the code's standard message (``"Forbidden"``).
+        context: more about it: ``{"message": ...}`` with the reason sent, when it is not
+            the standard message (an ``allow_request`` reason, for instance).
+    """
+
+    request: RequestHead
+    code: HandshakeErrorCode
+    message: str
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+ConnectionErrorHook = Callable[[EngineConnectionError], None]
 
 
 class PayloadTooLarge(RemoteProtocolError):
@@ -78,6 +106,10 @@ class EngineServer:
             raise TypeError("pass either config or keyword options, not both")
         self.config = config or EngineConfig(**options)
         self._http_compression = HttpCompression.from_setting(self.config.http_compression)
+        self._edge = HttpEdge(self.config)
+        self._initial_headers_hooks: list[HeadersHook] = []
+        self._headers_hooks: list[HeadersHook] = []
+        self._connection_error_hooks: list[ConnectionErrorHook] = []
         self._handler = handler
         self._on_open = on_open
         self._sessions: dict[str, EngineSocket] = {}
@@ -85,6 +117,77 @@ class EngineServer:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._stopped.set()
+
+    # -- hooks ----------------------------------------------------------------------------
+    @overload
+    def on(
+        self, event: Literal["initial_headers", "headers"], hook: HeadersHook
+    ) -> HeadersHook: ...
+    @overload
+    def on(
+        self, event: Literal["initial_headers", "headers"], hook: None = None
+    ) -> Callable[[HeadersHook], HeadersHook]: ...
+    @overload
+    def on(
+        self, event: Literal["connection_error"], hook: ConnectionErrorHook
+    ) -> ConnectionErrorHook: ...
+    @overload
+    def on(
+        self, event: Literal["connection_error"], hook: None = None
+    ) -> Callable[[ConnectionErrorHook], ConnectionErrorHook]: ...
+    def on(self, event: str, hook: Callable[..., None] | None = None) -> Any:
+        """Add a hook, as the JS server's ``engine.on(...)``; usable as a decorator.
+
+        Events:
+            ``"initial_headers"``: ``hook(headers, head)`` before the answer to a handshake
+            (the first polling response, or the WebSocket's ``101``) is written.
+            ``"headers"``: the same for every successful polling response and WebSocket
+            ``101``, handshake included.
+            ``"connection_error"``: ``hook(error)`` with an :class:`EngineConnectionError`
+            for each request refused (bad query, unknown sid, origin or ``allow_request``
+            refusal).
+
+        Hooks are plain functions, called in order, and must not block. One that raises is
+        logged (the answer goes out without its change).
+        """
+        hooks: dict[str, list[Any]] = {
+            "initial_headers": self._initial_headers_hooks,
+            "headers": self._headers_hooks,
+            "connection_error": self._connection_error_hooks,
+        }
+        if event not in hooks:
+            raise ValueError(f"unknown event {event!r}: {', '.join(hooks)}")
+
+        def add(fn: Callable[..., None]) -> Callable[..., None]:
+            hooks[event].append(fn)
+            return fn
+
+        return add if hook is None else add(hook)
+
+    def _run_hooks(self, hooks: Sequence[Callable[..., None]], *args: Any) -> None:
+        for hook in hooks:
+            try:
+                hook(*args)
+            except Exception:
+                log.exception("the hook %r failed", hook)
+
+    def _success_headers(self, headers: list[tuple[str, str]], head: RequestHead) -> None:
+        """Run the headers hooks on a successful answer's headers."""
+        if "sid" not in head.query:
+            self._run_hooks(self._initial_headers_hooks, headers, head)
+        self._run_hooks(self._headers_hooks, headers, head)
+
+    def accept_headers(self, head: RequestHead) -> list[tuple[str, str]]:
+        """The headers a front end adds to the ``101`` accepting the WebSocket ``head``
+        (what the ``initial_headers`` and ``headers`` hooks add). Does not block."""
+        headers: list[tuple[str, str]] = []
+        self._success_headers(headers, head)
+        return headers
+
+    def client_address(self, head: RequestHead) -> str | None:
+        """The client's IP address, following ``X-Forwarded-For`` from ``trusted_proxies``
+        only. Does not block."""
+        return self._edge.client_address(head)
 
     # -- lifetime -------------------------------------------------------------------------
     async def run(
@@ -256,7 +359,9 @@ class EngineServer:
             self._sessions.pop(socket.sid, None)
             status.started()  # if it was not yet: the failed start ends
 
-    async def _check(self, head: RequestHead, *, is_upgrade: bool) -> str | None:
+    async def _check(
+        self, head: RequestHead, *, is_upgrade: bool, origin_allowed: bool
+    ) -> str | None:
         """Validate a request; return its sid (None for a handshake). Raises HandshakeError."""
         config = self.config
         info = validate_request(
@@ -265,13 +370,15 @@ class EngineServer:
             is_upgrade=is_upgrade,
             allowed_transports=config.transports,
         )
-        if not config.origin_allowed(head):
+        if not origin_allowed:
             raise HandshakeError(HandshakeErrorCode.FORBIDDEN, "Origin not allowed")
         if info.sid is None:
             if config.allow_request is not None:
                 verdict = config.allow_request(head)
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
+                if isinstance(verdict, str):
+                    raise HandshakeError(HandshakeErrorCode.FORBIDDEN, verdict or None)
                 if not verdict:
                     raise HandshakeError(HandshakeErrorCode.FORBIDDEN)
             return None
@@ -282,17 +389,28 @@ class EngineServer:
             raise HandshakeError(HandshakeErrorCode.BAD_REQUEST, "Transport mismatch")
         return info.sid
 
-    def _error(self, head: RequestHead, exc: HandshakeError) -> HttpResponse:
+    def _refuse(
+        self, head: RequestHead, exc: HandshakeError, cors: list[tuple[str, str]] | None
+    ) -> HttpResponse:
+        """The answer to a request :meth:`_check` refused; tells the ``connection_error``
+        hooks. The CORS headers let an allowed page read the reason."""
+        response = self._error(head, exc, cors)
+        standard = HandshakeError(exc.code).message
+        context = {} if exc.message == standard else {"message": exc.message}
+        error = EngineConnectionError(head, exc.code, standard, context)
+        self._run_hooks(self._connection_error_hooks, error)
+        return response
+
+    def _error(
+        self, head: RequestHead, exc: HandshakeError, cors: list[tuple[str, str]] | None
+    ) -> HttpResponse:
         log.info("refused %s %s: %s", head.method, head.path, exc.message)
-        headers = [("Content-Type", "application/json"), *self.config.cors_headers(head)]
-        if exc.code is HandshakeErrorCode.FORBIDDEN:
-            headers = [("Content-Type", "application/json")]
+        headers = [("Content-Type", "application/json"), *(cors or ())]
         return HttpResponse(exc.status, headers, exc.body())
 
-    def _unavailable(self, head: RequestHead) -> HttpResponse:
+    def _unavailable(self, cors: list[tuple[str, str]] | None) -> HttpResponse:
         log.info("refused a handshake: the server is not running")
-        headers = [_TEXT, *self.config.cors_headers(head)]
-        return HttpResponse(503, headers, b"Service Unavailable")
+        return HttpResponse(503, [_TEXT, *(cors or ())], b"Service Unavailable")
 
     # -- HTTP long-polling ----------------------------------------------------------------
     async def handle_http(
@@ -310,41 +428,39 @@ class EngineServer:
         Cancellation: a cancelled GET takes no packets; a cancelled POST may have passed some
         of its packets to the session.
         """
-        cors = self.config.cors_headers(head)
+        cors = await self._edge.cors(head)
         if head.method == "OPTIONS":
-            if not self.config.origin_allowed(head):
-                return HttpResponse(403, [_TEXT], b"Origin not allowed")
-            allow = [
-                ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                ("Access-Control-Max-Age", "86400"),
-            ]
-            requested = head.headers.get("access-control-request-headers")
-            if requested:
-                allow.append(("Access-Control-Allow-Headers", requested))
-            return HttpResponse(204, cors + allow)
+            return self._edge.preflight(head, cors is not None)
         try:
-            sid = await self._check(head, is_upgrade=False)
+            sid = await self._check(head, is_upgrade=False, origin_allowed=cors is not None)
         except HandshakeError as exc:
-            return self._error(head, exc)
+            return self._refuse(head, exc, cors)
+        assert cors is not None
         if sid is None:
             if not self.accepting:
-                return self._unavailable(head)
+                return self._unavailable(cors)
             socket = await self._open_session(head, PollingTransport())
-            response = await self._poll(socket, head)
-            if self.config.cookie:
-                cookie = f"{self.config.cookie}={socket.sid}; Path=/; HttpOnly; SameSite=Lax"
-                response.headers.append(("Set-Cookie", cookie))
-            return response
-        socket = self._sessions[sid]
-        if head.method == "GET":
-            return await self._poll(socket, head)
-        return await self._post(socket, head, body, content_length)
+            response = await self._poll(socket, head, cors)
+            cookie = self._edge.cookie
+            if cookie is not None and response.status == 200:
+                response.headers.append(("Set-Cookie", cookie.header(socket.sid)))
+        else:
+            socket = self._sessions[sid]
+            if head.method == "GET":
+                response = await self._poll(socket, head, cors)
+            else:
+                response = await self._post(socket, head, body, content_length, cors)
+        if response.status == 200:
+            self._success_headers(response.headers, head)
+        return response
 
-    async def _poll(self, socket: EngineSocket, head: RequestHead) -> HttpResponse:
+    async def _poll(
+        self, socket: EngineSocket, head: RequestHead, cors: list[tuple[str, str]]
+    ) -> HttpResponse:
         transport = socket._transport
 
         def bad() -> HttpResponse:
-            return self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+            return self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST), cors)
 
         if not isinstance(transport, PollingTransport):
             return bad()
@@ -371,7 +487,7 @@ class EngineServer:
             finally:
                 transport.get_active = False
         body = encode_payload(packets).encode()
-        response = HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], body)
+        response = HttpResponse(200, [_TEXT, *cors], body)
         return await compress_poll_response(response, head, packets, self._http_compression)
 
     async def _post(
@@ -380,11 +496,12 @@ class EngineServer:
         head: RequestHead,
         body: AsyncIterable[bytes],
         content_length: int | None,
+        cors: list[tuple[str, str]],
     ) -> HttpResponse:
         transport = socket._transport
 
         def bad() -> HttpResponse:
-            return self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST))
+            return self._error(head, HandshakeError(HandshakeErrorCode.BAD_REQUEST), cors)
 
         if not isinstance(transport, PollingTransport):
             return bad()
@@ -399,8 +516,7 @@ class EngineServer:
             await transport.feed(packets)
         except PayloadTooLarge:
             log.info("session %s: POST body over the size limit", socket.sid)
-            headers = [_TEXT, *self.config.cors_headers(head)]
-            return HttpResponse(413, headers, b"Payload Too Large", close=True)
+            return HttpResponse(413, [_TEXT, *cors], b"Payload Too Large", close=True)
         except RemoteProtocolError as exc:
             log.info("session %s: bad payload: %s", socket.sid, exc)
             socket._request_close(CloseReason.PARSE_ERROR, graceful=False)
@@ -409,21 +525,25 @@ class EngineServer:
             return bad()
         finally:
             transport.post_answered()
-        return HttpResponse(200, [_TEXT, *self.config.cors_headers(head)], b"ok")
+        return HttpResponse(200, [_TEXT, *cors], b"ok")
 
     # -- WebSocket ------------------------------------------------------------------------
     async def check_websocket(self, head: RequestHead) -> HttpResponse | None:
         """Decide on a WebSocket upgrade request before accepting it.
 
         Returns:
-            None to accept, or the error response to refuse it with.
+            None to accept (then add :meth:`accept_headers` to the ``101``), or the error
+            response to refuse it with.
+
+        Blocks while an async ``allow_request`` or origin check decides.
         """
+        allowed = await self._edge.origin_allowed(head)
         try:
-            sid = await self._check(head, is_upgrade=True)
+            sid = await self._check(head, is_upgrade=True, origin_allowed=allowed)
         except HandshakeError as exc:
-            return self._error(head, exc)
+            return self._refuse(head, exc, None)
         if sid is None and not self.accepting:
-            return self._unavailable(head)
+            return self._unavailable(None)
         return None
 
     async def serve_websocket(self, head: RequestHead, channel: WebSocketChannel) -> None:

@@ -242,7 +242,11 @@ class ASGIApp:
         if refusal is not None:
             await _refuse_websocket(scope, send, refusal)
             return
-        await send({"type": "websocket.accept"})
+        extra = self.engine.accept_headers(head)
+        accept: dict[str, Any] = {"type": "websocket.accept"}
+        if extra:
+            accept["headers"] = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in extra]
+        await send(accept)
         channel = ASGIWebSocket(receive, send, self.engine.config.max_http_buffer_size)
         try:
             await self.engine.serve_websocket(head, channel)

@@ -499,6 +499,7 @@ async def _native_websocket(
     extensions = b""
     if deflate is not None:
         extensions = b"Sec-WebSocket-Extensions: " + deflate.header.encode("ascii") + b"\r\n"
+    extensions += _header_lines(server.accept_headers(head))
     await c.send(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept_key(key).encode("ascii") + b"\r\n" + extensions + b"\r\n"
@@ -508,6 +509,13 @@ async def _native_websocket(
         await server.serve_websocket(head, ws)
     finally:
         await ws.aclose()
+
+
+def _header_lines(headers: list[tuple[str, str]]) -> bytes:
+    """``Name: value`` lines for a hand-written response head."""
+    if any("\r" in n + v or "\n" in n + v for n, v in headers):
+        raise ValueError(f"a header hook added a line break: {headers!r}")
+    return b"".join(b"%s: %s\r\n" % (n.encode("latin-1"), v.encode("latin-1")) for n, v in headers)
 
 
 def _raw_head(request: h11.Request) -> bytes:
@@ -529,7 +537,10 @@ async def _trio_websocket(
             ws_request = await trio_websocket.wrap_server_stream(
                 nursery, replay, message_queue_size=1, max_message_size=max_size
             )
-            ws = await ws_request.accept()
+            extra = [
+                (n.encode("latin-1"), v.encode("latin-1")) for n, v in server.accept_headers(head)
+            ]
+            ws = await ws_request.accept(extra_headers=extra)
         except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError) as exc:
             log.info("WebSocket handshake with %s failed: %r", c.client, exc)
             nursery.cancel_scope.cancel()

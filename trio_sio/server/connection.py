@@ -345,7 +345,7 @@ class Connection:
             # connection, as the JS server shares its request's headers.
             headers=head.headers,
             query=query,
-            address=head.client[0] if head.client else None,
+            address=self.server.engine.client_address(head),
             time=_js_date_string(now),
             issued=int(now.timestamp() * 1000),
             url=f"{head.path}?{urlencode(query)}" if query else head.path,

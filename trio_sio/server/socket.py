@@ -23,6 +23,7 @@ from ..protocol.socketio import Packet, PacketType
 from .broadcast import BroadcastOperator
 
 if TYPE_CHECKING:
+    from ..engineio.config import RequestHead
     from ..engineio.socket import Reader
     from .connection import Connection
     from .namespace import Namespace
@@ -39,7 +40,8 @@ class Handshake:
     Attributes:
         headers: HTTP headers of the Engine.IO handshake request (lower-case names).
         query: its query parameters.
-        address: the client's IP address, when known.
+        address: the client's IP address, when known (behind a proxy listed in
+            ``trusted_proxies``, the one ``X-Forwarded-For`` gives).
         time: when the handshake happened, as JavaScript's ``Date.toString()`` writes it
             (``"Mon Nov 30 2026 05:26:47 GMT+0000 (Coordinated Universal Time)"``, UTC),
             like the JS server's.
@@ -104,6 +106,13 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} on {self.namespace.name}>"
+
+    @property
+    def request(self) -> RequestHead:
+        """The Engine.IO handshake request: ``headers``, ``query``, the peer's address
+        (``client``: the TCP peer's, even behind a proxy; ``handshake.address`` follows
+        ``trusted_proxies``), ``method`` and ``path``."""
+        return self._connection.engine.request
 
     @property
     def transport(self) -> str:
