@@ -23,9 +23,11 @@ import contextvars
 import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import trio
+
+T = TypeVar("T")
 
 __all__ = ["PATIENCE", "CORK", "Cork", "Corkable", "emit_checkpoint", "run_inline"]
 
@@ -138,7 +140,7 @@ async def emit_checkpoint(frames: int = 1) -> None:
         await cork.slice_yield()
 
 
-async def run_inline(coro: Coroutine[Any, Any, Any], on_wait: Callable[[], None] | None) -> None:
+async def run_inline(coro: Coroutine[Any, Any, T], on_wait: Callable[[], None] | None) -> T:
     """Run ``coro`` to its end in the calling task, in a copy of the task's context (as a
     task of its own would: context variables it sets stay its own), corked (see the module's
     docstring).
@@ -146,18 +148,20 @@ async def run_inline(coro: Coroutine[Any, Any, Any], on_wait: Callable[[], None]
     ``on_wait`` (if given) is called once: just before ``coro`` first waits for something
     other than a schedule point, or before its ``PATIENCE + 1``-th schedule point.
 
+    Returns: what ``coro`` returns.
+
     Blocks: as long as ``coro`` does. Cancellation: as for ``await coro`` (the calling task's
     cancel scopes apply to it). Exceptions of ``coro`` propagate.
     """
-    await _drive(coro, contextvars.copy_context(), on_wait)
+    return await _drive(coro, contextvars.copy_context(), on_wait)
 
 
 @types.coroutine
 def _drive(
-    coro: Coroutine[Any, Any, Any],
+    coro: Coroutine[Any, Any, T],
     context: contextvars.Context,
     on_wait: Callable[[], None] | None,
-) -> Generator[Any, Any, None]:
+) -> Generator[Any, Any, T]:
     cork = CORK
     schedule_points = 0
     send: Any = None
@@ -191,7 +195,8 @@ def _drive(
                 send = yield msg
             except BaseException as exc:  # thrown in by the scheduler
                 thrown = exc
-    except StopIteration:
-        return
+    except StopIteration as done:
+        result: T = done.value
+        return result
     finally:
         coro.close()  # a no-op once it has finished; else (this task abandoned) closes it

@@ -33,6 +33,10 @@ class MemoryWebSocket:
         """Messages, not frames, cross an in-memory WebSocket."""
         return None
 
+    def message_ready(self) -> bool:
+        """Whether a message waits in the channel."""
+        return self._recv.statistics().current_buffer_used > 0
+
     async def get_message(self) -> str | bytes:
         """Wait for the next message. Raises ConnectionClosed once either end closed."""
         try:

@@ -146,18 +146,22 @@ class Reader:
     async def run_handler(
         self,
         coro: Coroutine[Any, Any, Any],
-        track: Callable[[trio.CancelScope], None],
-        untrack: Callable[[trio.CancelScope], None],
+        track: Callable[[trio.CancelScope], None] | None = None,
+        untrack: Callable[[trio.CancelScope], None] | None = None,
     ) -> None:
         """Run ``coro`` (an application handler) in this task until it first waits; then
         hand the reading over to a new task and finish ``coro`` here.
 
         ``track(scope)`` is called with a cancel scope that covers ``coro`` while it may
         run outside the reading (cancel it to stop the handler, e.g. when its socket goes),
-        and ``untrack(scope)`` once ``coro`` is done.
+        and ``untrack(scope)`` once ``coro`` is done. Without them, ``coro`` is cancelled
+        only with the session (and costs no scope).
 
         Blocks: as long as ``coro`` runs. Exceptions of ``coro`` propagate.
         """
+        if track is None or untrack is None:
+            await run_inline(coro, self._hand_over)
+            return
         scope = self._scope
         if scope is None:
             # The reader has no scope of its own yet: this handler gets one, and the reader
@@ -791,14 +795,14 @@ class EngineSocket:
     ) -> None:
         """Read the transport and dispatch what comes, starting with ``packets[index:]``
         (what a reader that handed over had not dispatched yet: see :class:`Reader`), in a
-        scope of the reader's own if ``scoped``. Runs corked (see ``_inline``)."""
+        scope of the reader's own if ``scoped``."""
         reader = Reader(self, transport)
         try:
             if scoped:
                 reader._wants_scope = True
-                await run_inline(self._read_scoped(reader, transport, packets, index), None)
+                await self._read_scoped(reader, transport, packets, index)
             else:
-                await run_inline(self._read(reader, transport, packets, index), None)
+                await self._read(reader, transport, packets, index)
         finally:
             if not reader._retired:
                 # No one reads this transport any more: requests still bringing packets to
@@ -815,41 +819,69 @@ class EngineSocket:
     async def _read(
         self, reader: Reader, transport: AnyTransport, packets: Sequence[Packet], index: int
     ) -> None:
+        # Waiting for the network happens here, outside the cork (an idle session's task
+        # holds no more than this frame); what was read is dispatched corked, so that all
+        # it causes to be written goes out before the next wait (see _inline).
+        while True:
+            if index < len(packets):
+                outcome = await run_inline(
+                    self._dispatch_read(reader, transport, packets, index), None
+                )
+                if outcome is False:
+                    return
+                if outcome is not True:  # the reader wants a scope of its own from here on
+                    await self._read_scoped(reader, transport, *outcome)
+                    return
+            received = await self._receive(transport)
+            if received is None:
+                return
+            packets, index = received, 0
+
+    async def _receive(self, transport: AnyTransport) -> Sequence[Packet] | None:
+        """The transport's next packets; None (the session is closing) when it ended or
+        sent something unreadable."""
+        try:
+            return await transport.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
+            if transport is self._transport:
+                self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
+        except RemoteProtocolError as exc:
+            log.info("session %s: bad packet: %s", self.sid, exc)
+            self._request_close(CloseReason.PARSE_ERROR, graceful=False)
+        return None
+
+    async def _dispatch_read(
+        self, reader: Reader, transport: AnyTransport, packets: Sequence[Packet], index: int
+    ) -> bool | tuple[Sequence[Packet], int]:
+        """Dispatch ``packets[index:]``, then the messages the transport already holds
+        (a WebSocket read that brought several). Returns True to read on, False to stop, or
+        where to go on in a scope of the reader's own (see :class:`Reader`)."""
         while True:
             try:
                 while index < len(packets):
                     # Nothing is read once the session closes, not even the rest of
                     # the payload that carried the packet that closed it.
                     if self._state is not SessionState.OPEN:
-                        return
+                        return False
                     packet = packets[index]
                     index += 1
                     reader._packets, reader._index = packets, index
                     dispatched = await self._on_packet(packet, reader)
-                    if reader._retired:  # another task reads now, from where this one was
-                        return
-                    if not dispatched:
-                        return
+                    if reader._retired or not dispatched:
+                        return False  # another task reads now, from where this one was
                     if reader._wants_scope and reader._scope is None:
-                        # From here on, in a scope of the reader's own (once per reader).
-                        await self._read_scoped(reader, transport, packets, index)
-                        return
+                        return packets, index
             finally:
                 if not reader._retired:
                     done = getattr(packets, "done", None)
                     if done is not None:
                         done.set()
-            try:
-                packets = await transport.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError, ConnectionClosed):
-                if transport is self._transport:
-                    self._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
-                return
-            except RemoteProtocolError as exc:
-                log.info("session %s: bad packet: %s", self.sid, exc)
-                self._request_close(CloseReason.PARSE_ERROR, graceful=False)
-                return
-            index = 0
+            if not transport.message_ready():
+                return True
+            received = await self._receive(transport)
+            if received is None:
+                return False
+            packets, index = received, 0
 
     async def _on_packet(self, packet: Packet, reader: Reader) -> bool:
         ptype = packet.type

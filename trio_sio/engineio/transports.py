@@ -84,6 +84,11 @@ class WebSocketChannel(Protocol):
         message goes through :meth:`send_message`)."""
         ...
 
+    def message_ready(self) -> bool:
+        """Whether more of the client's data is already read, so that ``get_message`` most
+        likely returns without waiting (False when the channel cannot tell)."""
+        ...
+
 
 _Slot = trio.MemorySendChannel[Sequence[Packet]]
 
@@ -178,6 +183,10 @@ class PollingTransport:
         if self._post_over is not None:
             self._post_over.set()
             self._post_over = None
+
+    def message_ready(self) -> bool:
+        """A POST's packets come as one batch: never more after it."""
+        return False
 
     async def receive(self) -> Sequence[Packet]:
         """Next batch from a POST. Raises ``trio.EndOfChannel`` once the transport is closed."""
@@ -374,6 +383,10 @@ class WebSocketTransport:
         else:
             await writer.send_frames(b"".join([self.frame(packet) for packet in packets]))
 
+    def message_ready(self) -> bool:
+        """Whether the next message is already read (see ``WebSocketChannel``)."""
+        return self.channel.message_ready()
+
     async def receive(self) -> Sequence[Packet]:
         """Next packet, as a one-element batch.
 
@@ -436,3 +449,7 @@ class TrioWebSocketChannel:
     def frame_writer(self) -> None:
         """trio-websocket frames each message itself."""
         return None
+
+    def message_ready(self) -> bool:
+        """trio-websocket's reader task queues messages: not told here."""
+        return False

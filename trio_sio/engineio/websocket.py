@@ -247,6 +247,10 @@ class NativeWebSocket:
         """This channel takes encoded frames."""
         return self
 
+    def message_ready(self) -> bool:
+        """Whether a whole frame of the client's is already read."""
+        return self._decoder.frame_ready
+
     def try_write(
         self,
         frames: Sequence[bytes],

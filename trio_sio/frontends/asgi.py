@@ -331,6 +331,10 @@ class ASGIWebSocket:
         """The ASGI server frames each message itself."""
         return None
 
+    def message_ready(self) -> bool:
+        """The ASGI server does not say: each message is read on its own."""
+        return False
+
     async def aclose(self) -> None:
         """Close with status 1000 (once). Shielded, and bounded to one second."""
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):

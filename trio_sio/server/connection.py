@@ -229,7 +229,7 @@ class Connection:
         elif ptype is PacketType.CONNECT:
             # Middleware may wait (a database, a token check): reading goes on meanwhile,
             # so pongs and other namespaces' packets are not held up.
-            await reader.run_handler(self._connect(packet.namespace, packet.data), _keep, _keep)
+            await reader.run_handler(self._connect(packet.namespace, packet.data))
         elif ptype is PacketType.DISCONNECT:
             socket = self.sockets.get(packet.namespace)
             if socket is not None:
@@ -353,11 +353,6 @@ class Connection:
             secure=head.headers.get("x-forwarded-proto") == "https",
             xdomain="origin" in head.headers,
         )
-
-
-def _keep(scope: trio.CancelScope) -> None:
-    """A CONNECT's middleware ends with the connection, which cancels it: no socket tracks
-    its scope."""
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
