@@ -236,7 +236,7 @@ async def test_replies_to_one_read_share_one_write(monkeypatch: pytest.MonkeyPat
         await trio.to_thread.run_sync(client.sock.sendall, frames)
         replies = await trio.to_thread.run_sync(client.frames, 10)
         assert replies == [f"43{i}[{i}]" for i in range(10)]
-        assert len(writes) == 1
+        assert len(writes) == 1, writes
 
 
 async def test_a_handler_that_waits_flushes_before_it_waits() -> None:

@@ -81,6 +81,8 @@ class Cork(threading.local):
         slice: frames corked since the corking task last yielded (see :data:`SLICE_FRAMES`).
         holder: the task that yields in the middle of a burst without writing what it
             corked (any other task's yield writes it all).
+        keep: set by a corked coroutine just before it returns, when its caller goes on
+            corked at once, without yielding (the next driver writes it all).
     """
 
     def __init__(self) -> None:
@@ -89,6 +91,7 @@ class Cork(threading.local):
         self.frames = 0
         self.slice = 0
         self.holder: trio.lowlevel.Task | None = None
+        self.keep = False
 
     def flush(self) -> None:
         """Write everything corked, one write per writer. Never blocks."""
@@ -182,6 +185,7 @@ def _drive(
                 if (
                     not cork.depth
                     and cork.dirty
+                    and not cork.keep
                     and (cork.holder is None or cork.holder is not trio.lowlevel.current_task())
                 ):
                     cork.flush()

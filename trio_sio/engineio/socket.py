@@ -823,15 +823,18 @@ class EngineSocket:
         # holds no more than this frame); what was read is dispatched corked, so that all
         # it causes to be written goes out before the next wait (see _inline).
         while True:
-            if index < len(packets):
+            if packets:  # (even when all were dispatched: the transport may hold more)
                 outcome = await run_inline(
                     self._dispatch_read(reader, transport, packets, index), None
                 )
+                CORK.keep = False
                 if outcome is False:
                     return
                 if outcome is not True:  # the reader wants a scope of its own from here on
                     await self._read_scoped(reader, transport, *outcome)
                     return
+            if CORK.dirty and not CORK.depth:  # kept for this reader's scope: write it now
+                CORK.flush()
             received = await self._receive(transport)
             if received is None:
                 return
@@ -870,6 +873,7 @@ class EngineSocket:
                     if reader._retired or not dispatched:
                         return False  # another task reads now, from where this one was
                     if reader._wants_scope and reader._scope is None:
+                        CORK.keep = True  # corked on at once, in the reader's scope
                         return packets, index
             finally:
                 if not reader._retired:
