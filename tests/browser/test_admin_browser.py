@@ -48,7 +48,7 @@ def _requirements() -> tuple[str, str]:
     if not (ADMIN / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist").is_dir():
         missing.append("tests/admin/node_modules is missing")
     if missing:
-        reason = "; ".join(missing) + " (run tests/browser/setup.sh)"
+        reason = "; ".join(missing) + " (run tests/setup-system.sh, then tests/browser/setup.sh)"
         if in_ci():
             pytest.fail(f"the browser test cannot run under CI: {reason}", pytrace=False)
         pytest.skip(reason)
