@@ -4,9 +4,12 @@ A page shows an example as a ``code-block`` captioned ``Server`` followed by one
 ``Client (Python)`` (and one captioned ``Client (JavaScript)``, the browser's line). Each
 pair runs here against each other, in memory and in virtual time:
 
-- the server snippet runs as a module with ``sio = trio_sio.Server()`` defined;
-- the client snippet's definitions (functions, classes, imports) run before the client
-  connects, the rest (top-level ``await`` allowed) once ``async with client`` has connected;
+- the server snippet runs as a module with ``sio = trio_sio.Server()`` defined (it may
+  make its own ``sio``);
+- the client snippet, with a ``client`` defined (it may make its own with
+  ``trio_sio.Client(url, ...)``, which then connects through the test's network), runs up
+  to its first top-level ``await`` before the client connects, the rest once
+  ``async with client`` has connected;
 - every ``print(...)`` must print what its comment says (``print(arg)  # world``), or its
   literal when it prints a string literal, and nothing else may be printed.
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import textwrap
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +31,10 @@ import trio
 import trio.testing
 
 import trio_sio
-from trio_sio.testing import SioClient, SioServe
+from trio_sio.testing import MemoryNetwork, SioClient, SioServe
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PAGES = ["emitting-events.rst"]
+PAGES = ["emitting-events.rst", "cookbook.rst"]
 
 _DIRECTIVE = re.compile(r"^\.\. code-block:: (?P<lang>\w+)\s*$")
 _CAPTION = re.compile(r"^\s+:caption: (?P<caption>.+?)\s*$")
@@ -126,12 +131,34 @@ def recorder(out: list[str]) -> Callable[..., None]:
 
 
 def split_client(code: str) -> tuple[ast.Module, ast.Module]:
-    """The client snippet's definitions (run before connecting) and the rest."""
+    """The client snippet up to its first top-level statement that awaits (run before
+    connecting: the client, its handlers), and the rest (run once connected)."""
     tree = ast.parse(code)
-    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
-    before = [node for node in tree.body if isinstance(node, definitions)]
-    after = [node for node in tree.body if not isinstance(node, definitions)]
-    return ast.Module(before, type_ignores=[]), ast.Module(after, type_ignores=[])
+    awaits = (ast.Await, ast.AsyncWith, ast.AsyncFor)
+    first = len(tree.body)
+    for index, node in enumerate(tree.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if any(isinstance(inner, awaits) for inner in ast.walk(node)):
+            first = index
+            break
+    return (
+        ast.Module(tree.body[:first], type_ignores=[]),
+        ast.Module(tree.body[first:], type_ignores=[]),
+    )
+
+
+def client_module(network: MemoryNetwork) -> types.ModuleType:
+    """``trio_sio`` as a client snippet sees it: its ``trio_sio.Client(url, ...)`` connects
+    through the test's in-memory network."""
+    module = types.ModuleType("trio_sio")
+    module.__dict__.update({name: getattr(trio_sio, name) for name in trio_sio.__all__})
+
+    def client(url: str, **options: Any) -> trio_sio.Client:
+        return trio_sio.Client(url, connector=network.connect, **options)
+
+    module.Client = client  # type: ignore[attr-defined]
+    return module
 
 
 def test_every_example_has_both_sides_and_the_javascript_line() -> None:
@@ -152,14 +179,14 @@ async def test_the_snippets_run_against_each_other(
     server_out: list[str] = []
     client_out: list[str] = []
     base = {"trio": trio, "trio_sio": trio_sio, "__name__": "snippet"}
-    sio = trio_sio.Server()
-    server_globals = {**base, "sio": sio, "print": recorder(server_out)}
+    server_globals = {**base, "sio": trio_sio.Server(), "print": recorder(server_out)}
     exec(compile(example.server, f"{example.id} server", "exec"), server_globals)
-    network = await sio_serve(sio)
-    client = sio_client(network)
-    client_globals = {**base, "client": client, "print": recorder(client_out)}
+    network = await sio_serve(server_globals["sio"])  # the snippet may make its own
+    client_globals = {**base, "client": sio_client(network), "print": recorder(client_out)}
+    client_globals["trio_sio"] = client_module(network)
     before, after = split_client(example.client)
     exec(compile(before, f"{example.id} client", "exec"), client_globals)
+    client = client_globals["client"]
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     rest = compile(after, f"{example.id} client", "exec", flags=flags)
     expect_server = expected_prints(example.server)
@@ -174,3 +201,28 @@ async def test_the_snippets_run_against_each_other(
         await trio.sleep(15)  # virtual time: anything else (a second print, an ack) shows
     assert sorted(server_out) == sorted(expect_server), "the server snippet's output"
     assert sorted(client_out) == sorted(expect_client), "the client snippet's output"
+
+
+def uncaptioned_python(page: str, marker: str) -> str:
+    """The one uncaptioned ``python`` block of ``page`` that contains ``marker``."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    pattern = r"^\.\. code-block:: python\n\n((?:   .*\n|\n)+)"
+    found = [
+        textwrap.dedent(block)
+        for block in re.findall(pattern, text, re.MULTILINE)
+        if marker in block
+    ]
+    assert len(found) == 1, f"expected one python block with {marker!r} in {page}"
+    return found[0]
+
+
+async def test_the_cookbooks_autojump_test_passes(
+    sio_serve: SioServe, sio_client: SioClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    code = uncaptioned_python("cookbook.rst", "autojump_clock")
+    namespace: dict[str, Any] = {"__name__": "cookbook_test"}
+    exec(compile(code, "cookbook.rst (testing)", "exec"), namespace)
+    assert namespace["pytest_plugins"] == ["trio_sio.testing.pytest_plugin"]
+    started = trio.current_time()
+    await namespace["test_an_unanswered_question_times_out"](sio_serve, sio_client, autojump_clock)
+    assert trio.current_time() - started >= 5
