@@ -28,6 +28,7 @@ EXTERNAL = (
     "bench/",  # Node socket.io
     "browser/",  # Chromium
     "deploy/",  # nginx
+    "docs/test_snippets_js.py",  # the official Node client
     "engineio/test_client_node.py",
     "examples/test_processes.py",  # the examples' browser bundle from npm
     "interop/",  # Node socket.io, python-socketio in processes
