@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sio_support import free_port
 
 import trio_sio
 
@@ -129,13 +130,6 @@ def test_the_migration_tables_name_what_exists(page: str) -> None:
     assert len(named) >= 15
     missing = [f"{name}.{attr}" for name, attr in named if not has(types[name], attr)]
     assert not missing, f"{page} names what does not exist: {sorted(missing)}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_the_tutorials_server_and_client_talk(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 from doc_snippets import EXAMPLES, Example, expected_prints, recorder
+from sio_support import in_ci
 
 import trio_sio
 
@@ -50,7 +50,7 @@ def node() -> str:
     elif not (INTEROP / "node_modules" / "socket.io-client").is_dir():
         reason = "tests/interop/node_modules is missing (npm ci there)"
     if reason is not None:
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        if in_ci():
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     assert found is not None

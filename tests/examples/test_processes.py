@@ -22,14 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sio_support import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 LISTENING = re.compile(r"server on (http://\S+/)")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def readme_command(example: str, script: str) -> list[str]:
