@@ -3,7 +3,8 @@
 # when missing; safe to run again. `nox -s tests` and CI run it.
 #
 #   nodejs, npm    the official socket.io / socket.io-client peers, the browser bundle
-#   chromium       the browser tests (headless; CHROMIUM may name another browser instead)
+#   chromium       the browser tests (headless; CHROMIUM may name another browser instead),
+#                  with fonts-liberation for its pages
 #   redis-server   the Redis adapter's tests (each test module starts its own server)
 #   nginx          the reverse-proxy test (it runs its own nginx; the package's service is
 #                  kept from starting while it installs)
@@ -21,7 +22,7 @@ missing=""
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
-    missing="$missing chromium"
+    missing="$missing chromium fonts-liberation"
 fi
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
