@@ -110,7 +110,9 @@ def typecheck(session: nox.Session) -> None:
     session.install("-r", "requirements/lint.txt", "-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     session.run("mypy")
-    session.run("mypy", "--strict", "tests/typing/typed_app.py")
+    session.run(
+        "mypy", "--strict", "tests/typing/typed_app.py", "tests/typing/test_typed_fixtures.py"
+    )
 
 
 @nox.session
