@@ -1,41 +1,97 @@
-"""Developer tasks: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s chat`,
-`nox -s chat-cluster`."""
+"""Developer tasks.
+
+- ``nox -s unit``: the everyday loop, no Node.js, browser, Redis or nginx (about a minute).
+- ``nox -s tests``: the whole suite, as CI runs it, under branch coverage. Installs the
+  system packages it needs when missing (``tests/setup-system.sh``: nodejs, npm, chromium,
+  redis-server, nginx, with apt-get, with sudo when not root); ``TRIO_SIO_NO_APT=1`` skips
+  that.
+- ``nox -s lint typecheck docs``: the quality gates.
+- ``nox -s chat``, ``nox -s game``, ``nox -s chat-cluster``: the examples.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+
+class _NoUvNotice(logging.Filter):
+    """Nox looks for uv even with the venv backend and logs that it is not there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "uv binary not found" not in record.getMessage()
+
+
+logging.getLogger("nox").addFilter(_NoUvNotice())
 
 INTEROP = "tests/interop"
 BENCH = "bench"
+#: What ``pytest -m`` leaves out of ``nox -s unit``: tests needing Node.js, Chromium,
+#: redis-server or nginx (marked by tests/conftest.py), and the minute-long stall tests.
+UNIT_MARKERS = "not external and not stall"
 
 
 def _npm_ci(session: nox.Session, folder: str) -> None:
     if shutil.which("npm") is None:
-        session.error("npm is needed for the interop tests (install Node.js 18+)")
+        session.error(f"npm is needed in {folder} (install Node.js 18+)")
     session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", folder, external=True)
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    """``pip install`` ``args`` into the session's virtualenv, once: again only when the
+    arguments or the requirement files change (``--reinstall`` forces it)."""
+    digest = hashlib.sha256(repr(args).encode())
+    for path in [*sorted(Path("requirements").glob("*.txt")), Path("pyproject.toml")]:
+        digest.update(path.read_bytes())
+    stamp = Path(session.virtualenv.location) / ".trio-sio-installed"
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        session.log("requirements already installed (nox --reinstall to force it)")
+        return
+    session.install(*args)
+    session.install("--no-deps", "-e", ".")
+    stamp.write_text(digest.hexdigest())
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The quick everyday run: every test that needs no Node.js, Chromium, redis-server or
+    nginx (and not the minute-long stall tests). Arguments go to pytest."""
+    _install(session, "-r", "requirements/test.txt")
+    args = session.posargs or ["-q"]
+    session.run("pytest", "-m", UNIT_MARKERS, *args, env={"PYTHONDONTWRITEBYTECODE": "1"})
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite: unit, integration and interop (Node and python-socketio peers)."""
-    session.install("-r", "requirements/test.txt")
-    session.install("--no-deps", "-e", ".")
+    """The whole test suite under branch coverage: unit, integration, interop (Node and
+    python-socketio peers), browser, Redis and nginx. Installs the system packages it needs
+    when missing (tests/setup-system.sh; TRIO_SIO_NO_APT=1 skips that), then the Node
+    packages; prints the coverage report, also when a test fails."""
+    _install(session, "-r", "requirements/test.txt")
+    session.run("sh", "tests/setup-system.sh", external=True)
     _npm_ci(session, INTEROP)
     _npm_ci(session, BENCH)  # for the benchmark's smoke test
-    # Chromium (from the system's packages, if missing) and the browser tests' Node packages.
-    session.run("bash", "tests/browser/setup.sh", external=True)
+    session.run("sh", "tests/browser/setup.sh", external=True)
     args = session.posargs or ["-q"]
-    session.run("pytest", *args, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    session.run("coverage", "erase")
+    try:
+        session.run("coverage", "run", "-m", "pytest", *args, env=env)
+    finally:
+        session.run("coverage", "report")
 
 
 @nox.session
@@ -54,7 +110,9 @@ def typecheck(session: nox.Session) -> None:
     session.install("-r", "requirements/lint.txt", "-r", "requirements/test.txt")
     session.install("--no-deps", "-e", ".")
     session.run("mypy")
-    session.run("mypy", "--strict", "tests/typing/typed_app.py")
+    session.run(
+        "mypy", "--strict", "tests/typing/typed_app.py", "tests/typing/test_typed_fixtures.py"
+    )
 
 
 @nox.session
@@ -78,16 +136,34 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/run.py", *session.posargs)
 
 
+#: What the examples need: trio_sio with the Admin UI's and the Redis adapter's extras, at
+#: the versions CI tests (the test stack itself is not needed).
+EXAMPLE_REQUIREMENTS = ("-c", "requirements/test.txt", "-e", ".[admin,redis]")
+
+
 @nox.session
 def chat(session: nox.Session) -> None:
     """Set up and run the example chat server on http://127.0.0.1:8000/ (PORT to change;
-    arguments go to the server: `nox -s chat -- --admin` adds the Admin UI)."""
-    session.install("-r", "requirements/test.txt")
-    session.install("--no-deps", "-e", ".")
+    arguments go to the server: `nox -s chat -- --admin` adds the Admin UI at /admin/).
+    Ctrl+C stops it."""
+    _install(session, *EXAMPLE_REQUIREMENTS)
     _npm_ci(session, "examples/chat")
     port = os.environ.get("PORT", "8000")
     session.run(
         "python", "examples/chat/server.py", "--host", "127.0.0.1", "--port", port, *session.posargs
+    )
+
+
+@nox.session
+def game(session: nox.Session) -> None:
+    """Set up and run the example game server on http://127.0.0.1:8001/ (PORT to change;
+    arguments go to the server, e.g. `nox -s game -- --tick-rate 20`). Ctrl+C stops it;
+    `python examples/game/bots.py` (in this session's virtualenv) adds bot players."""
+    _install(session, *EXAMPLE_REQUIREMENTS)
+    _npm_ci(session, "examples/game")
+    port = os.environ.get("PORT", "8001")
+    session.run(
+        "python", "examples/game/server.py", "--host", "127.0.0.1", "--port", port, *session.posargs
     )
 
 
@@ -121,8 +197,7 @@ def chat_cluster(session: nox.Session) -> None:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         session.error("redis-server is needed (apt-get install redis-server)")
-    session.install("-r", "requirements/test.txt")
-    session.install("--no-deps", "-e", ".")
+    _install(session, *EXAMPLE_REQUIREMENTS)
     _npm_ci(session, "examples/chat")
     python = os.path.join(session.bin, "python")
     redis_port = 6379

@@ -33,4 +33,7 @@ async def main(port: int) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 8000)
+    try:
+        trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 8000)
+    except* KeyboardInterrupt:
+        pass  # Ctrl+C: stop quietly

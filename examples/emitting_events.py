@@ -1,7 +1,8 @@
 """The "Emitting events" guide of Socket.IO, in Python: every example, both directions.
 
 Each section builds a server and a client the way an application would. The test suite runs
-them all (tests/examples/test_emitting_events.py), and docs/emitting-events.rst quotes them.
+them all (tests/examples/test_emitting_events.py). docs/emitting-events.rst shows the same
+examples as plain snippets, which tests/docs/test_snippets.py runs.
 
 Run it against itself on a free port:
 

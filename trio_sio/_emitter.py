@@ -30,7 +30,7 @@ def event_data(event: str, args: tuple[Any, ...]) -> list[Any]:
         raise TypeError(f"an event name must be a str, not {type(event).__name__}")
     if event in RESERVED_EVENTS:
         raise ValueError(f"{event!r} is a reserved event name")
-    return to_wire((event, *args))
+    return to_wire(args, event=event)
 
 
 class _EmitsEvents(Protocol):

@@ -52,6 +52,7 @@ import logging
 import os
 import re
 import secrets
+import signal
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -342,6 +343,7 @@ async def serve(
     if admin is not None:
         instrument(chat.sio, *admin)
     async with trio.open_nursery() as nursery:
+        await nursery.start(stop_on_signals, nursery.cancel_scope)
         try:
             listeners = await nursery.start(chat.sio.serve, host, port)
         except trio_sio.SocketIOError as exc:  # RedisUnavailable
@@ -355,8 +357,37 @@ async def serve(
     return 0
 
 
+async def stop_on_signals(
+    cancel_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Cancel ``cancel_scope`` (the server's nursery) on Ctrl+C (SIGINT) or SIGTERM, so that
+    the server closes its connections and the process exits with 0 instead of a
+    ``KeyboardInterrupt`` traceback. Blocks until a signal arrives or it is cancelled."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+def configure_logging(debug: bool = False) -> None:
+    """Log the chat's lines (and trio_sio's warnings) to stderr, unless the application
+    running us (or a test) has configured logging already: under Hypercorn too, whose own
+    set-up covers only its ``hypercorn.*`` loggers."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
 def create_app(redis: str | None = None) -> trio_sio.ASGIApp:
-    """The chat as an ASGI application (its page included), for Hypercorn's trio worker."""
+    """The chat as an ASGI application (its page included), for Hypercorn's trio worker.
+
+    Configures logging (:func:`configure_logging`) so that the chat's lines show under an
+    ASGI server too."""
+    configure_logging()
     return trio_sio.ASGIApp(Chat(redis=redis).sio)
 
 
@@ -375,7 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-recovery", action="store_true", help="turn connection state recovery off"
     )
     parser.add_argument("--debug", action="store_true", help="log trio_sio's debug messages")
-    parser.add_argument("--admin", action="store_true", help="serve the Socket.IO Admin UI")
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="also serve the Socket.IO Admin UI: its page is at /admin/ on the same port "
+        "(needs a password; the page loads its icons and fonts from public CDNs)",
+    )
     parser.add_argument(
         "--admin-user",
         default=os.environ.get("CHAT_ADMIN_USER", "admin"),
@@ -387,11 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         help="its password, or a bcrypt hash of it (default: $CHAT_ADMIN_PASSWORD)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.debug)
     if not (CLIENT_DIST / "socket.io.min.js").is_file():
         log.error("the Socket.IO browser client is missing: run `npm ci` in %s", HERE)
         return 1
@@ -403,11 +435,13 @@ def main(argv: list[str] | None = None) -> int:
         if not admin_ui_files():
             log.warning("the Admin UI's page is missing (npm ci in %s): use another copy", HERE)
         admin = (args.admin_user, args.admin_password)
+    code = 0
     try:
-        return trio.run(serve, args.host, args.port, args.redis, not args.no_recovery, admin)
-    except KeyboardInterrupt:
-        log.info("stopped")
-    return 0
+        code = trio.run(serve, args.host, args.port, args.redis, not args.no_recovery, admin)
+    except* KeyboardInterrupt:
+        pass  # Ctrl+C before stop_on_signals was listening (or after it stopped)
+    log.info("stopped")
+    return code
 
 
 if __name__ == "__main__":

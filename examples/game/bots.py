@@ -183,12 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    stats = None
     try:
         stats = trio.run(
             functools.partial(run_bots, seed=args.seed), args.url, args.count, args.duration
         )
-    except KeyboardInterrupt:
-        return 130
+    except* KeyboardInterrupt:
+        pass  # trio raises it in a group when the bots' nursery is running
+    if stats is None:
+        return 130  # stopped with Ctrl+C: no summary
     print(summary(stats), flush=True)
     return 0 if all(s.error is None and s.worlds > 0 for s in stats) else 1
 

@@ -37,6 +37,7 @@ import itertools
 import logging
 import math
 import random
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ def static_files() -> dict[str, Path]:
         "/": PUBLIC / "index.html",
         "/index.html": PUBLIC / "index.html",
         "/game.js": PUBLIC / "game.js",
+        "/favicon.svg": PUBLIC / "favicon.svg",
+        "/favicon.ico": PUBLIC / "favicon.svg",  # asked for by browsers that skip the <link>
         "/socket.io.min.js": CLIENT_DIST / "socket.io.min.js",
         "/socket.io.min.js.map": CLIENT_DIST / "socket.io.min.js.map",
     }
@@ -333,9 +336,24 @@ def build_game(
     return game.sio, game.run
 
 
+async def stop_on_signals(
+    cancel_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Cancel ``cancel_scope`` (the server's nursery) on Ctrl+C (SIGINT) or SIGTERM, so that
+    the server closes its connections and the process exits with 0 instead of a
+    ``KeyboardInterrupt`` traceback. Blocks until a signal arrives or it is cancelled."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
 async def serve(host: str, port: int, tick_rate: float) -> None:
     sio, run_tick_loop = build_game(tick_rate)
     async with trio.open_nursery() as nursery:
+        await nursery.start(stop_on_signals, nursery.cancel_scope)
         listeners = await nursery.start(sio.serve, host, port)
         await nursery.start(run_tick_loop)
         bound = listeners[0].socket.getsockname()
@@ -362,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         trio.run(serve, args.host, args.port, args.tick_rate)
-    except KeyboardInterrupt:
-        log.info("stopped")
+    except* KeyboardInterrupt:
+        pass  # Ctrl+C before stop_on_signals was listening (or after it stopped)
+    log.info("stopped")
     return 0
 
 

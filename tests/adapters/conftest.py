@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -35,7 +36,10 @@ class RedisServer:
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
-            pytest.fail("redis-server is needed (apt-get install redis-server)")
+            reason = "redis-server is needed (apt-get install redis-server)"
+            if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+                pytest.fail(reason, pytrace=False)
+            pytest.skip(reason)
         self.process = subprocess.Popen(
             [
                 exe,

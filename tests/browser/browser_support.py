@@ -48,7 +48,7 @@ def requirements(example: Path) -> tuple[str, str]:
     if not (example / "node_modules" / "socket.io-client" / "dist").is_dir():
         missing.append(f"examples/{example.name}/node_modules is missing")
     if missing:
-        reason = "; ".join(missing) + " (run tests/browser/setup.sh)"
+        reason = "; ".join(missing) + " (run tests/setup-system.sh, then tests/browser/setup.sh)"
         if in_ci():
             pytest.fail(f"the browser test cannot run under CI: {reason}", pytrace=False)
         pytest.skip(reason)

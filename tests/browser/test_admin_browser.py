@@ -8,8 +8,9 @@ logs in; the page shows the server, both clients' sockets and their rooms; the U
 socket join a room, emits to one client and disconnects the other; a reload logs in again
 with the session id. This test owns the server and checks what the clients received.
 
-Needs node, Chromium and ``npm ci`` in tests/browser and tests/admin (``setup.sh`` does all
-of it). Without them the test is skipped, except under CI, where that is an error.
+Needs node, Chromium and ``npm ci`` in tests/browser and tests/admin (``setup.sh`` the
+packages, ``tests/setup-system.sh`` Chromium). Without them the test is skipped, except under
+CI, where that is an error.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _requirements() -> tuple[str, str]:
     if not (ADMIN / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist").is_dir():
         missing.append("tests/admin/node_modules is missing")
     if missing:
-        reason = "; ".join(missing) + " (run tests/browser/setup.sh)"
+        reason = "; ".join(missing) + " (run tests/setup-system.sh, then tests/browser/setup.sh)"
         if in_ci():
             pytest.fail(f"the browser test cannot run under CI: {reason}", pytrace=False)
         pytest.skip(reason)

@@ -3,9 +3,9 @@
 The pages are driven by ``chat_e2e.mjs`` (Playwright); this test owns the chat server, which
 the script asks it to kill and restart on the same port to check reconnection.
 
-Needs node, Chromium and ``npm ci`` in tests/browser and examples/chat (``setup.sh`` does
-all of it). Without them the test is skipped, except under CI (``CI`` set and not
-``false``/``0``), where that is an error.
+Needs node, Chromium and ``npm ci`` in tests/browser and examples/chat (``setup.sh`` the
+packages, ``tests/setup-system.sh`` Chromium). Without them the test is skipped, except
+under CI (``CI`` set and not ``false``/``0``), where that is an error.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ carol on server B, in one room. Their messages, typing notices, user list and ro
 cross servers through Redis; a room's history is per server (as the example documents).
 
 Needs redis-server, node, Chromium and ``npm ci`` in tests/browser and examples/chat
-(``setup.sh`` installs all but redis-server). Without them the test is skipped, except under
-CI (``CI`` set and not ``false``/``0``), where that is an error.
+(``tests/setup-system.sh`` and ``setup.sh`` install them all). Without them the test is
+skipped, except under CI (``CI`` set and not ``false``/``0``), where that is an error.
 """
 
 from __future__ import annotations

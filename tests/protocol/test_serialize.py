@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trio_sio._emitter import event_data
 from trio_sio.protocol.serialize import HOOK_NAME, to_wire
 from trio_sio.protocol.socketio import Packet, PacketType, encode
 
@@ -355,3 +356,14 @@ def test_output_is_wire_ready_and_stable(args: list[Any]) -> None:
     assert _types_of(out) <= {type(None), bool, int, float, str, bytes, list, dict}
     assert to_wire(out) == out
     encode(Packet(PacketType.ACK, data=out, id=1))
+
+
+def test_an_emit_counts_its_arguments_from_zero() -> None:
+    # emit("move", {1, 2}): the set is the first argument, args[0], not the event name's
+    # neighbour at index 1 of the packet's data.
+    with pytest.raises(TypeError, match=r"cannot send a set at args\[0\];"):
+        event_data("move", ({1, 2},))
+    with pytest.raises(TypeError, match=r"cannot send a set at args\[1\]\['x'\];"):
+        to_wire((0, {"x": {1}}), event="move")
+    assert to_wire([1, [2]], event="move") == ["move", 1, [2]]
+    assert event_data("move", ()) == ["move"]

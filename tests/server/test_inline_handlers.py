@@ -13,6 +13,7 @@ import contextvars
 from typing import Any
 
 import pytest
+import sio_support
 import trio
 import trio.testing
 
@@ -25,7 +26,7 @@ Q = "/socket.io/?EIO=4&transport=polling"
 
 
 def make_server(**options: Any) -> trio_sio.Server:
-    sio = trio_sio.Server(ping_interval=25, ping_timeout=20, **options)
+    sio = sio_support.make_server(**options)
 
     @sio.on("echo")
     async def echo(socket: trio_sio.Socket, value: Any) -> Any:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import sio_support
 import trio
 import trio.testing
 
@@ -33,13 +34,7 @@ class Boom(Exception):
 
 
 def make_server(**options: Any) -> trio_sio.Server:
-    sio = trio_sio.Server(ping_interval=25, ping_timeout=20, **options)
-
-    @sio.on("echo")
-    def echo(socket: trio_sio.Socket, value: Any) -> Any:
-        return value
-
-    return sio
+    return sio_support.make_server(echo=True, **options)
 
 
 async def round_trip(raw: RawClient, n: int) -> None:

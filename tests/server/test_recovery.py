@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import pytest
+import sio_support
 import trio
 import trio.testing
 
@@ -20,7 +21,7 @@ from trio_sio.testing import RawClient, open_raw_client
 
 def make_server(**options: Any) -> trio_sio.Server:
     options.setdefault("connection_state_recovery", True)
-    sio = trio_sio.Server(ping_interval=25, ping_timeout=20, **options)
+    sio = sio_support.make_server(**options)
 
     @sio.on("connection")
     def connected(socket: trio_sio.Socket, auth: dict[str, Any]) -> None:

@@ -12,15 +12,10 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from sio_support import make_server
 
 import trio_sio
 from trio_sio.testing import RawClient, open_raw_client
-
-
-def make_server(**options: Any) -> trio_sio.Server:
-    options.setdefault("ping_interval", 25)
-    options.setdefault("ping_timeout", 20)
-    return trio_sio.Server(**options)
 
 
 async def started(nursery: trio.Nursery, sio: trio_sio.Server) -> trio_sio.Server:

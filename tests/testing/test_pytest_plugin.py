@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 import trio.testing
 
 import trio_sio
-from trio_sio.testing import MemoryNetwork
+from trio_sio.testing import SioClient, SioServe
 
 
 def make_app() -> trio_sio.Server:
@@ -23,8 +22,8 @@ def make_app() -> trio_sio.Server:
 
 
 async def test_hello_and_a_long_idle_period(
-    sio_serve: Callable[[trio_sio.Server], Awaitable[MemoryNetwork]],
-    sio_client: Callable[..., trio_sio.Client],
+    sio_serve: SioServe,
+    sio_client: SioClient,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = await sio_serve(make_app())

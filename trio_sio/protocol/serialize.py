@@ -66,16 +66,18 @@ def _a(name: str) -> str:
     return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
 
 
-def to_wire(args: Sequence[Any]) -> list[Any]:
+def to_wire(args: Sequence[Any], *, event: str | None = None) -> list[Any]:
     """Convert the arguments of an emit (or an ack) into wire-ready data.
 
     Args:
         args: the arguments, e.g. the ``*args`` tuple of ``emit(event, *args)``.
+        event: the event name of an emit, if any: it becomes the first item of the result,
+            and an error still counts ``args`` from 0 (the first argument is ``args[0]``).
 
     Returns:
         A new list of values made only of ``None``, ``bool``, ``int``, ``float`` (finite),
-        ``str``, ``bytes``, ``list`` and ``dict`` with ``str`` keys. Containers that needed
-        no change are shared with ``args``, not copied.
+        ``str``, ``bytes``, ``list`` and ``dict`` with ``str`` keys (after ``event``, if
+        given). Containers that needed no change are shared with ``args``, not copied.
 
     Raises:
         TypeError: a value (or a dict key) has a type that cannot be sent, a ``__sio_json__``
@@ -92,6 +94,8 @@ def to_wire(args: Sequence[Any]) -> list[Any]:
         raise TypeError(
             "cannot send args: they contain a reference cycle or are nested too deeply"
         ) from None
+    if event is not None:
+        return [event, *result]
     return list(args) if result is args else result
 
 

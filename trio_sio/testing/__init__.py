@@ -32,7 +32,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 import trio
@@ -44,7 +44,31 @@ from ..protocol.engineio import OpenInfo, decode_open, decode_packet
 from ..protocol.errors import ConnectionClosed, SocketIOError
 from ..server.server import Server
 
-__all__ = ["MemoryNetwork", "RawClient", "open_raw_client"]
+if TYPE_CHECKING:
+    from ..client.client import Client
+
+__all__ = ["MemoryNetwork", "RawClient", "SioClient", "SioServe", "open_raw_client"]
+
+
+class SioServe(Protocol):
+    """The type of the ``sio_serve`` fixture (:mod:`trio_sio.testing.pytest_plugin`), for
+    typed tests: ``async def test_x(sio_serve: SioServe, sio_client: SioClient) -> None``."""
+
+    async def __call__(self, server: Server, /) -> MemoryNetwork:
+        """Start ``server`` in the test's nursery and return the network that reaches it.
+
+        Blocks until the server runs; it stops when the test's nursery is cancelled (at the
+        end of the test)."""
+        ...
+
+
+class SioClient(Protocol):
+    """The type of the ``sio_client`` fixture (:mod:`trio_sio.testing.pytest_plugin`)."""
+
+    def __call__(self, network: MemoryNetwork, /, **options: Any) -> Client:
+        """A :class:`trio_sio.Client` for ``network``, not yet connected (``async with`` it,
+        after registering its handlers); ``options`` go to the Client."""
+        ...
 
 
 class _Freezable(trio.abc.Stream):

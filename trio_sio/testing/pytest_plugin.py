@@ -12,12 +12,12 @@ back-off in virtual time::
         async with sio_client(network) as client:    # a trio_sio.Client, connected
             assert await client.emit_with_ack("hello", timeout=5) == "world"
 
-The fixtures are function-scoped, as pytest-trio requires.
+The fixtures are function-scoped, as pytest-trio requires. Their types, for annotated
+tests, are :class:`trio_sio.testing.SioServe` and :class:`trio_sio.testing.SioClient`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -25,13 +25,13 @@ import trio
 
 from ..client.client import Client
 from ..server.server import Server
-from . import MemoryNetwork
+from . import MemoryNetwork, SioClient, SioServe
 
 __all__ = ["sio_client", "sio_serve"]
 
 
 @pytest.fixture
-def sio_serve(nursery: trio.Nursery) -> Callable[[Server], Awaitable[MemoryNetwork]]:
+def sio_serve(nursery: trio.Nursery) -> SioServe:
     """``await sio_serve(server)``: run ``server`` in the test's nursery and return the
     in-memory network that reaches it."""
 
@@ -43,11 +43,11 @@ def sio_serve(nursery: trio.Nursery) -> Callable[[Server], Awaitable[MemoryNetwo
 
 
 @pytest.fixture
-def sio_client() -> Callable[..., Client]:
+def sio_client() -> SioClient:
     """``sio_client(network, **options)``: a :class:`trio_sio.Client` that connects through
     ``network``; use it with ``async with`` (register handlers first if needed)."""
 
-    def make(network: MemoryNetwork, **options: Any) -> Client:
+    def make(network: MemoryNetwork, /, **options: Any) -> Client:
         return Client("http://testserver", connector=network.connect, **options)
 
     return make

@@ -1,0 +1,58 @@
+#!/bin/sh
+# The system packages the whole test suite needs, installed with apt-get (Debian, Ubuntu)
+# when missing; safe to run again. `nox -s tests` and CI run it.
+#
+#   nodejs, npm    the official socket.io / socket.io-client peers, the browser bundle
+#   chromium       the browser tests (headless; CHROMIUM may name another browser instead),
+#                  with fonts-liberation for its pages
+#   redis-server   the Redis adapter's tests (each test module starts its own server)
+#   nginx          the reverse-proxy test (it runs its own nginx; the package's service is
+#                  kept from starting while it installs)
+#
+# Uses sudo when not root. TRIO_SIO_NO_APT=1 installs nothing: the tests that need a
+# missing program are then skipped (or fail under CI); `nox -s unit` needs none of them.
+set -eu
+
+if [ -n "${TRIO_SIO_NO_APT:-}" ]; then
+    echo "TRIO_SIO_NO_APT is set: no system packages installed"
+    exit 0
+fi
+
+missing=""
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    missing="$missing chromium fonts-liberation"
+fi
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    missing="$missing nginx"
+fi
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing:$missing; install them, or set TRIO_SIO_NO_APT=1 (or use nox -s unit)" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "installing with apt-get:$missing (TRIO_SIO_NO_APT=1 skips this)"
+
+# A policy-rc.d that says "no" (Debian's convention) keeps nginx's and redis' services from
+# starting while they install; the tests start their own.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+fi
+trap '[ -z "$policy" ] || $sudo rm -f "$policy"' EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086  # the package names are words
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
