@@ -90,12 +90,20 @@ class SessionHandler(Protocol):
     """What a session calls in the layer above it (the Socket.IO server's connection).
 
     Given to the session with :meth:`EngineSocket.attach` before its tasks start; the
-    session then never queues received messages for :meth:`EngineSocket.receive`.
+    session then never queues received messages for :meth:`EngineSocket.receive`, and runs
+    no handler task of its own: the layer above starts what it needs in
+    :attr:`EngineSocket.nursery` (an idle connection then costs no task and no nursery of
+    its own).
     """
 
-    async def run(self) -> None:
-        """Run in a task of the session's nursery until the session ends; the session
-        closes when it returns. Cancelled when the session closes."""
+    def on_closing(self) -> None:
+        """The session started closing (``close_reason`` is set): start no new work. Called
+        once, from whatever task asked for the close. Must not block."""
+        ...
+
+    async def on_closed(self) -> None:
+        """The session's tasks are gone: run the layer's own close sequence. Called once,
+        by the session's task, shielded from cancellation; the handler bounds it in time."""
         ...
 
     async def on_message(self, message: str | bytes, reader: Reader) -> None:
@@ -221,6 +229,7 @@ class EngineSocket:
         "_close_requested",
         "_closed",
         "_config",
+        "_deadline",
         "_finished",
         "_graceful",
         "_handler_done",
@@ -280,6 +289,7 @@ class EngineSocket:
         self._nursery: trio.Nursery | None = None
         self._enqueue((open_packet,), direct=True)
         self._started_at = trio.current_time()
+        self._deadline = math.inf  # see close_at
         # While a ping waits for its pong: the deadline of that wait (a pong cancels it).
         self._pong_scope: trio.CancelScope | None = None
         self._close_requested = trio.Event()
@@ -298,10 +308,29 @@ class EngineSocket:
 
     # -- public API -----------------------------------------------------------------------
     def attach(self, handler: SessionHandler) -> None:
-        """Give the session's messages to ``handler`` (and run its :meth:`~SessionHandler.run`
-        as the session's handler task) instead of queueing them for :meth:`receive`. Call it
-        before the session's tasks start (in ``EngineServer``'s ``on_open``)."""
+        """Give the session's messages to ``handler`` instead of queueing them for
+        :meth:`receive`, and tell it when the session closes. Call it before the session's
+        tasks start (in ``EngineServer``'s ``on_open``)."""
         self.handler = handler
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The session's nursery, for the tasks of the layer above: they are cancelled when
+        the session closes.
+
+        Raises:
+            ConnectionClosed: the session is not running (not yet, or no more).
+        """
+        nursery = self._nursery
+        if nursery is None or self._state is SessionState.CLOSED:
+            raise ConnectionClosed(self._reason_text())
+        return nursery
+
+    def close_at(self, deadline: float) -> None:
+        """Close the session (``forced close``) at ``deadline`` (Trio time), unless called
+        again before then; ``math.inf``: never. Costs no task: the session's own task keeps
+        the deadline with its heartbeat. Never blocks."""
+        self._deadline = deadline
 
     @property
     def state(self) -> SessionState:
@@ -581,6 +610,8 @@ class EngineSocket:
         self._last_packet = last_packet
         self._close_requested.set()
         self._wake_senders()
+        if self.handler is not None:
+            self.handler.on_closing()
 
     async def run(
         self,
@@ -602,8 +633,6 @@ class EngineSocket:
                 elif self._transport.name is Transport.POLLING:
                     self._queue()  # every packet waits for a GET: the queue is needed
                 nursery.start_soon(self._receive_loop, self._transport)
-                if handler is None and self.handler is not None:
-                    handler = _run_attached
                 if handler is not None:
                     self._handler_running = True
                     nursery.start_soon(self._run_handler, handler)
@@ -628,10 +657,15 @@ class EngineSocket:
         finally:
             if self._state is SessionState.OPEN:  # ended by an exception, not a close
                 self.close_reason = CloseReason.TRANSPORT_ERROR
+                if self.handler is not None:
+                    self.handler.on_closing()
             self._state = SessionState.CLOSED
             self._close_requested.set()
             self._wake_senders()
             self._release_queues()
+            if self.handler is not None:
+                with trio.CancelScope(shield=True):
+                    await self.handler.on_closed()
             final: Packet | None
             if self._graceful:
                 final = None
@@ -707,23 +741,40 @@ class EngineSocket:
         closing = self._close_requested
         next_ping = self._started_at + config.ping_interval
         while True:
-            with trio.move_on_at(next_ping):
+            with trio.move_on_at(min(next_ping, self._deadline)):
                 await closing.wait()
                 return
+            if self._deadline_passed():
+                return
+            if trio.current_time() < next_ping:
+                continue  # the deadline was moved while this waited for it
             if not self._ping():  # the queue is closed: so is the session, or soon
                 await closing.wait()
                 return
             # The pong takes this scope away and cancels it (see _on_packet); its deadline is
             # the ping timeout.
-            with trio.CancelScope(deadline=next_ping + config.ping_timeout) as scope:
+            pong_by = next_ping + config.ping_timeout
+            with trio.CancelScope(deadline=pong_by) as scope:
                 self._pong_scope = scope
-                await closing.wait()
-                return
+                while True:
+                    with trio.move_on_at(self._deadline):
+                        await closing.wait()
+                        return
+                    if self._deadline_passed():
+                        return
             if self._pong_scope is scope:  # still there: the deadline passed without a pong
                 self._pong_scope = None
                 self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
                 return
             next_ping = trio.current_time() + config.ping_interval
+
+    def _deadline_passed(self) -> bool:
+        """Close the session if the deadline of :meth:`close_at` has come."""
+        if trio.current_time() < self._deadline:
+            return False
+        log.info("session %s: its close deadline passed", self.sid)
+        self._request_close(CloseReason.FORCED_CLOSE, graceful=True)
+        return True
 
     def _ping(self) -> bool:
         """Queue a PING (or write it at once); False if the session is closed."""
@@ -1003,10 +1054,3 @@ def _size(packets: Sequence[Packet]) -> int:
     if len(packets) == 1:  # most groups (and every broadcast recipient's): no generator
         return len(packets[0].data) + 8
     return sum(len(packet.data) + 8 for packet in packets)
-
-
-async def _run_attached(session: EngineSocket) -> None:
-    """The handler task of a session with a :class:`SessionHandler` attached."""
-    handler = session.handler
-    if handler is not None:
-        await handler.run()

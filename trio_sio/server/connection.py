@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -56,12 +57,9 @@ class Connection:
         self.engine = engine
         self.decoder = server.parser.decoder()
         self.sockets: dict[str, Socket] = {}
-        self.nursery: trio.Nursery
-        # While no namespace is connected: the connect timeout (see run()).
-        self._connect_scope: trio.CancelScope | None = None
-        # Set by run() once the nursery exists; an event only if a message came before.
-        self._started = False
-        self._ready: trio.Event | None = None
+        # Until a first namespace connects: the connect timeout, kept by the session.
+        self._connect_pending = True
+        engine.close_at(trio.current_time() + server.connect_timeout)
         self._close_reason: str | None = None
         #: True once the connection is ending: no new handler starts.
         self.closing = False
@@ -116,44 +114,29 @@ class Connection:
             self._traffic.sent(group)
         return True
 
-    # -- lifetime -------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Serve the connection until the Engine.IO session ends (the session handler).
+    # -- lifetime (the session calls these: see ``SessionHandler``) ------------------------
+    @property
+    def nursery(self) -> trio.Nursery:
+        """Where the namespace sockets' tasks run: the session's own nursery (cancelled when
+        the session closes). An idle connection holds no task or nursery of its own."""
+        return self.engine.nursery
 
-        Messages are not read here: the session's receive task hands each one to
-        :meth:`on_message`. This task holds the nursery of the namespace sockets' tasks,
-        enforces the connect timeout, and runs the disconnect sequence at the end.
-        """
-        try:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                self._started = True
-                if self._ready is not None:
-                    self._ready.set()
-                # The namespace connect timeout: this scope is cancelled at the first
-                # namespace connection, so that a connected session holds no scope.
-                deadline = trio.current_time() + self.server.connect_timeout
-                with trio.CancelScope(deadline=deadline) as scope:
-                    self._connect_scope = scope
-                    await self.engine.wait_closing()
-                timed_out = self._connect_scope is not None and scope.cancelled_caught
-                self._connect_scope = None
-                if timed_out:
-                    log.info("session %s: no namespace connected in time", self.engine.sid)
-                    self.engine.close(CloseReason.FORCED_CLOSE)
-                await self.engine.wait_closing()
-                self.closing = True
-                nursery.cancel_scope.cancel()
-        finally:
-            self.closing = True
-            if self._traffic is not None:
-                self._traffic.closed(str(self.engine.close_reason or CloseReason.TRANSPORT_CLOSE))
-            reason = self._close_reason or _REASONS.get(
-                self.engine.close_reason or CloseReason.TRANSPORT_CLOSE, "transport close"
-            )
-            with trio.CancelScope(shield=True), trio.move_on_after(self.server.close_grace):
-                for socket in list(self.sockets.values()):
-                    await socket._close(reason)
+    def on_closing(self) -> None:
+        """The session is closing: no new handler starts."""
+        self.closing = True
+
+    async def on_closed(self) -> None:
+        """The session is over: run each socket's disconnect sequence (at most
+        ``close_grace`` seconds in all)."""
+        self.closing = True
+        if self._traffic is not None:
+            self._traffic.closed(str(self.engine.close_reason or CloseReason.TRANSPORT_CLOSE))
+        reason = self._close_reason or _REASONS.get(
+            self.engine.close_reason or CloseReason.TRANSPORT_CLOSE, "transport close"
+        )
+        with trio.move_on_after(self.server.close_grace):
+            for socket in list(self.sockets.values()):
+                await socket._close(reason)
 
     async def on_message(self, message: str | bytes, reader: Reader) -> None:
         """Decode one Engine.IO message and route its packets (called by the receive task
@@ -165,10 +148,6 @@ class Connection:
         reading then goes on in another task (see ``Reader.run_handler``) and this call
         returns once the handler is done.
         """
-        if not self._started:
-            if self._ready is None:
-                self._ready = trio.Event()
-            await self._ready.wait()
         if self._traffic is not None:
             self._traffic.received(message)
         decoder = self.decoder
@@ -292,10 +271,9 @@ class Connection:
             for data in session.missed_packets:
                 self._send_now(Packet(PacketType.EVENT, name, data))
             self._send_now(connect)
-        connect_scope = self._connect_scope
-        if connect_scope is not None:
-            self._connect_scope = None  # (so run() knows that this was no timeout)
-            connect_scope.cancel()  # run() goes on waiting without it
+        if self._connect_pending:
+            self._connect_pending = False
+            self.engine.close_at(math.inf)  # the connect timeout is over
         self.nursery.start_soon(socket._guarded, socket._run, auth)
 
     async def _restore(self, namespace: Namespace, auth: dict[str, Any]) -> RecoveredSession | None:
