@@ -111,6 +111,12 @@ class Dispatcher:
             if send in waiters:
                 waiters.remove(send)
 
+    def reopen(self) -> None:
+        """After the client ended: a fresh queue, for its next run."""
+        self.queue = EventQueue(self.queue.size)
+        self.done = trio.Event()
+        self._lane_tail = None
+
     def close_waiters(self) -> None:
         for waiters in self._waiters.values():
             for waiter in waiters:

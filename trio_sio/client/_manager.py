@@ -8,15 +8,19 @@ from __future__ import annotations
 import inspect
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .._handlers import Handler
+from ..engineio._cookies import CookieJar
 from ..engineio._http_client import Connector
-from ..engineio.client import ConnectError, open_engine_client
+from ..engineio._proxy import ProxySetting
+from ..engineio.client import ConnectError, EngineClient, open_engine_client
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
+from ..protocol.serialize import to_wire
 from ..protocol.socketio import NEED_DATA, JsonParser, Packet, PacketType, Parser
 from ._backoff import Backoff
 from ._link import Session
@@ -65,11 +69,17 @@ class Manager:
     reconnection_attempts: float
     backoff: Backoff
     auth: Auth | None
+    proxy: ProxySetting
+    try_all_transports: bool
+    remember_upgrade: bool
     _sockets: dict[str, ClientSocket]
     _manager_handlers: dict[str, list[Handler]]
 
-    def __init__(self, parser: Parser | None) -> None:
+    def __init__(self, parser: Parser | None, *, cookies: bool) -> None:
         self.parser: Parser = parser or JsonParser()
+        #: The cookies of every request, kept across reconnections (None: cookies=False).
+        self.cookies: CookieJar | None = CookieJar() if cookies else None
+        self._websocket_worked = False  # for remember_upgrade
         self._session: Session | None = None
         self._running = False  # entered (``async with``)
         self._started = False  # the namespaces given at construction connected once
@@ -88,16 +98,78 @@ class Manager:
                 log.exception("%s handler failed", event)
 
     async def _auth(self) -> dict[str, Any] | None:
-        """The CONNECT payload, evaluated now."""
+        """The CONNECT payload, evaluated now, converted as emits are (a ``datetime`` in it
+        becomes an ISO string, ...).
+
+        Raises:
+            TypeError: it holds a value that cannot be sent.
+        """
         auth = self.auth
         if auth is None:
+            await trio.lowlevel.checkpoint()
             return None
+        value: Any = auth
         if callable(auth):
             value = auth()
             if inspect.isawaitable(value):
                 value = await value
-            return dict(value)
-        return dict(auth)
+        wire = to_wire([dict(value)])[0]
+        assert isinstance(wire, dict)
+        return wire
+
+    def _has(self, event: str) -> bool:
+        return bool(self._manager_handlers.get(event))
+
+    def _transport_plans(self) -> list[tuple[str, ...]]:
+        """The transport lists to try, in order (``try_all_transports``,
+        ``remember_upgrade``)."""
+        names = self.transports
+        if self.remember_upgrade and self._websocket_worked and "websocket" in names:
+            names = ("websocket", *(n for n in names if n != "websocket"))
+        if not self.try_all_transports:
+            return [names]
+        return [names[i:] for i in range(len(names))]
+
+    @asynccontextmanager
+    async def _open_engine(self) -> AsyncIterator[EngineClient]:
+        """Open the Engine.IO connection, trying the next transport if one fails
+        (``try_all_transports``).
+
+        Raises:
+            ConnectError: every transport failed (the last error).
+        """
+        plans = self._transport_plans()
+        async with AsyncExitStack() as stack:
+            for i, names in enumerate(plans):
+                try:
+                    engine = await stack.enter_async_context(
+                        open_engine_client(
+                            self.url,
+                            path=self.path,
+                            transports=names,
+                            query=self.query,
+                            headers=self.headers,
+                            ssl_context=self.ssl_context,
+                            connect_timeout=self.connect_timeout,
+                            connector=self.connector,
+                            proxy=self.proxy,
+                            cookies=self.cookies if self.cookies is not None else False,
+                        )
+                    )
+                except ConnectError as exc:
+                    if names[0] == "websocket":
+                        self._websocket_worked = False
+                    if i + 1 == len(plans):
+                        raise
+                    log.info("over %s: %s; trying %s", names[0], exc, plans[i + 1][0])
+                    continue
+                break
+            if self._has("ping"):
+                engine.on_ping = self._on_ping
+            yield engine
+
+    async def _on_ping(self) -> None:
+        await self._fire("ping")
 
     # -- helpers for the sockets ----------------------------------------------------------
     def _running_nursery(self) -> trio.Nursery:
@@ -145,19 +217,11 @@ class Manager:
                 reason = "transport close"
                 released = False
                 try:
-                    async with open_engine_client(
-                        self.url,
-                        path=self.path,
-                        transports=self.transports,
-                        query=self.query,
-                        headers=self.headers,
-                        ssl_context=self.ssl_context,
-                        connect_timeout=self.connect_timeout,
-                        connector=self.connector,
-                    ) as engine:
+                    async with self._open_engine() as engine:
                         session = Session(engine)
                         self._session = session
                         self.backoff.reset()
+                        await self._fire("open")
                         if attempt:
                             await self._fire("reconnect", attempt)
                         attempt = 0
@@ -170,13 +234,19 @@ class Manager:
                         finally:
                             self._session = None
                             released = session.released
+                            if engine.transport == "websocket":
+                                self._websocket_worked = True
                             session.close()
                             for socket in list(self._sockets.values()):
                                 socket._on_transport_lost(reason)
+                    # As socket.io-client: "close" comes after the sockets' "disconnect"
+                    # was decided, before any reconnection.
+                    await self._fire("close", "io client disconnect" if released else reason)
                 except _Refused as refused:
                     raise refused.error from None
                 except ConnectError as exc:
                     last_error = exc
+                    await self._fire("error", exc)
                     if attempt:
                         await self._fire("reconnect_error", exc)
                 if self._closing:
@@ -223,6 +293,8 @@ class Manager:
                     if packet is NEED_DATA:
                         break
                     assert isinstance(packet, Packet)
+                    if self._has("packet"):
+                        await self._fire("packet", packet)
                     await self._route(packet, session)
                     if task_status is not None and self._all_connected():
                         task_status.started()

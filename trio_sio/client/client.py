@@ -20,14 +20,24 @@ from ._manager import Auth, Manager
 from ._namespace import DRAIN_GRACE
 from .socket import ClientSocket
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client", "connect", "open_client"]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Manager-level events (the JS ``socket.io`` manager's).
+#: Manager-level events (the JS ``socket.io-client`` manager's).
 MANAGER_EVENTS = frozenset(
-    {"reconnect_attempt", "reconnect", "reconnect_error", "reconnect_failed"}
+    {
+        "open",
+        "close",
+        "error",
+        "ping",
+        "packet",
+        "reconnect_attempt",
+        "reconnect",
+        "reconnect_error",
+        "reconnect_failed",
+    }
 )
 
 
@@ -81,6 +91,18 @@ class Client(Manager):
         max_pending_acks: acks one namespace may wait for at once.
         connector: opens the byte stream instead of TCP (``trio_sio.testing`` connects in
             memory with it).
+        proxy: an ``http://[user:password@]host:port`` proxy that every connection
+            (polling requests and the WebSocket) tunnels through with ``CONNECT``; None
+            (the default) takes ``HTTPS_PROXY``/``HTTP_PROXY`` and ``NO_PROXY`` from the
+            environment; False uses none.
+        cookies: keep the cookies the server (or a load balancer) sets and send them back
+            with later requests and WebSocket handshakes, across reconnections, as a
+            browser does (cookie-sticky load balancers need it). The jar is
+            :attr:`cookies`.
+        try_all_transports: if connecting over the first transport fails, try the next
+            ones (socket.io-client's ``tryAllTransports``).
+        remember_upgrade: once a connection ran on WebSocket, start the next ones on
+            WebSocket directly (socket.io-client's ``rememberUpgrade``).
     """
 
     def __init__(
@@ -109,12 +131,19 @@ class Client(Manager):
         ordered_handlers: bool = False,
         max_pending_acks: int = 10_000,
         connector: Connector | None = None,
+        proxy: str | bool | None = None,
+        cookies: bool = True,
+        try_all_transports: bool = False,
+        remember_upgrade: bool = False,
     ) -> None:
         if not namespaces:
             raise ValueError("at least one namespace is needed")
         if max_concurrent_handlers < 1:
             raise ValueError("max_concurrent_handlers must be at least 1")
-        super().__init__(parser)
+        super().__init__(parser, cookies=cookies)
+        self.proxy = proxy
+        self.try_all_transports = try_all_transports
+        self.remember_upgrade = remember_upgrade
         self.url = url
         self.auth = auth
         self.transports = tuple(transports)
@@ -137,6 +166,8 @@ class Client(Manager):
         self.max_pending_acks = max_pending_acks
         self.connector = connector
         names = [_name(n) for n in namespaces]
+        self._namespaces = tuple(names)
+        self._entered = False
         self._sockets: dict[str, ClientSocket] = {n: ClientSocket(self, n) for n in names}
         self.main = self._sockets.get("/") or self._sockets[names[0]]
         self._manager_handlers: dict[str, list[Handler]] = {}
@@ -171,10 +202,14 @@ class Client(Manager):
         self, event: str, handler: F | None = None, *, ordered: bool = False
     ) -> F | Callable[[F], F]:
         """Register a handler on the main namespace (see :meth:`ClientSocket.on`), or for a
-        manager event: ``"reconnect_attempt"`` (attempt number), ``"reconnect"`` (attempts
-        it took), ``"reconnect_error"`` (the error), ``"reconnect_failed"`` (no arguments).
-        Manager handlers run in the client's connecting task, one at a time (``ordered``
-        does not apply to them)."""
+        manager event, with socket.io-client's names and order: ``"open"`` (the Engine.IO
+        connection opened), ``"close"`` (it closed: the reason), ``"error"`` (a connection
+        attempt failed: the error), ``"ping"`` (the server's ping came), ``"packet"`` (a
+        Socket.IO packet came: the :class:`~trio_sio.protocol.socketio.Packet`),
+        ``"reconnect_attempt"`` (attempt number), ``"reconnect"`` (attempts it took),
+        ``"reconnect_error"`` (the error), ``"reconnect_failed"`` (no arguments).
+        Manager handlers run in the client's connecting or receiving task, one at a time
+        (``ordered`` does not apply to them): keep them short."""
         if event in MANAGER_EVENTS:
 
             def register(fn: F) -> F:
@@ -256,12 +291,33 @@ class Client(Manager):
             ConnectionRefused: a namespace was refused by the server's middleware (with the
                 server's ``message`` and ``data``).
             ConnectError: the server could not be reached and reconnection is off or gave up.
-            RuntimeError: the client was entered before (a Client connects once).
+            RuntimeError: the client is connected already (in another ``async with``).
+
+        A client may be entered again once a previous ``async with`` has ended: it
+        connects anew (handlers stay registered, cookies are kept).
 
         Cancellation: cancelling while connecting leaves nothing running.
         """
+        if self._entered:
+            raise RuntimeError("this Client is in use in another `async with`")
         if self._running:
-            raise RuntimeError("a Client can be used in `async with` only once")
+            self._reset()
+        self._entered = True
+        try:
+            return await self._enter()
+        except BaseException:
+            self._entered = False
+            raise
+
+    def _reset(self) -> None:
+        """Make a client that ran (and ended) ready to connect again."""
+        self._session = None
+        self._started = self._closing = self._ended = False
+        self._wake_event = trio.Event()
+        for name, socket in self._sockets.items():
+            socket._reopen(want=name in self._namespaces)
+
+    async def _enter(self) -> Client:
         self._running = True
         self._initial = set(self._sockets)
         stack = AsyncExitStack()
@@ -289,17 +345,20 @@ class Client(Manager):
         still running are cancelled)."""
         stack, self._stack = self._stack, None
         try:
-            with trio.CancelScope(shield=True):
-                await self.aclose()  # bounded: at most a few seconds
-        finally:
-            self._nursery.cancel_scope.cancel()
-        if stack is not None:
             try:
-                await stack.__aexit__(*exc_info)
-            except BaseExceptionGroup as group:
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+                with trio.CancelScope(shield=True):
+                    await self.aclose()  # bounded: at most a few seconds
+            finally:
+                self._nursery.cancel_scope.cancel()
+            if stack is not None:
+                try:
+                    await stack.__aexit__(*exc_info)
+                except BaseExceptionGroup as group:
+                    if len(group.exceptions) == 1:
+                        raise group.exceptions[0] from None
+                    raise
+        finally:
+            self._entered = False
 
     async def aclose(self) -> None:
         """Disconnect (sending DISCONNECT for each namespace) and stop reconnecting.
@@ -344,11 +403,35 @@ class Client(Manager):
 
 
 @asynccontextmanager
-async def connect(url: str, **options: Any) -> AsyncIterator[Client]:
-    """Connect a :class:`Client` (``async with trio_sio.connect(url) as client: ...``).
+async def open_client(
+    url: str, *, handlers: Mapping[str, Callable[..., Any]] | None = None, **options: Any
+) -> AsyncIterator[Client]:
+    """Connect a Socket.IO client; leaving the block disconnects it::
 
-    Handlers registered inside the block miss events the server sends while connecting; to
-    catch those, create a :class:`Client`, register handlers, then ``async with client``.
+        async with trio_sio.open_client("http://localhost:3000", auth={"token": "t"}) as client:
+            await client.emit("hello", "world")
+
+    Args:
+        url: the server.
+        handlers: event (or manager event) name → handler, registered on the main
+            namespace before connecting, so that nothing the server sends at once is missed.
+        **options: the options of :class:`Client`.
+
+    Yields:
+        The connected client (every requested namespace connected).
+
+    Raises:
+        ConnectionRefused, ConnectError: as :meth:`Client.__aenter__`.
+
+    Cancellation: cancelling while connecting leaves nothing running; cancelling the block
+    disconnects (the goodbye is shielded and bounded to a few seconds).
     """
-    async with Client(url, **options) as client:
+    client = Client(url, **options)
+    for event, handler in (handlers or {}).items():
+        client.on(event, handler)
+    async with client:
         yield client
+
+
+#: The earlier name of :func:`open_client`.
+connect = open_client

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
-from .._acks import AckSlot, await_callback, unpack_ack
+from .._acks import AckRegistry, AckSlot, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Ack, Handler
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -440,6 +440,24 @@ class ClientSocket(NamespaceState):
 
     def _lifecycle_event(self, name: str, *args: Any) -> None:
         self._dispatcher.lifecycle(name, *args)
+
+    def _reopen(self, want: bool) -> None:
+        """The client is entered again after it ended: accept emits again, with fresh
+        queues; connect with the client if ``want``."""
+        self._shut = False
+        self._want = want
+        self._refusal = None
+        self.server_disconnected = self.refused = self.recovered = False
+        self._pid = self._offset = None
+        self._buffer.reopen()
+        self._acks = AckRegistry(self.client.max_pending_acks)
+        self._pending.clear()
+        self._sent_acks.clear()
+        self._dispatcher.reopen()
+        self._retry_send, self._retry_recv = trio.open_memory_channel[
+            tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
+        ](self.client.buffer_size)
+        self._notify()
 
     def _shutdown(self, reason: str) -> None:
         """The client is closing or gave up: refuse new emits, fail every pending ack."""

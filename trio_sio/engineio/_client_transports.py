@@ -31,6 +31,7 @@ from ..protocol.engineio import (
     encode_packet,
 )
 from ..protocol.errors import RemoteProtocolError
+from ._cookies import CookieJar
 from ._exceptions import single_leaf
 from ._http_client import (
     Connector,
@@ -40,6 +41,7 @@ from ._http_client import (
     host_header,
     open_stream,
 )
+from ._proxy import Proxy, ProxyError, ProxySetting, resolve_proxy
 
 __all__ = [
     "TRANSPORT_ERRORS",
@@ -60,6 +62,7 @@ _WS_QUEUE_SIZE: Final = 16
 #: which means the WebSocket was closed).
 TRANSPORT_ERRORS: Final = (
     HTTPTransportError,
+    ProxyError,
     RemoteProtocolError,
     trio_websocket.HandshakeError,
     trio.BrokenResourceError,
@@ -81,6 +84,8 @@ class Endpoint:
         headers: extra header fields, sent with every request and the WebSocket handshake.
         ssl_context: TLS settings, or None for plain http/ws.
         connector: opens the byte stream instead of TCP (+TLS), e.g. in memory for tests.
+        proxy: the HTTP proxy every connection tunnels through, or None.
+        cookies: the jar for every request and the WebSocket handshake, or None.
     """
 
     host: str
@@ -90,6 +95,8 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...]
     ssl_context: ssl.SSLContext | None
     connector: Connector | None = None
+    proxy: Proxy | None = None
+    cookies: CookieJar | None = None
 
     @classmethod
     def from_url(
@@ -101,15 +108,20 @@ class Endpoint:
         ssl_context: ssl.SSLContext | None,
         *,
         connector: Connector | None = None,
+        proxy: ProxySetting = None,
+        cookies: CookieJar | None = None,
     ) -> Endpoint:
         """Build an endpoint from a URL and the client's options.
 
         The URL's path is ignored (``path`` is used); its query is kept, and ``query``
         overrides parameters of the same name. TLS is used for https/wss, with
-        ``ssl.create_default_context()`` unless ``ssl_context`` is given.
+        ``ssl.create_default_context()`` unless ``ssl_context`` is given. ``proxy`` is a
+        URL, None (the ``HTTP(S)_PROXY``/``NO_PROXY`` environment) or False (none); it is
+        not used with a ``connector``.
 
         Raises:
-            ValueError: unsupported scheme, no host, or ``ssl_context`` for http/ws.
+            ValueError: unsupported scheme, no host, ``ssl_context`` for http/ws, or a
+                proxy that is not an ``http://`` URL.
         """
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https", "ws", "wss"):
@@ -132,7 +144,19 @@ class Endpoint:
             headers=tuple((headers or {}).items()),
             ssl_context=ssl_context,
             connector=connector,
+            proxy=None if connector else resolve_proxy(proxy, parts.hostname, secure=secure),
+            cookies=cookies,
         )
+
+    def cookie_headers(self, target: str) -> list[tuple[str, str]]:
+        """The extra header fields of a request for ``target``, with the jar's cookies."""
+        headers = list(self.headers)
+        if self.cookies is not None:
+            secure = self.ssl_context is not None
+            cookie = self.cookies.header(self.host, target, secure=secure)
+            if cookie is not None:
+                headers.append(("Cookie", cookie))
+        return headers
 
     def target(self, transport: str, sid: str | None) -> str:
         """The request target (path and query) for ``transport`` and ``sid``."""
@@ -175,6 +199,8 @@ class PollingTransport:
                 ssl_context=endpoint.ssl_context,
                 max_body_size=MAX_INCOMING_SIZE,
                 connector=endpoint.connector,
+                proxy=endpoint.proxy,
+                cookies=endpoint.cookies,
             )
 
         self._get_conn = connection()
@@ -277,6 +303,62 @@ class WebSocketTransport(trio.abc.AsyncResource):
         await self._ws.aclose()
 
 
+class _WatchedStream(trio.abc.Stream):
+    """A stream that notes when the server ends it (EOF or reset): trio-websocket waits for
+    the handshake's answer forever if the connection ends first."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self.ended = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self._stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.ended.set()
+            raise
+        if not data:
+            self.ended.set()
+        return data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _handshake(
+    nursery: trio.Nursery, stream: _WatchedStream, endpoint: Endpoint, target: str
+) -> trio_websocket.WebSocketConnection:
+    """The WebSocket opening handshake; fails at once if the server ends the connection
+    before answering (rather than waiting for the connect timeout)."""
+    connection: trio_websocket.WebSocketConnection | None = None
+    async with trio.open_nursery() as race:
+
+        async def watch() -> None:
+            await stream.ended.wait()
+            race.cancel_scope.cancel()
+
+        race.start_soon(watch)
+        connection = await trio_websocket.wrap_client_stream(
+            nursery,
+            stream,  # type: ignore[arg-type]  # any trio Stream works
+            host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
+            target,
+            extra_headers=[(k.encode(), v.encode()) for k, v in endpoint.cookie_headers(target)],
+            message_queue_size=_WS_QUEUE_SIZE,
+            max_message_size=MAX_INCOMING_SIZE,
+        )
+        race.cancel_scope.cancel()
+    if connection is None:
+        raise trio.BrokenResourceError("the server closed the connection during the handshake")
+    return connection
+
+
 async def open_websocket_transport(
     endpoint: Endpoint,
     sid: str | None,
@@ -305,18 +387,20 @@ async def open_websocket_transport(
         # We open (and so own and close) the stream: trio-websocket's client leaves it
         # open after a close initiated by the server.
         stream = await open_stream(
-            endpoint.host, endpoint.port, endpoint.ssl_context, endpoint.connector
+            endpoint.host, endpoint.port, endpoint.ssl_context, endpoint.connector, endpoint.proxy
         )
+        target = endpoint.target("websocket", sid)
         async with trio.open_nursery() as nursery:
-            connection = await trio_websocket.wrap_client_stream(
-                nursery,
-                stream,  # type: ignore[arg-type]  # any trio Stream works
-                host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
-                endpoint.target("websocket", sid),
-                extra_headers=[(k.encode(), v.encode()) for k, v in endpoint.headers],
-                message_queue_size=_WS_QUEUE_SIZE,
-                max_message_size=MAX_INCOMING_SIZE,
-            )
+            connection = await _handshake(nursery, _WatchedStream(stream), endpoint, target)
+            if endpoint.cookies is not None:
+                endpoint.cookies.update(
+                    endpoint.host,
+                    target,
+                    tuple(
+                        (k.decode("latin-1").lower(), v.decode("latin-1"))
+                        for k, v in connection.handshake_headers
+                    ),
+                )
             task_status.started(WebSocketTransport(connection))
             started = True
     except BaseExceptionGroup as group:
