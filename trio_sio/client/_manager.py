@@ -228,24 +228,25 @@ class Manager:
                         try:
                             status = None if self._started else task_status
                             reason = await self._serve(session, status)
-                        except _Refused:
-                            reason = "io client disconnect"
+                        except BaseException as exc:
+                            self._end_session(session)
+                            refused = isinstance(exc, _Refused)
+                            self._lose("io client disconnect" if refused else reason)
                             raise
-                        finally:
-                            self._session = None
-                            released = session.released
-                            if engine.transport == "websocket":
-                                self._websocket_worked = True
-                            session.close()
-                            for socket in list(self._sockets.values()):
-                                socket._on_transport_lost(reason)
-                    # As socket.io-client: "close" comes after the sockets' "disconnect"
-                    # was decided, before any reconnection.
+                        released = self._end_session(session)
+                    # In socket.io-client's order: "error" (a transport failure), the
+                    # sockets' "disconnect" (queued), the manager's "close", any reconnection.
+                    if reason == "transport error":
+                        await self._fire("error", ConnectError("transport error"))
+                    self._lose(reason)
                     await self._fire("close", "io client disconnect" if released else reason)
                 except _Refused as refused:
                     raise refused.error from None
                 except ConnectError as exc:
                     last_error = exc
+                    for socket in list(self._sockets.values()):
+                        if socket._want and not socket.connected:
+                            socket._lifecycle_event("connect_error", exc)
                     await self._fire("error", exc)
                     if attempt:
                         await self._fire("reconnect_error", exc)
@@ -271,6 +272,18 @@ class Manager:
             if last_error is not None:
                 raise last_error
             raise ConnectError("could not connect")
+
+    def _end_session(self, session: Session) -> bool:
+        """The session's connection ended: forget it; returns whether it was released."""
+        self._session = None
+        if session.engine.transport == "websocket":
+            self._websocket_worked = True
+        session.close()
+        return session.released
+
+    def _lose(self, reason: str) -> None:
+        for socket in list(self._sockets.values()):
+            socket._on_transport_lost(reason)
 
     def _all_connected(self) -> bool:
         wanted = [s for s in self._sockets.values() if s._want]

@@ -89,7 +89,9 @@ class ClientSocket(NamespaceState):
         ``ack`` parameter gets a :class:`trio_sio.Ack` instead, to call once, now, later, or
         never (declining); its return value is then ignored. Lifecycle names: ``"connect"``
         (no arguments), ``"disconnect"`` (the reason), ``"connect_error"`` (the server's
-        error data). Handlers may be sync or async.
+        error data when it refused the namespace, or the :class:`~trio_sio.ConnectError`
+        when a connection attempt failed, as socket.io-client reports both). Handlers may be
+        sync or async.
 
         Handlers start in arrival order and run concurrently. With ``ordered``, this event's
         handler runs one at a time, in order with the socket's other ordered events (a later
