@@ -111,8 +111,6 @@ def _story(events: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     for name, arg in events:
         if name in ("packet", "ping"):
             continue
-        if name in ("error", "reconnect_error"):
-            arg = None
         item = (name, arg if name in ("close", "socket:disconnect") else None)
         out.append(item)
     attempt = [("reconnect_attempt", None), ("error", None), ("reconnect_error", None)]

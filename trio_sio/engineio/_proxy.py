@@ -90,14 +90,14 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     """Whether ``NO_PROXY`` (comma-separated host names or domain suffixes, ``*`` for all;
     a ``:port`` is ignored) names ``host``."""
     host = host.lower().strip("[]")
-    for entry in no_proxy.split(","):
-        entry = entry.strip().lower()
-        if entry == "*":
+    for item in no_proxy.split(","):
+        name = item.strip().lower()
+        if name == "*":
             return True
-        if entry.count(":") == 1:  # name:port (an IPv6 literal has more colons)
-            entry = entry.split(":", 1)[0]
-        entry = entry.strip("[]").lstrip(".")
-        if entry and (host == entry or host.endswith("." + entry)):
+        if name.count(":") == 1:  # name:port (an IPv6 literal has more colons)
+            name = name.split(":", 1)[0]
+        name = name.strip("[]").lstrip(".")
+        if name and (host == name or host.endswith("." + name)):
             return True
     return False
 
