@@ -266,3 +266,33 @@ async def test_cookie_max_age_in_virtual_time(autojump_clock: trio.testing.MockC
     assert jar.header("h", "/", secure=False) == "short=1"
     await trio.sleep(11)
     assert jar.header("h", "/", secure=False) is None
+
+
+@pytest.mark.parametrize("transports", [("websocket",), ("polling", "websocket")])
+@pytest.mark.parametrize("server_deflate", [True, False])
+async def test_permessage_deflate_with_our_server(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    transports: tuple[str, ...],
+    server_deflate: bool,
+) -> None:
+    sio = make_server(per_message_deflate=server_deflate)
+    network = await serving(nursery, sio)
+    big = "compressible " * 5000
+    async with trio_sio.open_client(
+        "http://test", transports=transports, connector=network.connect
+    ) as client:
+        await until(lambda: client.transport == "websocket")
+        assert client.compressed is server_deflate
+        for _ in range(3):  # the compression context is kept from one message to the next
+            assert await client.emit_with_ack("echo", big, b"\x00" * 100_000) == (
+                big,
+                b"\x00" * 100_000,
+            )
+    async with trio_sio.open_client(
+        "http://test",
+        transports=["websocket"],
+        per_message_deflate=False,
+        connector=network.connect,
+    ) as client:
+        assert not client.compressed

@@ -72,6 +72,7 @@ class Manager:
     proxy: ProxySetting
     try_all_transports: bool
     remember_upgrade: bool
+    per_message_deflate: bool
     _sockets: dict[str, ClientSocket]
     _manager_handlers: dict[str, list[Handler]]
 
@@ -154,6 +155,7 @@ class Manager:
                             connector=self.connector,
                             proxy=self.proxy,
                             cookies=self.cookies if self.cookies is not None else False,
+                            per_message_deflate=self.per_message_deflate,
                         )
                     )
                 except ConnectError as exc:

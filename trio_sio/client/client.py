@@ -103,6 +103,10 @@ class Client(Manager):
             ones (socket.io-client's ``tryAllTransports``).
         remember_upgrade: once a connection ran on WebSocket, start the next ones on
             WebSocket directly (socket.io-client's ``rememberUpgrade``).
+        per_message_deflate: offer permessage-deflate on the WebSocket, as
+            socket.io-client does; it is used when the server accepts it (our server with
+            ``per_message_deflate=True``, the Node server with ``perMessageDeflate``).
+            :attr:`compressed` tells.
     """
 
     def __init__(
@@ -135,6 +139,7 @@ class Client(Manager):
         cookies: bool = True,
         try_all_transports: bool = False,
         remember_upgrade: bool = False,
+        per_message_deflate: bool = True,
     ) -> None:
         if not namespaces:
             raise ValueError("at least one namespace is needed")
@@ -144,6 +149,7 @@ class Client(Manager):
         self.proxy = proxy
         self.try_all_transports = try_all_transports
         self.remember_upgrade = remember_upgrade
+        self.per_message_deflate = per_message_deflate
         self.url = url
         self.auth = auth
         self.transports = tuple(transports)
@@ -249,6 +255,11 @@ class Client(Manager):
     def transport(self) -> str | None:
         """The current transport (``"polling"``/``"websocket"``), while connected."""
         return self._session.engine.transport if self._session is not None else None
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the connection runs on a WebSocket with permessage-deflate agreed."""
+        return self._session is not None and self._session.engine.deflate
 
     async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
         """Emit on the main namespace; see :meth:`ClientSocket.emit`."""

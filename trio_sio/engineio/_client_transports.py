@@ -31,6 +31,7 @@ from ..protocol.engineio import (
     encode_packet,
 )
 from ..protocol.errors import RemoteProtocolError
+from ._client_websocket import handshake
 from ._cookies import CookieJar
 from ._exceptions import single_leaf
 from ._http_client import (
@@ -86,6 +87,7 @@ class Endpoint:
         connector: opens the byte stream instead of TCP (+TLS), e.g. in memory for tests.
         proxy: the HTTP proxy every connection tunnels through, or None.
         cookies: the jar for every request and the WebSocket handshake, or None.
+        deflate: offer permessage-deflate on WebSockets.
     """
 
     host: str
@@ -97,6 +99,7 @@ class Endpoint:
     connector: Connector | None = None
     proxy: Proxy | None = None
     cookies: CookieJar | None = None
+    deflate: bool = True
 
     @classmethod
     def from_url(
@@ -110,6 +113,7 @@ class Endpoint:
         connector: Connector | None = None,
         proxy: ProxySetting = None,
         cookies: CookieJar | None = None,
+        deflate: bool = True,
     ) -> Endpoint:
         """Build an endpoint from a URL and the client's options.
 
@@ -146,6 +150,7 @@ class Endpoint:
             connector=connector,
             proxy=None if connector else resolve_proxy(proxy, parts.hostname, secure=secure),
             cookies=cookies,
+            deflate=deflate,
         )
 
     def cookie_headers(self, target: str) -> list[tuple[str, str]]:
@@ -262,12 +267,17 @@ class WebSocketTransport(trio.abc.AsyncResource):
 
     Args:
         connection: an open trio-websocket connection.
+        deflate: whether permessage-deflate was agreed.
     """
 
     name: Final = "websocket"
 
-    def __init__(self, connection: trio_websocket.WebSocketConnection) -> None:
+    def __init__(
+        self, connection: trio_websocket.WebSocketConnection, *, deflate: bool = False
+    ) -> None:
         self._ws = connection
+        #: Whether permessage-deflate was agreed with the server.
+        self.deflate = deflate
 
     async def receive(self) -> Packet:
         """The next packet.
@@ -303,62 +313,6 @@ class WebSocketTransport(trio.abc.AsyncResource):
         await self._ws.aclose()
 
 
-class _WatchedStream(trio.abc.Stream):
-    """A stream that notes when the server ends it (EOF or reset): trio-websocket waits for
-    the handshake's answer forever if the connection ends first."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
-        self.ended = trio.Event()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        try:
-            data = await self._stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.ended.set()
-            raise
-        if not data:
-            self.ended.set()
-        return data
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-async def _handshake(
-    nursery: trio.Nursery, stream: _WatchedStream, endpoint: Endpoint, target: str
-) -> trio_websocket.WebSocketConnection:
-    """The WebSocket opening handshake; fails at once if the server ends the connection
-    before answering (rather than waiting for the connect timeout)."""
-    connection: trio_websocket.WebSocketConnection | None = None
-    async with trio.open_nursery() as race:
-
-        async def watch() -> None:
-            await stream.ended.wait()
-            race.cancel_scope.cancel()
-
-        race.start_soon(watch)
-        connection = await trio_websocket.wrap_client_stream(
-            nursery,
-            stream,  # type: ignore[arg-type]  # any trio Stream works
-            host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
-            target,
-            extra_headers=[(k.encode(), v.encode()) for k, v in endpoint.cookie_headers(target)],
-            message_queue_size=_WS_QUEUE_SIZE,
-            max_message_size=MAX_INCOMING_SIZE,
-        )
-        race.cancel_scope.cancel()
-    if connection is None:
-        raise trio.BrokenResourceError("the server closed the connection during the handshake")
-    return connection
-
-
 async def open_websocket_transport(
     endpoint: Endpoint,
     sid: str | None,
@@ -391,7 +345,16 @@ async def open_websocket_transport(
         )
         target = endpoint.target("websocket", sid)
         async with trio.open_nursery() as nursery:
-            connection = await _handshake(nursery, _WatchedStream(stream), endpoint, target)
+            connection, deflate = await handshake(
+                nursery,
+                stream,
+                host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
+                target,
+                endpoint.cookie_headers(target),
+                deflate=endpoint.deflate,
+                message_queue_size=_WS_QUEUE_SIZE,
+                max_message_size=MAX_INCOMING_SIZE,
+            )
             if endpoint.cookies is not None:
                 endpoint.cookies.update(
                     endpoint.host,
@@ -401,7 +364,7 @@ async def open_websocket_transport(
                         for k, v in connection.handshake_headers
                     ),
                 )
-            task_status.started(WebSocketTransport(connection))
+            task_status.started(WebSocketTransport(connection, deflate=deflate))
             started = True
     except BaseExceptionGroup as group:
         # trio-websocket's reader task raises ConnectionRejected (and any surprise) here.

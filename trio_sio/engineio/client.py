@@ -137,6 +137,12 @@ class EngineClient:
             raise RuntimeError("the client is not connected yet")
         return self._transport.name
 
+    @property
+    def deflate(self) -> bool:
+        """Whether the session runs on a WebSocket with permessage-deflate agreed."""
+        transport = self._transport
+        return isinstance(transport, WebSocketTransport) and transport.deflate
+
     async def send(self, data: str | bytes) -> None:
         """Queue a MESSAGE for the server (text or binary).
 
@@ -534,6 +540,7 @@ async def open_engine_client(
     connector: Connector | None = None,
     proxy: ProxySetting = None,
     cookies: CookieJar | bool = True,
+    per_message_deflate: bool = True,
 ) -> AsyncIterator[EngineClient]:
     """Open an Engine.IO v4 session; closing the block closes it.
 
@@ -564,6 +571,10 @@ async def open_engine_client(
             and the WebSocket handshake (a cookie-sticky load balancer needs that): True
             (the default) for a jar of this session, a :class:`CookieJar` to share one
             (across reconnections, say), or False for none.
+        per_message_deflate: offer permessage-deflate on the WebSocket (as
+            socket.io-client does); used if the server accepts it
+            (:attr:`EngineClient.deflate`). A message that inflates beyond 16 MiB closes
+            the WebSocket.
 
     Yields:
         The connected client.
@@ -587,7 +598,15 @@ async def open_engine_client(
         raise ValueError("message_queue_size must be >= 0 and send_queue_size >= 1")
     jar = CookieJar() if cookies is True else (None if cookies is False else cookies)
     endpoint = Endpoint.from_url(
-        url, path, query, headers, ssl_context, connector=connector, proxy=proxy, cookies=jar
+        url,
+        path,
+        query,
+        headers,
+        ssl_context,
+        connector=connector,
+        proxy=proxy,
+        cookies=jar,
+        deflate=per_message_deflate,
     )
     client = EngineClient(
         endpoint,
