@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import h11
 import trio
 import trio_websocket
+import wsproto.utilities
 
 from ..protocol.engineio import (
     PING_PROBE,
@@ -68,6 +70,10 @@ TRANSPORT_ERRORS: Final = (
     trio_websocket.HandshakeError,
     trio.BrokenResourceError,
     OSError,
+    # trio-websocket lets these escape when the server's handshake answer is invalid (a bad
+    # accept token, say): wsproto refuses it and h11 then refuses the refusal.
+    h11.ProtocolError,
+    wsproto.utilities.ProtocolError,
 )
 #: Refuse polling payloads holding more packets than this.
 _MAX_PACKETS_PER_PAYLOAD: Final = 100_000
