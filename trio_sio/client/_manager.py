@@ -21,9 +21,10 @@ from ..engineio._proxy import ProxySetting
 from ..engineio.client import ConnectError, EngineClient, open_engine_client
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
 from ..protocol.serialize import to_wire
-from ..protocol.socketio import NEED_DATA, JsonParser, Packet, PacketType, Parser
+from ..protocol.socketio import JsonParser, Packet, PacketType, Parser
 from ._backoff import Backoff
 from ._link import Session
+from ._reader import OnWait, Reader
 
 if TYPE_CHECKING:
     from .socket import ClientSocket
@@ -294,40 +295,39 @@ class Manager:
     async def _serve(self, session: Session, task_status: trio.TaskStatus[None] | None) -> str:
         """Connect the wanted namespaces on this session, then route its packets until it
         ends; returns the disconnect reason."""
-        engine = session.engine
         auth = await self._auth()
         for socket in list(self._sockets.values()):
             if socket._want:
                 await socket._request_connect(session, auth)
-        decoder = self.parser.decoder()
-        try:
-            async for message in engine:
-                decoder.feed(message)
-                while True:
-                    packet = decoder.next_packet()
-                    if packet is NEED_DATA:
-                        break
-                    assert isinstance(packet, Packet)
-                    if self._has("packet"):
-                        await self._fire("packet", packet)
-                    await self._route(packet, session)
-                    if task_status is not None and self._all_connected():
-                        task_status.started()
-                        task_status = None
-                        self._started = True
-        except RemoteProtocolError as exc:
-            log.info("bad packet from the server: %s", exc)
-            await engine.aclose()
+        packet_hook = self._on_packet if self._has("packet") else None
+        reader = Reader(
+            session, self.parser.decoder(), self._route, self._all_connected, packet_hook
+        )
+        reader.start(self._nursery)
+        while task_status is not None and not reader.done.is_set():
+            await reader.progress.wait()
+            reader.progress = trio.Event()
+            if reader.connected.is_set():
+                task_status.started()
+                task_status = None
+                self._started = True
+        await reader.done.wait()
+        if reader.error is not None:
+            raise reader.error
+        if reader.reason == "parse error":
             return "parse error"
-        return _REASONS.get(engine.close_reason or "transport close", "transport close")
+        return _REASONS.get(reader.reason, "transport close")
 
-    async def _route(self, packet: Packet, session: Session) -> None:
+    async def _on_packet(self, packet: Packet) -> None:
+        await self._fire("packet", packet)
+
+    async def _route(self, packet: Packet, session: Session, on_wait: OnWait) -> None:
         socket = self._sockets.get(packet.namespace)
         if socket is None:
             return
         ptype = packet.type
         if ptype is PacketType.EVENT:
-            await socket._on_event(packet)
+            await socket._on_event(packet, on_wait)
         elif ptype is PacketType.ACK:
             socket._on_ack(packet)
         elif ptype is PacketType.CONNECT:

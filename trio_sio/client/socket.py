@@ -18,6 +18,7 @@ from ._dispatch import LIFECYCLE, Dispatcher
 from ._link import Link, Session
 from ._namespace import NamespaceState
 from ._queues import Incoming, Outgoing
+from ._reader import OnWait
 
 if TYPE_CHECKING:
     from .client import Client
@@ -425,8 +426,10 @@ class ClientSocket(NamespaceState):
                     log.exception("%r: ack callback failed", self)
 
     # -- driven by the client's receive loop ----------------------------------------------
-    async def _on_event(self, packet: Packet) -> None:
-        """An EVENT for this namespace; blocks while the event queue is full."""
+    async def _on_event(self, packet: Packet, on_wait: OnWait | None = None) -> None:
+        """An EVENT for this namespace, from the reading task: its handler runs right here
+        until it waits (then ``on_wait`` is called), unless events wait before it or its
+        handler is ordered; then it is queued, and this blocks while the queue is full."""
         link = self._link
         if link is None:
             # Before the CONNECT reply (a recovered session's missed events): kept until
@@ -434,11 +437,14 @@ class ClientSocket(NamespaceState):
             self._keep_early(packet)
             await trio.lowlevel.checkpoint()
             return
-        await self._queue_event(packet, link)
+        await self._queue_event(packet, link, on_wait)
 
-    async def _queue_event(self, packet: Packet, link: Link) -> None:
+    async def _queue_event(self, packet: Packet, link: Link, on_wait: OnWait | None = None) -> None:
         packet = self._take_offset(packet)
-        await self._dispatcher.queue.put_event(Incoming("event", packet, (), link))
+        item = Incoming("event", packet, (), link)
+        if on_wait is not None and await self._dispatcher.dispatch_inline(item, on_wait):
+            return
+        await self._dispatcher.queue.put_event(item)
 
     def _lifecycle_event(self, name: str, *args: Any) -> None:
         self._dispatcher.lifecycle(name, *args)
