@@ -25,6 +25,9 @@ __all__ = ["OnWait", "Reader", "run_inline"]
 
 log = logging.getLogger("trio_sio.client")
 
+#: Messages taken without a checkpoint in a row (then the reader lets other tasks run).
+BURST = 32
+
 #: Called (once) when a handler running inline is about to wait.
 OnWait = Callable[[], None]
 Route = Callable[[Packet, Session, OnWait], Awaitable[None]]
@@ -76,12 +79,26 @@ class Reader:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._run)
 
+        burst = 0
         try:
             while True:
                 packet = decoder.next_packet()
                 if packet is NEED_DATA:
+                    # Take what is queued without a task switch; wait only when nothing is.
                     try:
-                        message = await engine.receive()
+                        if burst < BURST:
+                            message = engine.receive_nowait()
+                            burst += 1
+                        else:
+                            burst = 0
+                            await trio.lowlevel.checkpoint()
+                            message = engine.receive_nowait()
+                    except trio.WouldBlock:
+                        burst = 0
+                        try:
+                            message = await engine.receive()
+                        except ConnectionClosed:
+                            break
                     except ConnectionClosed:
                         break
                     decoder.feed(message)

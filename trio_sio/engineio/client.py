@@ -256,6 +256,18 @@ class EngineClient:
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self.close_reason or "transport close") from None
 
+    def receive_nowait(self) -> str | bytes:
+        """The next MESSAGE if one is waiting, without blocking.
+
+        Raises:
+            trio.WouldBlock: none is waiting.
+            ConnectionClosed: the session is closed and every message was received.
+        """
+        try:
+            return self._msg_recv.receive_nowait()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionClosed(self.close_reason or "transport close") from None
+
     def __aiter__(self) -> EngineClient:
         return self
 
@@ -422,7 +434,10 @@ class EngineClient:
         self._watchdog.reset()
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            await self._msg_send.send(packet.data)
+            try:  # no checkpoint when there is room: the next read is one anyway
+                self._msg_send.send_nowait(packet.data)
+            except trio.WouldBlock:
+                await self._msg_send.send(packet.data)
         elif ptype is PacketType.PING:
             self._enqueue_control(PONG)
             if self.on_ping is not None:
