@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -113,12 +112,10 @@ def run_python_socketio(url: str, events: int, seconds: float) -> dict[str, floa
 # -- the driver -----------------------------------------------------------------------------
 
 
-def _pin(core: int) -> Any:
-    def pin() -> None:
-        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:
-            os.sched_setaffinity(0, {core})
-
-    return pin
+def _pin(pid: int, core: int) -> None:
+    """Pin process ``pid`` to ``core`` when the machine has it."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:
+        os.sched_setaffinity(pid, {core})
 
 
 def _run_client(name: str, url: str, events: int, seconds: float) -> dict[str, float]:
@@ -136,12 +133,12 @@ def _run_client(name: str, url: str, events: int, seconds: float) -> dict[str, f
             str(seconds),
         ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, preexec_fn=_pin(1), timeout=120, check=False
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _pin(proc.pid, 1)  # before it connects: Python and Node take longer than this to start
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed: {stderr[-2000:]}")
+    result: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
     return result
 
 
@@ -167,8 +164,8 @@ def main() -> None:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=_pin(0),
     )
+    _pin(server.pid, 0)
     assert server.stdout is not None and server.stdin is not None
     url = f"http://127.0.0.1:{int(server.stdout.readline())}"
     clients = [c for c in CLIENTS if c in args.only.split(",")]
