@@ -296,3 +296,18 @@ async def test_permessage_deflate_with_our_server(
         connector=network.connect,
     ) as client:
         assert not client.compressed
+
+
+async def test_no_retry_task_without_retries(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server()
+    network = await serving(nursery, sio)
+    counts = {}
+    for retries in (0, 2):
+        async with trio_sio.open_client(
+            "http://test", retries=retries, connector=network.connect
+        ) as client:
+            names = [t.name for t in client._nursery.child_tasks]
+            counts[retries] = sum("_retry_loop" in name for name in names)
+    assert counts == {0: 0, 2: 1}

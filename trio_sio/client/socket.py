@@ -348,7 +348,8 @@ class ClientSocket(NamespaceState):
     def _start_tasks(self, nursery: trio.Nursery) -> None:
         nursery.start_soon(self._dispatcher.run, nursery)
         nursery.start_soon(self._flush_loop)
-        nursery.start_soon(self._retry_loop)
+        if self.client.retries:  # no idle task for a feature not in use
+            nursery.start_soon(self._retry_loop)
 
     async def _flush_loop(self) -> None:
         """Move buffered packets to the connection, in order, whenever connected.
