@@ -124,16 +124,23 @@ async def test_manager_events_in_socket_io_client_order(
     )
     events: list[tuple[Any, ...]] = []
     for name in ("open", "close", "error", "ping", "reconnect_attempt", "reconnect"):
-        client.on(name, lambda *args, name=name: events.append((name, *args)))
-    client.on("reconnect_error", lambda exc: events.append(("reconnect_error",)))
-    client.on("reconnect_failed", lambda: events.append(("reconnect_failed",)))
+        client.io.on(name, lambda *args, name=name: events.append((name, *args)))
+    client.io.on("reconnect_error", lambda exc: events.append(("reconnect_error",)))
+    client.on("reconnect_failed", lambda: events.append(("reconnect_failed",)))  # also here
     packets: list[Packet] = []
-    client.on("packet", packets.append)
+    client.io.on("packet", packets.append)
+    pings: list[str] = []
+    client.on("ping", pings.append)  # a namespace event of that name is not the manager's
+    with pytest.raises(ValueError, match="not a manager event"):
+        client.io.on("connect", print)
     async with client:
         assert events == [("open",)]
         assert [p.type for p in packets] == [PacketType.CONNECT]
         await trio.sleep(26)  # the server pings every 25 s
         assert ("ping",) in events
+        assert pings == []
+        await sio.emit("ping", "namespace event")
+        await until(lambda: pings == ["namespace event"])
         events.clear()
         network.server = None  # the next attempts are refused
         await network.drop()
@@ -162,7 +169,7 @@ async def test_manager_events_on_reconnection(
     )
     names: list[str] = []
     for name in ("open", "close", "reconnect_attempt", "reconnect"):
-        client.on(name, lambda *args, name=name: names.append(name))
+        client.io.on(name, lambda *args, name=name: names.append(name))
     client.on("connect", lambda: names.append("connect"))
     async with client:
         await network.drop()
@@ -298,6 +305,16 @@ async def test_permessage_deflate_with_our_server(
         assert not client.compressed
 
 
+def _task_names() -> list[str]:
+    names: list[str] = []
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        names.append(task.name)
+        todo.extend(t for n in task.child_nurseries for t in n.child_tasks)
+    return names
+
+
 async def test_no_retry_task_without_retries(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -308,6 +325,6 @@ async def test_no_retry_task_without_retries(
         async with trio_sio.open_client(
             "http://test", retries=retries, connector=network.connect
         ) as client:
-            names = [t.name for t in client._nursery.child_tasks]
-            counts[retries] = sum("_retry_loop" in name for name in names)
+            assert client.connected
+            counts[retries] = sum("_retry_loop" in name for name in _task_names())
     assert counts == {0: 0, 2: 1}

@@ -6,6 +6,7 @@ from ..engineio._cookies import CookieJar as CookieJar
 from ..engineio._http_client import Connector as Connector
 from ..engineio.client import ConnectError as ConnectError
 from ._backoff import Backoff as Backoff
+from ._manager import Manager as Manager
 from .client import Client as Client
 from .client import connect as connect
 from .client import open_client as open_client
@@ -18,6 +19,7 @@ __all__ = [
     "ConnectError",
     "Connector",
     "CookieJar",
+    "Manager",
     "connect",
     "open_client",
 ]

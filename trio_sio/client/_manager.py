@@ -7,23 +7,24 @@ from __future__ import annotations
 
 import inspect
 import logging
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
 from .._handlers import Handler
 from ..engineio._cookies import CookieJar
-from ..engineio._http_client import Connector
-from ..engineio._proxy import ProxySetting
-from ..engineio.client import ConnectError, EngineClient, open_engine_client
+from ..engineio._exceptions import single_leaf
+from ..engineio.client import ConnectError
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
 from ..protocol.serialize import to_wire
 from ..protocol.socketio import JsonParser, Packet, PacketType, Parser
 from ._backoff import Backoff
+from ._connecting import Transports, open_engine
 from ._link import Session
+from ._namespace import DRAIN_GRACE
+from ._options import ClientOptions
 from ._reader import OnWait, Reader
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ __all__ = ["Manager"]
 
 log = logging.getLogger("trio_sio.client")
 
-Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
-
 #: Engine.IO close reasons → the client's disconnect reasons.
 _REASONS = {
     "forced close": "io client disconnect",
@@ -43,6 +42,24 @@ _REASONS = {
     "ping timeout": "ping timeout",
     "parse error": "parse error",
 }
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The manager events, as socket.io-client's ``Manager`` emits them.
+MANAGER_EVENTS = frozenset(
+    {
+        "open",
+        "close",
+        "error",
+        "ping",
+        "packet",
+        "reconnect_attempt",
+        "reconnect",
+        "reconnect_error",
+        "reconnect_failed",
+    }
+)
 
 
 class _Refused(Exception):
@@ -55,33 +72,31 @@ class _Refused(Exception):
 
 
 class Manager:
-    """The connection-level part of :class:`~trio_sio.Client`."""
+    """The connection-level part of a client (the JS ``Manager``): one Engine.IO
+    connection at a time, the namespace sockets on it, reconnection, manager events.
 
-    # Set by the Client.
-    url: str
-    path: str
-    transports: tuple[str, ...]
-    query: Mapping[str, str] | None
-    headers: Mapping[str, str] | None
-    ssl_context: ssl.SSLContext | None
-    connect_timeout: float
-    connector: Connector | None
-    reconnection: bool
-    reconnection_attempts: float
-    backoff: Backoff
-    auth: Auth | None
-    proxy: ProxySetting
-    try_all_transports: bool
-    remember_upgrade: bool
-    per_message_deflate: bool
-    _sockets: dict[str, ClientSocket]
-    _manager_handlers: dict[str, list[Handler]]
+    The :class:`~trio_sio.Client` owns one and delegates to it; the sockets call the
+    methods of the section "for the sockets".
 
-    def __init__(self, parser: Parser | None, *, cookies: bool) -> None:
+    Args:
+        options: the client's options.
+        parser: the packet codec.
+    """
+
+    def __init__(self, options: ClientOptions, parser: Parser | None) -> None:
+        self.options = options
         self.parser: Parser = parser or JsonParser()
         #: The cookies of every request, kept across reconnections (None: cookies=False).
-        self.cookies: CookieJar | None = CookieJar() if cookies else None
-        self._websocket_worked = False  # for remember_upgrade
+        self.cookies: CookieJar | None = CookieJar() if options.cookies else None
+        self.backoff = Backoff(
+            options.reconnection_delay,
+            options.reconnection_delay_max,
+            2.0,
+            options.randomization_factor,
+        )
+        self.sockets: dict[str, ClientSocket] = {}
+        self.handlers: dict[str, list[Handler]] = {}  # manager event → handlers
+        self._transports = Transports(options)
         self._session: Session | None = None
         self._running = False  # entered (``async with``)
         self._started = False  # the namespaces given at construction connected once
@@ -91,22 +106,148 @@ class Manager:
         self._wake_event = trio.Event()
         self._nursery: trio.Nursery
 
+    @overload
+    def on(self, event: str, handler: None = None) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Register a handler for a manager event, with socket.io-client's names, arguments
+        and order: ``"open"`` (the Engine.IO connection opened), ``"close"`` (it closed:
+        the reason), ``"error"`` (a connection attempt, or the transport, failed: the
+        error), ``"ping"`` (the server's ping came), ``"packet"`` (a Socket.IO packet came:
+        the :class:`~trio_sio.protocol.socketio.Packet`), ``"reconnect_attempt"`` (attempt
+        number), ``"reconnect"`` (attempts it took), ``"reconnect_error"`` (the error),
+        ``"reconnect_failed"`` (no arguments).
+
+        Handlers (sync or async) run one at a time in the client's connecting or reading
+        task: keep them short. One that raises is logged and skipped.
+
+        Raises:
+            ValueError: not a manager event.
+        """
+        if event not in MANAGER_EVENTS:
+            raise ValueError(f"not a manager event: {event!r} (see Client.on for events)")
+
+        def register(fn: F) -> F:
+            self.handlers.setdefault(event, []).append(Handler(fn))
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    # -- lifetime -------------------------------------------------------------------------
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Connect; the block runs once every wanted namespace is connected; leaving it
+        disconnects and ends every task (handlers still running are cancelled).
+
+        May be entered again once a previous block ended (a fresh start, handlers and
+        cookies kept).
+
+        Raises:
+            ConnectionRefused: a namespace was refused by the server.
+            ConnectError: the server could not be reached and reconnection is off or
+                gave up.
+
+        An ``ExceptionGroup`` escapes only when several exceptions happen at once.
+
+        Cancellation: cancelling while connecting leaves nothing running; leaving the
+        block shields the goodbye (bounded: a few seconds).
+        """
+        if self._running:
+            self._reset()
+        self._running = True
+        self._initial = set(self.sockets)
+        single: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for socket in list(self.sockets.values()):
+                    socket._start_tasks(nursery)
+                try:
+                    await nursery.start(self._manager)
+                    yield
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self.aclose()  # bounded: at most a few seconds
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            single = single_leaf(group)
+            if single is None:
+                raise
+        if single is not None:
+            raise single
+
+    def _reset(self) -> None:
+        """Make a manager that ran (and ended) ready to connect again."""
+        self._session = None
+        self._started = self._closing = self._ended = False
+        self._wake_event = trio.Event()
+        for name, socket in self.sockets.items():
+            socket._reopen(want=name in self.options.namespaces)
+
+    def add_socket(self, socket: ClientSocket) -> None:
+        """A namespace socket made with ``client.of()``: started if the client runs."""
+        self.sockets[socket.namespace] = socket
+        if self._closing or self._ended:
+            socket._shutdown("io client disconnect")
+        elif self._running:
+            socket._start_tasks(self._nursery)
+
+    @property
+    def transport(self) -> str | None:
+        """The current transport, while connected."""
+        return self._session.engine.transport if self._session is not None else None
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the connection runs with permessage-deflate."""
+        return self._session is not None and self._session.engine.deflate
+
+    async def aclose(self) -> None:
+        """Disconnect (sending DISCONNECT for each namespace) and stop reconnecting; see
+        :meth:`Client.aclose <trio_sio.Client.aclose>`."""
+        if not self._running or (self._closing and self._ended):
+            await trio.lowlevel.checkpoint()
+            return
+        self._closing = True
+        self.wake()
+        session = self._session
+        with trio.move_on_after(DRAIN_GRACE):
+            if session is not None:
+                connected = [s for s in self.sockets.values() if s.connected]
+                for socket in connected:
+                    await socket._drain("io client disconnect")
+                for socket in connected:
+                    if not await socket._say_goodbye():
+                        break
+                await session.engine.aclose()
+        sockets = list(self.sockets.values())
+        for socket in sockets:
+            socket._shutdown("io client disconnect")
+        # Let the disconnect handlers run, then stop every task.
+        with trio.move_on_after(DRAIN_GRACE):
+            for socket in sockets:
+                socket._dispatcher.queue.close()
+            for socket in sockets:
+                await socket._dispatcher.wait_idle()
+        self._nursery.cancel_scope.cancel()
+
     async def _fire(self, event: str, *args: Any) -> None:
         """Call the handlers of a manager event (``reconnect_attempt``, ...), in order."""
-        for handler in self._manager_handlers.get(event, []):
+        for handler in self.handlers.get(event, []):
             try:
                 await handler(*args)
             except Exception:
                 log.exception("%s handler failed", event)
 
-    async def _auth(self) -> dict[str, Any] | None:
+    async def auth(self) -> dict[str, Any] | None:
         """The CONNECT payload, evaluated now, converted as emits are (a ``datetime`` in it
         becomes an ISO string, ...).
 
         Raises:
             TypeError: it holds a value that cannot be sent.
         """
-        auth = self.auth
+        auth = self.options.auth
         if auth is None:
             await trio.lowlevel.checkpoint()
             return None
@@ -120,62 +261,27 @@ class Manager:
         return wire
 
     def _has(self, event: str) -> bool:
-        return bool(self._manager_handlers.get(event))
-
-    def _transport_plans(self) -> list[tuple[str, ...]]:
-        """The transport lists to try, in order (``try_all_transports``,
-        ``remember_upgrade``)."""
-        names = self.transports
-        if self.remember_upgrade and self._websocket_worked and "websocket" in names:
-            names = ("websocket", *(n for n in names if n != "websocket"))
-        if not self.try_all_transports:
-            return [names]
-        return [names[i:] for i in range(len(names))]
-
-    @asynccontextmanager
-    async def _open_engine(self) -> AsyncIterator[EngineClient]:
-        """Open the Engine.IO connection, trying the next transport if one fails
-        (``try_all_transports``).
-
-        Raises:
-            ConnectError: every transport failed (the last error).
-        """
-        plans = self._transport_plans()
-        async with AsyncExitStack() as stack:
-            for i, names in enumerate(plans):
-                try:
-                    engine = await stack.enter_async_context(
-                        open_engine_client(
-                            self.url,
-                            path=self.path,
-                            transports=names,
-                            query=self.query,
-                            headers=self.headers,
-                            ssl_context=self.ssl_context,
-                            connect_timeout=self.connect_timeout,
-                            connector=self.connector,
-                            proxy=self.proxy,
-                            cookies=self.cookies if self.cookies is not None else False,
-                            per_message_deflate=self.per_message_deflate,
-                        )
-                    )
-                except ConnectError as exc:
-                    if names[0] == "websocket":
-                        self._websocket_worked = False
-                    if i + 1 == len(plans):
-                        raise
-                    log.info("over %s: %s; trying %s", names[0], exc, plans[i + 1][0])
-                    continue
-                break
-            if self._has("ping"):
-                engine.on_ping = self._on_ping
-            yield engine
+        return bool(self.handlers.get(event))
 
     async def _on_ping(self) -> None:
         await self._fire("ping")
 
-    # -- helpers for the sockets ----------------------------------------------------------
-    def _running_nursery(self) -> trio.Nursery:
+    # -- for the sockets ----------------------------------------------------------------
+    def encode(self, packet: Packet) -> list[str | bytes]:
+        """Encode a packet with the client's parser."""
+        return self.parser.encode(packet)
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the client was entered (and not closed since)."""
+        return self._running
+
+    @property
+    def session(self) -> Session | None:
+        """The current Engine.IO connection, if any."""
+        return self._session
+
+    def running_nursery(self) -> trio.Nursery:
         """The client's nursery, for tasks of a running client."""
         if self._closing or self._ended:
             raise ConnectionClosed("client is closed")
@@ -184,13 +290,13 @@ class Manager:
         return self._nursery
 
     def _wanted(self) -> bool:
-        return any(socket._want for socket in self._sockets.values())
+        return any(socket._want for socket in self.sockets.values())
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         """A namespace wants connecting (or the client is closing): wake an idle manager."""
         self._wake_event.set()
 
-    def _release_if_unused(self) -> None:
+    def release_if_unused(self) -> None:
         """Close the connection if no namespace wants it (as the JS manager does)."""
         session = self._session
         if session is None or session.released or session.closed.is_set() or self._wanted():
@@ -220,7 +326,9 @@ class Manager:
                 reason = "transport close"
                 released = False
                 try:
-                    async with self._open_engine() as engine:
+                    async with open_engine(self.options, self._transports, self.cookies) as engine:
+                        if self._has("ping"):
+                            engine.on_ping = self._on_ping
                         session = Session(engine)
                         self._session = session
                         self.backoff.reset()
@@ -247,7 +355,7 @@ class Manager:
                     raise refused.error from None
                 except ConnectError as exc:
                     last_error = exc
-                    for socket in list(self._sockets.values()):
+                    for socket in list(self.sockets.values()):
                         if socket._want and not socket.connected:
                             socket._lifecycle_event("connect_error", exc)
                     await self._fire("error", exc)
@@ -257,10 +365,10 @@ class Manager:
                     break
                 if released or not self._wanted():
                     continue  # closed for want of namespaces: not a lost connection
-                if not self.reconnection:
+                if not self.options.reconnection:
                     break
                 attempt += 1
-                if attempt > self.reconnection_attempts:
+                if attempt > self.options.reconnection_attempts:
                     await self._fire("reconnect_failed")
                     break
                 await trio.sleep(self.backoff.duration())
@@ -269,7 +377,7 @@ class Manager:
                 await self._fire("reconnect_attempt", attempt)  # as JS: after the delay
         finally:
             self._ended = True
-            for socket in list(self._sockets.values()):
+            for socket in list(self.sockets.values()):
                 socket._shutdown("io client disconnect" if self._closing else "transport close")
         if not self._started:
             if last_error is not None:
@@ -280,23 +388,23 @@ class Manager:
         """The session's connection ended: forget it; returns whether it was released."""
         self._session = None
         if session.engine.transport == "websocket":
-            self._websocket_worked = True
+            self._transports.websocket_worked = True
         session.close()
         return session.released
 
     def _lose(self, reason: str) -> None:
-        for socket in list(self._sockets.values()):
+        for socket in list(self.sockets.values()):
             socket._on_transport_lost(reason)
 
     def _all_connected(self) -> bool:
-        wanted = [s for s in self._sockets.values() if s._want]
+        wanted = [s for s in self.sockets.values() if s._want]
         return bool(wanted) and all(s.connected for s in wanted)
 
     async def _serve(self, session: Session, task_status: trio.TaskStatus[None] | None) -> str:
         """Connect the wanted namespaces on this session, then route its packets until it
         ends; returns the disconnect reason."""
-        auth = await self._auth()
-        for socket in list(self._sockets.values()):
+        auth = await self.auth()
+        for socket in list(self.sockets.values()):
             if socket._want:
                 await socket._request_connect(session, auth)
         packet_hook = self._on_packet if self._has("packet") else None
@@ -322,7 +430,7 @@ class Manager:
         await self._fire("packet", packet)
 
     async def _route(self, packet: Packet, session: Session, on_wait: OnWait) -> None:
-        socket = self._sockets.get(packet.namespace)
+        socket = self.sockets.get(packet.namespace)
         if socket is None:
             return
         ptype = packet.type
@@ -330,6 +438,9 @@ class Manager:
             await socket._on_event(packet, on_wait)
         elif ptype is PacketType.ACK:
             socket._on_ack(packet)
+            # Let the task waiting for this ack run before the next one is resolved: the
+            # callbacks of acks read together still run in the order the acks came.
+            await trio.lowlevel.cancel_shielded_checkpoint()
         elif ptype is PacketType.CONNECT:
             data = packet.data if isinstance(packet.data, dict) else {}
             sid, pid = data.get("sid"), data.get("pid")
@@ -340,7 +451,7 @@ class Manager:
             if not self._started and packet.namespace in self._initial:
                 raise _Refused(packet.data)
             socket._on_connect_error(packet.data)
-            self._release_if_unused()
+            self.release_if_unused()
         elif ptype is PacketType.DISCONNECT:
             socket._on_server_disconnect()
-            self._release_if_unused()  # no namespace left: close, do not reconnect
+            self.release_if_unused()  # no namespace left: close, do not reconnect

@@ -10,17 +10,17 @@ import trio
 
 from .._acks import AckRegistry, AckSlot, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
-from .._handlers import Ack, Handler
+from .._handlers import Handler
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
-from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
-from ._dispatch import LIFECYCLE, Dispatcher
+from ._dispatch import LIFECYCLE
 from ._link import Link, Session
 from ._namespace import NamespaceState
-from ._queues import Incoming, Outgoing
+from ._queues import Outgoing
 from ._reader import OnWait
 
 if TYPE_CHECKING:
+    from ._manager import Manager
     from .client import Client
 
 __all__ = ["LIFECYCLE", "ClientSocket", "Session"]
@@ -55,20 +55,13 @@ class ClientSocket(NamespaceState):
             has it on); they are handled before the ``"connect"`` handlers run.
     """
 
-    def __init__(self, client: Client, namespace: str) -> None:
-        super().__init__(client, namespace)
-        self._dispatcher = Dispatcher(
-            f"<ClientSocket {namespace}>",
-            self._make_ack,
-            queue_size=client.event_queue_size,
-            limit=client.max_concurrent_handlers,
-            ordered=client.ordered_handlers,
-        )
+    def __init__(self, manager: Manager, client: Client, namespace: str) -> None:
+        super().__init__(manager, client, namespace)
         self._outgoing_hooks: list[Handler] = []
         self._flush_blocked = False  # the flush task waits for room to send the first packet
         self._retry_send, self._retry_recv = trio.open_memory_channel[
             tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
-        ](client.buffer_size)
+        ](manager.options.buffer_size)
 
     def __repr__(self) -> str:
         return f"<ClientSocket {self.namespace} {self.id or '(disconnected)'}>"
@@ -204,7 +197,7 @@ class ClientSocket(NamespaceState):
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
             await hook(event, *args)
-        if self.client.retries and not volatile:
+        if self._manager.options.retries and not volatile:
             await self._queue_retry(data, callback, None)
             return
         packet = Packet(PacketType.EVENT, self.namespace, data)
@@ -215,7 +208,7 @@ class ClientSocket(NamespaceState):
             else:
                 await self._put(packet)
             return
-        nursery = self.client._running_nursery()
+        nursery = self._manager.running_nursery()
         ack_id, slot = self._new_ack()
         packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
         if volatile:
@@ -244,7 +237,7 @@ class ClientSocket(NamespaceState):
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
             await hook(event, *args)
-        if self.client.retries and not volatile:
+        if self._manager.options.retries and not volatile:
             result_send, result_recv = trio.open_memory_channel[Any](1)
             await self._queue_retry(data, None, result_send)
             outcome = await result_recv.receive()
@@ -275,7 +268,7 @@ class ClientSocket(NamespaceState):
         try:
             if not self._flush_now(link):
                 return False
-            link.send_nowait(self.client.encode(packet))
+            link.send_nowait(self._manager.encode(packet))
         except (trio.WouldBlock, ConnectionClosed):
             return False
         if packet.id is not None:
@@ -303,7 +296,7 @@ class ClientSocket(NamespaceState):
             self._sent_acks.add(item.ack_id)
 
     async def _put(self, packet: Packet) -> None:
-        await self._buffer.put(Outgoing(tuple(self.client.encode(packet)), packet.id))
+        await self._buffer.put(Outgoing(tuple(self._manager.encode(packet)), packet.id))
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None
@@ -324,31 +317,11 @@ class ClientSocket(NamespaceState):
         finally:
             self._ack_done(ack_id)
 
-    # -- acknowledging received events ----------------------------------------------------
-    def _make_ack(self, ack_id: int | None, link: Link | None) -> Ack:
-        """The Ack of an event received on ``link``: it answers on that namespace connection
-        only, and is dropped silently once that connection is gone."""
-        if ack_id is None:
-            return Ack(None)
-
-        async def send(args: tuple[Any, ...]) -> None:
-            data = to_wire(args)
-            if link is None or link.closed.is_set():
-                await trio.lowlevel.checkpoint()
-                return
-            frames = self.client.encode(Packet(PacketType.ACK, self.namespace, data, ack_id))
-            try:
-                await link.send(frames)
-            except ConnectionClosed:
-                pass
-
-        return Ack(send)
-
     # -- background tasks (started by the client) ---------------------------------------
     def _start_tasks(self, nursery: trio.Nursery) -> None:
         nursery.start_soon(self._dispatcher.run, nursery)
         nursery.start_soon(self._flush_loop)
-        if self.client.retries:  # no idle task for a feature not in use
+        if self._manager.options.retries:  # no idle task for a feature not in use
             nursery.start_soon(self._retry_loop)
 
     async def _flush_loop(self) -> None:
@@ -391,17 +364,17 @@ class ClientSocket(NamespaceState):
 
     async def _retry_loop(self) -> None:
         """At-least-once delivery (``retries``): one packet at a time, resent until acked."""
-        client = self.client
+        options = self._manager.options
         async for data, callback, result in self._retry_recv:
-            outcome: Any = AckTimeoutError(f"no ack after {client.retries + 1} attempts")
-            for _ in range(client.retries + 1):
+            outcome: Any = AckTimeoutError(f"no ack after {options.retries + 1} attempts")
+            for _ in range(options.retries + 1):
                 try:
                     ack_id, slot = self._new_ack()
                 except ConnectionClosed as exc:
                     outcome = exc
                     break
                 try:
-                    with trio.move_on_after(client.ack_timeout or 5.0):
+                    with trio.move_on_after(options.ack_timeout or 5.0):
                         await self._put(
                             Packet(PacketType.EVENT, self.namespace, list(data), ack_id)
                         )
@@ -440,16 +413,6 @@ class ClientSocket(NamespaceState):
             return
         await self._queue_event(packet, link, on_wait)
 
-    async def _queue_event(self, packet: Packet, link: Link, on_wait: OnWait | None = None) -> None:
-        packet = self._take_offset(packet)
-        item = Incoming("event", packet, (), link)
-        if on_wait is not None and await self._dispatcher.dispatch_inline(item, on_wait):
-            return
-        await self._dispatcher.queue.put_event(item)
-
-    def _lifecycle_event(self, name: str, *args: Any) -> None:
-        self._dispatcher.lifecycle(name, *args)
-
     def _reopen(self, want: bool) -> None:
         """The client is entered again after it ended: accept emits again, with fresh
         queues; connect with the client if ``want``."""
@@ -459,13 +422,13 @@ class ClientSocket(NamespaceState):
         self.server_disconnected = self.refused = self.recovered = False
         self._pid = self._offset = None
         self._buffer.reopen()
-        self._acks = AckRegistry(self.client.max_pending_acks)
+        self._acks = AckRegistry(self._manager.options.max_pending_acks)
         self._pending.clear()
         self._sent_acks.clear()
         self._dispatcher.reopen()
         self._retry_send, self._retry_recv = trio.open_memory_channel[
             tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
-        ](self.client.buffer_size)
+        ](self._manager.options.buffer_size)
         self._notify()
 
     def _shutdown(self, reason: str) -> None:
