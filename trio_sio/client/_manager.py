@@ -5,7 +5,6 @@ connection when no namespace wants it any more.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,13 +17,12 @@ from ..engineio._cookies import CookieJar
 from ..engineio._exceptions import single_leaf
 from ..engineio.client import ConnectError
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
-from ..protocol.serialize import to_wire
 from ..protocol.socketio import JsonParser, Packet, PacketType, Parser
 from ._backoff import Backoff
 from ._connecting import Transports, open_engine
 from ._link import Session
 from ._namespace import DRAIN_GRACE
-from ._options import ClientOptions
+from ._options import MANAGER_EVENTS, REASONS, ClientOptions, wire_auth
 from ._reader import OnWait, Reader
 
 if TYPE_CHECKING:
@@ -34,32 +32,7 @@ __all__ = ["Manager"]
 
 log = logging.getLogger("trio_sio.client")
 
-#: Engine.IO close reasons → the client's disconnect reasons.
-_REASONS = {
-    "forced close": "io client disconnect",
-    "transport close": "transport close",
-    "transport error": "transport error",
-    "ping timeout": "ping timeout",
-    "parse error": "parse error",
-}
-
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: The manager events, as socket.io-client's ``Manager`` emits them.
-MANAGER_EVENTS = frozenset(
-    {
-        "open",
-        "close",
-        "error",
-        "ping",
-        "packet",
-        "reconnect_attempt",
-        "reconnect",
-        "reconnect_error",
-        "reconnect_failed",
-    }
-)
 
 
 class _Refused(Exception):
@@ -241,24 +214,8 @@ class Manager:
                 log.exception("%s handler failed", event)
 
     async def auth(self) -> dict[str, Any] | None:
-        """The CONNECT payload, evaluated now, converted as emits are (a ``datetime`` in it
-        becomes an ISO string, ...).
-
-        Raises:
-            TypeError: it holds a value that cannot be sent.
-        """
-        auth = self.options.auth
-        if auth is None:
-            await trio.lowlevel.checkpoint()
-            return None
-        value: Any = auth
-        if callable(auth):
-            value = auth()
-            if inspect.isawaitable(value):
-                value = await value
-        wire = to_wire([dict(value)])[0]
-        assert isinstance(wire, dict)
-        return wire
+        """The CONNECT payload, evaluated now (see :func:`wire_auth`)."""
+        return await wire_auth(self.options.auth)
 
     def _has(self, event: str) -> bool:
         return bool(self.handlers.get(event))
@@ -424,7 +381,7 @@ class Manager:
             raise reader.error
         if reader.reason == "parse error":
             return "parse error"
-        return _REASONS.get(reader.reason, "transport close")
+        return REASONS.get(reader.reason, "transport close")
 
     async def _on_packet(self, packet: Packet) -> None:
         await self._fire("packet", packet)
