@@ -46,7 +46,7 @@ def snippet_server() -> str:
 
 
 def snippet_client() -> str:
-    return block("python", "trio_sio.Client(")
+    return block("python", "trio_sio.open_client(")
 
 
 def snippet_testing() -> str:

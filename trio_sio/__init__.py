@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .client import ClientSocket as ClientSocket
     from .client import ConnectError as ConnectError
     from .client import connect as connect
+    from .client import open_client as open_client
     from .frontends.asgi import ASGIApp as ASGIApp
     from .server import BroadcastOperator as BroadcastOperator
     from .server import Handshake as Handshake
@@ -40,6 +41,7 @@ _LAZY = {
     "ClientSocket": "client",
     "ConnectError": "client",
     "connect": "client",
+    "open_client": "client",
     "BroadcastOperator": "server",
     "Handshake": "server",
     "Namespace": "server",
@@ -81,4 +83,5 @@ __all__ = [
     "RemoteProtocolError",
     "SocketIOError",
     "connect",
+    "open_client",
 ]

@@ -25,6 +25,7 @@ import trio
 from .._handlers import Ack, Handler, ack_args
 from ..protocol.errors import ConnectionClosed
 from ._queues import EventQueue, Incoming
+from ._reader import OnWait, run_inline
 
 if TYPE_CHECKING:
     from ._link import Link
@@ -111,6 +112,12 @@ class Dispatcher:
             if send in waiters:
                 waiters.remove(send)
 
+    def reopen(self) -> None:
+        """After the client ended: a fresh queue, for its next run."""
+        self.queue = EventQueue(self.queue.size)
+        self.done = trio.Event()
+        self._lane_tail = None
+
     def close_waiters(self) -> None:
         for waiters in self._waiters.values():
             for waiter in waiters:
@@ -152,6 +159,34 @@ class Dispatcher:
                     raise
         finally:
             self.done.set()
+
+    async def dispatch_inline(self, item: Incoming[Link], on_wait: OnWait) -> bool:
+        """Run an event's handler in the calling task until it first waits (then
+        ``on_wait`` is called, and the caller's task finishes the handler). Returns False,
+        having done nothing, when the event must be queued instead: events wait before it,
+        its handler is ordered, or ``limit`` handlers are in flight.
+
+        Blocks: as long as the handler runs. Cancellation: as the handler's.
+        """
+        if len(self.queue) or self._ticket_needed(item):
+            return False
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        try:
+            if self._wanted(item):
+                await run_inline(self._run_event(item, None), on_wait)
+            else:
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._slots.release()
+        return True
+
+    def _ticket_needed(self, item: Incoming[Link]) -> bool:
+        assert item.packet is not None
+        registered = self._handlers.get(str(item.packet.data[0]))
+        return registered is not None and (self.ordered or registered.ordered)
 
     def _wanted(self, item: Incoming[Link]) -> bool:
         assert item.packet is not None

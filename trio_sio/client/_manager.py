@@ -5,21 +5,25 @@ connection when no namespace wants it any more.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import ssl
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
 from .._handlers import Handler
-from ..engineio._http_client import Connector
-from ..engineio.client import ConnectError, open_engine_client
+from ..engineio._cookies import CookieJar
+from ..engineio._exceptions import single_leaf
+from ..engineio.client import ConnectError
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
-from ..protocol.socketio import NEED_DATA, JsonParser, Packet, PacketType, Parser
+from ..protocol.socketio import JsonParser, Packet, PacketType, Parser
 from ._backoff import Backoff
+from ._connecting import Transports, open_engine
 from ._link import Session
+from ._namespace import DRAIN_GRACE
+from ._options import MANAGER_EVENTS, REASONS, ClientOptions, wire_auth
+from ._reader import OnWait, Reader
 
 if TYPE_CHECKING:
     from .socket import ClientSocket
@@ -28,16 +32,7 @@ __all__ = ["Manager"]
 
 log = logging.getLogger("trio_sio.client")
 
-Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
-
-#: Engine.IO close reasons → the client's disconnect reasons.
-_REASONS = {
-    "forced close": "io client disconnect",
-    "transport close": "transport close",
-    "transport error": "transport error",
-    "ping timeout": "ping timeout",
-    "parse error": "parse error",
-}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Refused(Exception):
@@ -50,26 +45,31 @@ class _Refused(Exception):
 
 
 class Manager:
-    """The connection-level part of :class:`~trio_sio.Client`."""
+    """The connection-level part of a client (the JS ``Manager``): one Engine.IO
+    connection at a time, the namespace sockets on it, reconnection, manager events.
 
-    # Set by the Client.
-    url: str
-    path: str
-    transports: tuple[str, ...]
-    query: Mapping[str, str] | None
-    headers: Mapping[str, str] | None
-    ssl_context: ssl.SSLContext | None
-    connect_timeout: float
-    connector: Connector | None
-    reconnection: bool
-    reconnection_attempts: float
-    backoff: Backoff
-    auth: Auth | None
-    _sockets: dict[str, ClientSocket]
-    _manager_handlers: dict[str, list[Handler]]
+    The :class:`~trio_sio.Client` owns one and delegates to it; the sockets call the
+    methods of the section "for the sockets".
 
-    def __init__(self, parser: Parser | None) -> None:
+    Args:
+        options: the client's options.
+        parser: the packet codec.
+    """
+
+    def __init__(self, options: ClientOptions, parser: Parser | None) -> None:
+        self.options = options
         self.parser: Parser = parser or JsonParser()
+        #: The cookies of every request, kept across reconnections (None: cookies=False).
+        self.cookies: CookieJar | None = CookieJar() if options.cookies else None
+        self.backoff = Backoff(
+            options.reconnection_delay,
+            options.reconnection_delay_max,
+            2.0,
+            options.randomization_factor,
+        )
+        self.sockets: dict[str, ClientSocket] = {}
+        self.handlers: dict[str, list[Handler]] = {}  # manager event → handlers
+        self._transports = Transports(options)
         self._session: Session | None = None
         self._running = False  # entered (``async with``)
         self._started = False  # the namespaces given at construction connected once
@@ -79,28 +79,166 @@ class Manager:
         self._wake_event = trio.Event()
         self._nursery: trio.Nursery
 
+    @overload
+    def on(self, event: str, handler: None = None) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Register a handler for a manager event, with socket.io-client's names, arguments
+        and order: ``"open"`` (the Engine.IO connection opened), ``"close"`` (it closed:
+        the reason), ``"error"`` (a connection attempt, or the transport, failed: the
+        error), ``"ping"`` (the server's ping came), ``"packet"`` (a Socket.IO packet came:
+        the :class:`~trio_sio.protocol.socketio.Packet`), ``"reconnect_attempt"`` (attempt
+        number), ``"reconnect"`` (attempts it took), ``"reconnect_error"`` (the error),
+        ``"reconnect_failed"`` (no arguments).
+
+        Handlers (sync or async) run one at a time in the client's connecting or reading
+        task: keep them short. One that raises is logged and skipped.
+
+        Raises:
+            ValueError: not a manager event.
+        """
+        if event not in MANAGER_EVENTS:
+            raise ValueError(f"not a manager event: {event!r} (see Client.on for events)")
+
+        def register(fn: F) -> F:
+            self.handlers.setdefault(event, []).append(Handler(fn))
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    # -- lifetime -------------------------------------------------------------------------
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Connect; the block runs once every wanted namespace is connected; leaving it
+        disconnects and ends every task (handlers still running are cancelled).
+
+        May be entered again once a previous block ended (a fresh start, handlers and
+        cookies kept).
+
+        Raises:
+            ConnectionRefused: a namespace was refused by the server.
+            ConnectError: the server could not be reached and reconnection is off or
+                gave up.
+
+        An ``ExceptionGroup`` escapes only when several exceptions happen at once.
+
+        Cancellation: cancelling while connecting leaves nothing running; leaving the
+        block shields the goodbye (bounded: a few seconds).
+        """
+        if self._running:
+            self._reset()
+        self._running = True
+        self._initial = set(self.sockets)
+        single: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for socket in list(self.sockets.values()):
+                    socket._start_tasks(nursery)
+                try:
+                    await nursery.start(self._manager)
+                    yield
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self.aclose()  # bounded: at most a few seconds
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            single = single_leaf(group)
+            if single is None:
+                raise
+        if single is not None:
+            raise single
+
+    def _reset(self) -> None:
+        """Make a manager that ran (and ended) ready to connect again."""
+        self._session = None
+        self._started = self._closing = self._ended = False
+        self._wake_event = trio.Event()
+        for name, socket in self.sockets.items():
+            socket._reopen(want=name in self.options.namespaces)
+
+    def add_socket(self, socket: ClientSocket) -> None:
+        """A namespace socket made with ``client.of()``: started if the client runs."""
+        self.sockets[socket.namespace] = socket
+        if self._closing or self._ended:
+            socket._shutdown("io client disconnect")
+        elif self._running:
+            socket._start_tasks(self._nursery)
+
+    @property
+    def transport(self) -> str | None:
+        """The current transport, while connected."""
+        return self._session.engine.transport if self._session is not None else None
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the connection runs with permessage-deflate."""
+        return self._session is not None and self._session.engine.deflate
+
+    async def aclose(self) -> None:
+        """Disconnect (sending DISCONNECT for each namespace) and stop reconnecting; see
+        :meth:`Client.aclose <trio_sio.Client.aclose>`."""
+        if not self._running or (self._closing and self._ended):
+            await trio.lowlevel.checkpoint()
+            return
+        self._closing = True
+        self.wake()
+        session = self._session
+        with trio.move_on_after(DRAIN_GRACE):
+            if session is not None:
+                connected = [s for s in self.sockets.values() if s.connected]
+                for socket in connected:
+                    await socket._drain("io client disconnect")
+                for socket in connected:
+                    if not await socket._say_goodbye():
+                        break
+                await session.engine.aclose()
+        sockets = list(self.sockets.values())
+        for socket in sockets:
+            socket._shutdown("io client disconnect")
+        # Let the disconnect handlers run, then stop every task.
+        with trio.move_on_after(DRAIN_GRACE):
+            for socket in sockets:
+                socket._dispatcher.queue.close()
+            for socket in sockets:
+                await socket._dispatcher.wait_idle()
+        self._nursery.cancel_scope.cancel()
+
     async def _fire(self, event: str, *args: Any) -> None:
         """Call the handlers of a manager event (``reconnect_attempt``, ...), in order."""
-        for handler in self._manager_handlers.get(event, []):
+        for handler in self.handlers.get(event, []):
             try:
                 await handler(*args)
             except Exception:
                 log.exception("%s handler failed", event)
 
-    async def _auth(self) -> dict[str, Any] | None:
-        """The CONNECT payload, evaluated now."""
-        auth = self.auth
-        if auth is None:
-            return None
-        if callable(auth):
-            value = auth()
-            if inspect.isawaitable(value):
-                value = await value
-            return dict(value)
-        return dict(auth)
+    async def auth(self) -> dict[str, Any] | None:
+        """The CONNECT payload, evaluated now (see :func:`wire_auth`)."""
+        return await wire_auth(self.options.auth)
 
-    # -- helpers for the sockets ----------------------------------------------------------
-    def _running_nursery(self) -> trio.Nursery:
+    def _has(self, event: str) -> bool:
+        return bool(self.handlers.get(event))
+
+    async def _on_ping(self) -> None:
+        await self._fire("ping")
+
+    # -- for the sockets ----------------------------------------------------------------
+    def encode(self, packet: Packet) -> list[str | bytes]:
+        """Encode a packet with the client's parser."""
+        return self.parser.encode(packet)
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the client was entered (and not closed since)."""
+        return self._running
+
+    @property
+    def session(self) -> Session | None:
+        """The current Engine.IO connection, if any."""
+        return self._session
+
+    def running_nursery(self) -> trio.Nursery:
         """The client's nursery, for tasks of a running client."""
         if self._closing or self._ended:
             raise ConnectionClosed("client is closed")
@@ -109,13 +247,13 @@ class Manager:
         return self._nursery
 
     def _wanted(self) -> bool:
-        return any(socket._want for socket in self._sockets.values())
+        return any(socket._want for socket in self.sockets.values())
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         """A namespace wants connecting (or the client is closing): wake an idle manager."""
         self._wake_event.set()
 
-    def _release_if_unused(self) -> None:
+    def release_if_unused(self) -> None:
         """Close the connection if no namespace wants it (as the JS manager does)."""
         session = self._session
         if session is None or session.released or session.closed.is_set() or self._wanted():
@@ -145,48 +283,49 @@ class Manager:
                 reason = "transport close"
                 released = False
                 try:
-                    async with open_engine_client(
-                        self.url,
-                        path=self.path,
-                        transports=self.transports,
-                        query=self.query,
-                        headers=self.headers,
-                        ssl_context=self.ssl_context,
-                        connect_timeout=self.connect_timeout,
-                        connector=self.connector,
-                    ) as engine:
+                    async with open_engine(self.options, self._transports, self.cookies) as engine:
+                        if self._has("ping"):
+                            engine.on_ping = self._on_ping
                         session = Session(engine)
                         self._session = session
                         self.backoff.reset()
+                        await self._fire("open")
                         if attempt:
                             await self._fire("reconnect", attempt)
                         attempt = 0
                         try:
                             status = None if self._started else task_status
                             reason = await self._serve(session, status)
-                        except _Refused:
-                            reason = "io client disconnect"
+                        except BaseException as exc:
+                            self._end_session(session)
+                            refused = isinstance(exc, _Refused)
+                            self._lose("io client disconnect" if refused else reason)
                             raise
-                        finally:
-                            self._session = None
-                            released = session.released
-                            session.close()
-                            for socket in list(self._sockets.values()):
-                                socket._on_transport_lost(reason)
+                        released = self._end_session(session)
+                    # In socket.io-client's order: "error" (a transport failure), the
+                    # sockets' "disconnect" (queued), the manager's "close", any reconnection.
+                    if reason == "transport error":
+                        await self._fire("error", ConnectError("transport error"))
+                    self._lose(reason)
+                    await self._fire("close", "io client disconnect" if released else reason)
                 except _Refused as refused:
                     raise refused.error from None
                 except ConnectError as exc:
                     last_error = exc
+                    for socket in list(self.sockets.values()):
+                        if socket._want and not socket.connected:
+                            socket._lifecycle_event("connect_error", exc)
+                    await self._fire("error", exc)
                     if attempt:
                         await self._fire("reconnect_error", exc)
                 if self._closing:
                     break
                 if released or not self._wanted():
                     continue  # closed for want of namespaces: not a lost connection
-                if not self.reconnection:
+                if not self.options.reconnection:
                     break
                 attempt += 1
-                if attempt > self.reconnection_attempts:
+                if attempt > self.options.reconnection_attempts:
                     await self._fire("reconnect_failed")
                     break
                 await trio.sleep(self.backoff.duration())
@@ -195,54 +334,70 @@ class Manager:
                 await self._fire("reconnect_attempt", attempt)  # as JS: after the delay
         finally:
             self._ended = True
-            for socket in list(self._sockets.values()):
+            for socket in list(self.sockets.values()):
                 socket._shutdown("io client disconnect" if self._closing else "transport close")
         if not self._started:
             if last_error is not None:
                 raise last_error
             raise ConnectError("could not connect")
 
+    def _end_session(self, session: Session) -> bool:
+        """The session's connection ended: forget it; returns whether it was released."""
+        self._session = None
+        if session.engine.transport == "websocket":
+            self._transports.websocket_worked = True
+        session.close()
+        return session.released
+
+    def _lose(self, reason: str) -> None:
+        for socket in list(self.sockets.values()):
+            socket._on_transport_lost(reason)
+
     def _all_connected(self) -> bool:
-        wanted = [s for s in self._sockets.values() if s._want]
+        wanted = [s for s in self.sockets.values() if s._want]
         return bool(wanted) and all(s.connected for s in wanted)
 
     async def _serve(self, session: Session, task_status: trio.TaskStatus[None] | None) -> str:
         """Connect the wanted namespaces on this session, then route its packets until it
         ends; returns the disconnect reason."""
-        engine = session.engine
-        auth = await self._auth()
-        for socket in list(self._sockets.values()):
+        auth = await self.auth()
+        for socket in list(self.sockets.values()):
             if socket._want:
                 await socket._request_connect(session, auth)
-        decoder = self.parser.decoder()
-        try:
-            async for message in engine:
-                decoder.feed(message)
-                while True:
-                    packet = decoder.next_packet()
-                    if packet is NEED_DATA:
-                        break
-                    assert isinstance(packet, Packet)
-                    await self._route(packet, session)
-                    if task_status is not None and self._all_connected():
-                        task_status.started()
-                        task_status = None
-                        self._started = True
-        except RemoteProtocolError as exc:
-            log.info("bad packet from the server: %s", exc)
-            await engine.aclose()
+        packet_hook = self._on_packet if self._has("packet") else None
+        reader = Reader(
+            session, self.parser.decoder(), self._route, self._all_connected, packet_hook
+        )
+        reader.start(self._nursery)
+        while task_status is not None and not reader.done.is_set():
+            await reader.progress.wait()
+            reader.progress = trio.Event()
+            if reader.connected.is_set():
+                task_status.started()
+                task_status = None
+                self._started = True
+        await reader.done.wait()
+        if reader.error is not None:
+            raise reader.error
+        if reader.reason == "parse error":
             return "parse error"
-        return _REASONS.get(engine.close_reason or "transport close", "transport close")
+        return REASONS.get(reader.reason, "transport close")
 
-    async def _route(self, packet: Packet, session: Session) -> None:
-        socket = self._sockets.get(packet.namespace)
+    async def _on_packet(self, packet: Packet) -> None:
+        await self._fire("packet", packet)
+
+    async def _route(self, packet: Packet, session: Session, on_wait: OnWait) -> None:
+        socket = self.sockets.get(packet.namespace)
         if socket is None:
             return
         ptype = packet.type
         if ptype is PacketType.EVENT:
-            await socket._on_event(packet)
+            await socket._on_event(packet, on_wait)
         elif ptype is PacketType.ACK:
             socket._on_ack(packet)
+            # Let the task waiting for this ack run before the next one is resolved: the
+            # callbacks of acks read together still run in the order the acks came.
+            await trio.lowlevel.cancel_shielded_checkpoint()
         elif ptype is PacketType.CONNECT:
             data = packet.data if isinstance(packet.data, dict) else {}
             sid, pid = data.get("sid"), data.get("pid")
@@ -253,7 +408,7 @@ class Manager:
             if not self._started and packet.namespace in self._initial:
                 raise _Refused(packet.data)
             socket._on_connect_error(packet.data)
-            self._release_if_unused()
+            self.release_if_unused()
         elif ptype is PacketType.DISCONNECT:
             socket._on_server_disconnect()
-            self._release_if_unused()  # no namespace left: close, do not reconnect
+            self.release_if_unused()  # no namespace left: close, do not reconnect

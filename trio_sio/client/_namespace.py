@@ -25,12 +25,17 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._acks import AckRegistry, AckSlot
+from .._handlers import Ack
 from ..protocol.errors import ConnectionClosed, ConnectionRefused
+from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
+from ._dispatch import Dispatcher
 from ._link import Link, Session
-from ._queues import SendBuffer
+from ._queues import Incoming, SendBuffer
+from ._reader import OnWait
 
 if TYPE_CHECKING:
+    from ._manager import Manager
     from .client import Client
 
 __all__ = ["DRAIN_GRACE", "NamespaceState"]
@@ -48,9 +53,18 @@ MAX_EARLY_EVENTS = 10_000
 class NamespaceState:
     """Connection state, send buffer and pending acks of one namespace socket."""
 
-    def __init__(self, client: Client, namespace: str) -> None:
+    def __init__(self, manager: Manager, client: Client, namespace: str) -> None:
+        options = manager.options
         self.client = client
+        self._manager = manager
         self.namespace = namespace
+        self._dispatcher = Dispatcher(
+            f"<ClientSocket {namespace}>",
+            self._make_ack,
+            queue_size=options.event_queue_size,
+            limit=options.max_concurrent_handlers,
+            ordered=options.ordered_handlers,
+        )
         self.id: str | None = None
         self.server_disconnected = False
         self.refused = False
@@ -62,12 +76,12 @@ class NamespaceState:
         self._link: Link | None = None
         self._ready = trio.Event()
         self._changed = trio.Event()
-        self._want = not client._running
+        self._want = not manager.is_running
         self._refusal: ConnectionRefused | None = None
         self._connect_sent_on: Session | None = None
         self._shut = False
-        self._buffer = SendBuffer(client.buffer_size)
-        self._acks = AckRegistry(client.max_pending_acks)
+        self._buffer = SendBuffer(options.buffer_size)
+        self._acks = AckRegistry(options.max_pending_acks)
         self._pending: set[int] = set()  # ack ids waited for
         self._sent_acks: set[int] = set()  # ... whose packet went out on the current link
 
@@ -103,11 +117,11 @@ class NamespaceState:
         Cancellation: if cancelled, the request stands: the namespace still connects (call
         :meth:`disconnect` to withdraw it).
         """
-        client = self.client
+        manager = self._manager
         if self._shut:
             await trio.lowlevel.checkpoint()
             raise ConnectionClosed(self._buffer.refused or "client is closed")
-        if not client._running:
+        if not manager.is_running:
             raise RuntimeError("the client is not running: connect inside `async with client`")
         if not self.connected:
             self._want = True
@@ -115,10 +129,10 @@ class NamespaceState:
             self.server_disconnected = self.refused = False
             self._buffer.reopen()
             self._notify()
-            client._wake()
-            session = client._session
+            manager.wake()
+            session = manager.session
             if session is not None and not session.closed.is_set():
-                await self._request_connect(session, await client._auth())
+                await self._request_connect(session, await manager.auth())
         while True:
             changed = self._changed
             if self.connected:
@@ -163,7 +177,7 @@ class NamespaceState:
                 await trio.lowlevel.checkpoint()
         finally:
             self._close_namespace("io client disconnect")
-            self.client._release_if_unused()
+            self._manager.release_if_unused()
 
     # -- acks -----------------------------------------------------------------------------
     def _new_ack(self) -> tuple[int, AckSlot]:
@@ -191,14 +205,46 @@ class NamespaceState:
 
     # -- state changes --------------------------------------------------------------------
     def _encode(self, ptype: PacketType, data: Any = None) -> list[str | bytes]:
-        return self.client.encode(Packet(ptype, self.namespace, data))
+        return self._manager.encode(Packet(ptype, self.namespace, data))
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
     def _lifecycle_event(self, name: str, *args: Any) -> None:
-        raise NotImplementedError
+        self._dispatcher.lifecycle(name, *args)
+
+    def _make_ack(self, ack_id: int | None, link: Link | None) -> Ack:
+        """The Ack of an event received on ``link``: it answers on that namespace connection
+        only, and is dropped silently once that connection is gone."""
+        if ack_id is None:
+            return Ack(None)
+
+        async def send(args: tuple[Any, ...]) -> None:
+            data = to_wire(args)
+            if link is None or link.closed.is_set():
+                await trio.lowlevel.checkpoint()
+                return
+            frames = self._manager.encode(Packet(PacketType.ACK, self.namespace, data, ack_id))
+            try:
+                await link.send(frames)
+            except ConnectionClosed:
+                pass
+
+        return Ack(send)
+
+    async def _say_goodbye(self) -> bool:
+        """Send DISCONNECT on the current namespace connection; False if the session is
+        gone (then no other namespace can say it either)."""
+        link = self._link
+        if link is not None:
+            try:
+                await link.send(self._encode(PacketType.DISCONNECT))
+            except ConnectionClosed:
+                return False
+        else:
+            await trio.lowlevel.checkpoint()
+        return True
 
     async def _drain(self, reason: str) -> None:
         """Refuse new emits with ConnectionClosed(reason); wait until the buffered ones
@@ -255,8 +301,15 @@ class NamespaceState:
             log.warning("%s: too many events before the CONNECT reply; dropped", self.namespace)
         return True
 
-    async def _queue_event(self, packet: Packet, link: Link) -> None:
-        raise NotImplementedError
+    async def _queue_event(self, packet: Packet, link: Link, on_wait: OnWait | None = None) -> None:
+        """Hand an event to the handlers: inline in the reading task when it may (see
+        :meth:`Dispatcher.dispatch_inline`), else through the queue (blocking while it is
+        full)."""
+        packet = self._take_offset(packet)
+        item = Incoming("event", packet, (), link)
+        if on_wait is not None and await self._dispatcher.dispatch_inline(item, on_wait):
+            return
+        await self._dispatcher.queue.put_event(item)
 
     async def _on_connect(self, sid: str, session: Session, pid: str | None = None) -> None:
         self._connect_sent_on = None

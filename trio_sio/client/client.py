@@ -5,28 +5,25 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Any, TypeVar, overload
 
-import trio
-
 from .._emitter import Callback, SocketEmitter
-from .._handlers import Handler
 from ..engineio._http_client import Connector
-from ..protocol.errors import ConnectionClosed
-from ..protocol.socketio import Packet, PacketType, Parser
-from ._backoff import Backoff
-from ._manager import Auth, Manager
-from ._namespace import DRAIN_GRACE
+from ..protocol.socketio import Packet, Parser
+from ._manager import Manager
+from ._options import Auth, ClientOptions
 from .socket import ClientSocket
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client", "connect", "open_client"]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Manager-level events (the JS ``socket.io`` manager's).
-MANAGER_EVENTS = frozenset(
+#: The manager events ``client.on`` also takes (the others, whose names a namespace's events
+#: may use, such as ``"ping"``, only through ``client.io.on``).
+RECONNECT_EVENTS = frozenset(
     {"reconnect_attempt", "reconnect", "reconnect_error", "reconnect_failed"}
 )
 
@@ -35,7 +32,7 @@ def _name(namespace: str) -> str:
     return namespace if namespace.startswith("/") else "/" + namespace
 
 
-class Client(Manager):
+class Client:
     """A Socket.IO client for Trio.
 
     Register handlers first, then connect with ``async with``; the block starts once every
@@ -81,6 +78,22 @@ class Client(Manager):
         max_pending_acks: acks one namespace may wait for at once.
         connector: opens the byte stream instead of TCP (``trio_sio.testing`` connects in
             memory with it).
+        proxy: an ``http://[user:password@]host:port`` proxy that every connection
+            (polling requests and the WebSocket) tunnels through with ``CONNECT``; None
+            (the default) takes ``HTTPS_PROXY``/``HTTP_PROXY`` and ``NO_PROXY`` from the
+            environment; False uses none.
+        cookies: keep the cookies the server (or a load balancer) sets and send them back
+            with later requests and WebSocket handshakes, across reconnections, as a
+            browser does (cookie-sticky load balancers need it). The jar is
+            :attr:`cookies`.
+        try_all_transports: if connecting over the first transport fails, try the next
+            ones (socket.io-client's ``tryAllTransports``).
+        remember_upgrade: once a connection ran on WebSocket, start the next ones on
+            WebSocket directly (socket.io-client's ``rememberUpgrade``).
+        per_message_deflate: offer permessage-deflate on the WebSocket, as
+            socket.io-client does; it is used when the server accepts it (our server with
+            ``per_message_deflate=True``, the Node server with ``perMessageDeflate``).
+            :attr:`compressed` tells.
     """
 
     def __init__(
@@ -109,38 +122,50 @@ class Client(Manager):
         ordered_handlers: bool = False,
         max_pending_acks: int = 10_000,
         connector: Connector | None = None,
+        proxy: str | bool | None = None,
+        cookies: bool = True,
+        try_all_transports: bool = False,
+        remember_upgrade: bool = False,
+        per_message_deflate: bool = True,
     ) -> None:
-        if not namespaces:
-            raise ValueError("at least one namespace is needed")
-        if max_concurrent_handlers < 1:
-            raise ValueError("max_concurrent_handlers must be at least 1")
-        super().__init__(parser)
-        self.url = url
-        self.auth = auth
-        self.transports = tuple(transports)
-        self.path = path
-        self.headers = headers
-        self.query = query
-        self.ssl_context = ssl_context
-        self.reconnection = reconnection
-        self.reconnection_attempts = reconnection_attempts
-        self.backoff = Backoff(
-            reconnection_delay, reconnection_delay_max, 2.0, randomization_factor
+        names = tuple(_name(n) for n in namespaces)
+        self.options = ClientOptions(
+            url=url,
+            namespaces=names,
+            auth=auth,
+            transports=tuple(transports),
+            path=path,
+            headers=headers,
+            query=query,
+            ssl_context=ssl_context,
+            reconnection=reconnection,
+            reconnection_attempts=reconnection_attempts,
+            reconnection_delay=reconnection_delay,
+            reconnection_delay_max=reconnection_delay_max,
+            randomization_factor=randomization_factor,
+            connect_timeout=connect_timeout,
+            retries=retries,
+            ack_timeout=ack_timeout,
+            buffer_size=buffer_size,
+            event_queue_size=event_queue_size,
+            max_concurrent_handlers=max_concurrent_handlers,
+            ordered_handlers=ordered_handlers,
+            max_pending_acks=max_pending_acks,
+            connector=connector,
+            proxy=proxy,
+            cookies=cookies,
+            try_all_transports=try_all_transports,
+            remember_upgrade=remember_upgrade,
+            per_message_deflate=per_message_deflate,
         )
-        self.connect_timeout = connect_timeout
-        self.retries = retries
-        self.ack_timeout = ack_timeout
-        self.buffer_size = buffer_size
-        self.event_queue_size = event_queue_size
-        self.max_concurrent_handlers = max_concurrent_handlers
-        self.ordered_handlers = ordered_handlers
-        self.max_pending_acks = max_pending_acks
-        self.connector = connector
-        names = [_name(n) for n in namespaces]
-        self._sockets: dict[str, ClientSocket] = {n: ClientSocket(self, n) for n in names}
-        self.main = self._sockets.get("/") or self._sockets[names[0]]
-        self._manager_handlers: dict[str, list[Handler]] = {}
-        self._stack: AsyncExitStack | None = None
+        self._manager = Manager(self.options, parser)
+        #: The cookie jar (None with ``cookies=False``).
+        self.cookies = self._manager.cookies
+        for name in names:
+            self._manager.sockets[name] = ClientSocket(self._manager, self, name)
+        sockets = self._manager.sockets
+        self.main = sockets.get("/") or sockets[names[0]]
+        self._running: AbstractAsyncContextManager[None] | None = None
 
     # -- namespaces and handlers ---------------------------------------------------------
     def of(self, namespace: str) -> ClientSocket:
@@ -152,13 +177,10 @@ class Client(Manager):
         connects it over the client's existing connection; register its handlers first.
         """
         name = _name(namespace)
-        socket = self._sockets.get(name)
+        socket = self._manager.sockets.get(name)
         if socket is None:
-            socket = self._sockets[name] = ClientSocket(self, name)
-            if self._closing or self._ended:
-                socket._shutdown("io client disconnect")
-            elif self._running:
-                socket._start_tasks(self._nursery)
+            socket = ClientSocket(self._manager, self, name)
+            self._manager.add_socket(socket)
         return socket
 
     @overload
@@ -170,21 +192,24 @@ class Client(Manager):
     def on(
         self, event: str, handler: F | None = None, *, ordered: bool = False
     ) -> F | Callable[[F], F]:
-        """Register a handler on the main namespace (see :meth:`ClientSocket.on`), or for a
-        manager event: ``"reconnect_attempt"`` (attempt number), ``"reconnect"`` (attempts
-        it took), ``"reconnect_error"`` (the error), ``"reconnect_failed"`` (no arguments).
-        Manager handlers run in the client's connecting task, one at a time (``ordered``
-        does not apply to them)."""
-        if event in MANAGER_EVENTS:
-
-            def register(fn: F) -> F:
-                self._manager_handlers.setdefault(event, []).append(Handler(fn))
-                return fn
-
-            return register(handler) if handler is not None else register
+        """Register a handler on the main namespace (see :meth:`ClientSocket.on`), or for
+        one of the reconnection events of the manager (``"reconnect_attempt"``,
+        ``"reconnect"``, ``"reconnect_error"``, ``"reconnect_failed"``; every manager event
+        is registered with :attr:`io`, as in socket.io-client)."""
+        if event in RECONNECT_EVENTS:
+            if handler is not None:
+                return self._manager.on(event, handler)
+            return self._manager.on(event)
         if handler is not None:
             return self.main.on(event, handler, ordered=ordered)
         return self.main.on(event, ordered=ordered)
+
+    @property
+    def io(self) -> Manager:
+        """The connection manager (socket.io-client's ``socket.io``), for its events:
+        ``client.io.on("ping", handler)``; see
+        :meth:`Manager.on <trio_sio.client.Manager.on>`."""
+        return self._manager
 
     def on_any(self, handler: F) -> F:
         """Catch-all for incoming events of the main namespace."""
@@ -213,7 +238,12 @@ class Client(Manager):
     @property
     def transport(self) -> str | None:
         """The current transport (``"polling"``/``"websocket"``), while connected."""
-        return self._session.engine.transport if self._session is not None else None
+        return self._manager.transport
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the connection runs on a WebSocket with permessage-deflate agreed."""
+        return self._manager.compressed
 
     async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
         """Emit on the main namespace; see :meth:`ClientSocket.emit`."""
@@ -246,7 +276,7 @@ class Client(Manager):
 
     def encode(self, packet: Packet) -> list[str | bytes]:
         """Encode a packet with this client's parser."""
-        return self.parser.encode(packet)
+        return self._manager.encode(packet)
 
     # -- lifetime -------------------------------------------------------------------------
     async def __aenter__(self) -> Client:
@@ -256,50 +286,31 @@ class Client(Manager):
             ConnectionRefused: a namespace was refused by the server's middleware (with the
                 server's ``message`` and ``data``).
             ConnectError: the server could not be reached and reconnection is off or gave up.
-            RuntimeError: the client was entered before (a Client connects once).
+            RuntimeError: the client is connected already (in another ``async with``).
+
+        A client may be entered again once a previous ``async with`` has ended: it
+        connects anew (handlers stay registered, cookies are kept).
 
         Cancellation: cancelling while connecting leaves nothing running.
         """
-        if self._running:
-            raise RuntimeError("a Client can be used in `async with` only once")
-        self._running = True
-        self._initial = set(self._sockets)
-        stack = AsyncExitStack()
-        try:
-            self._nursery = await stack.enter_async_context(trio.open_nursery())
-            for socket in list(self._sockets.values()):
-                socket._start_tasks(self._nursery)
-            await self._nursery.start(self._manager)
-        except BaseException as exc:
-            self._closing = True
-            self._nursery.cancel_scope.cancel()
-            try:
-                await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseExceptionGroup as group:
-                inner = group.exceptions[0] if len(group.exceptions) == 1 else None
-                if inner is not None:
-                    raise inner from None
-                raise
-            raise
-        self._stack = stack
+        if self._running is not None:
+            raise RuntimeError("this Client is in use in another `async with`")
+        running = self._manager.running()
+        await running.__aenter__()
+        self._running = running
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         """Disconnect every namespace, close the connection, end every task (handlers
         still running are cancelled)."""
-        stack, self._stack = self._stack, None
-        try:
-            with trio.CancelScope(shield=True):
-                await self.aclose()  # bounded: at most a few seconds
-        finally:
-            self._nursery.cancel_scope.cancel()
-        if stack is not None:
-            try:
-                await stack.__aexit__(*exc_info)
-            except BaseExceptionGroup as group:
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+        running, self._running = self._running, None
+        if running is not None:
+            await running.__aexit__(exc_type, exc, traceback)
 
     async def aclose(self) -> None:
         """Disconnect (sending DISCONNECT for each namespace) and stop reconnecting.
@@ -312,43 +323,39 @@ class Client(Manager):
         Cancellation: if cancelled, the goodbye or the wait for the handlers is cut short;
         the client is closed all the same (``async with`` shields this call).
         """
-        if self._closing:
-            await trio.lowlevel.checkpoint()
-            return
-        self._closing = True
-        self._wake()
-        session = self._session
-        with trio.move_on_after(DRAIN_GRACE):
-            if session is not None:
-                connected = [s for s in self._sockets.values() if s.connected]
-                for socket in connected:
-                    await socket._drain("io client disconnect")
-                for socket in connected:
-                    link = socket._link
-                    if link is not None:
-                        try:
-                            await link.send(socket._encode(PacketType.DISCONNECT))
-                        except ConnectionClosed:
-                            break
-                await session.engine.aclose()
-        sockets = list(self._sockets.values())
-        for socket in sockets:
-            socket._shutdown("io client disconnect")
-        # Let the disconnect handlers run, then stop every task.
-        with trio.move_on_after(DRAIN_GRACE):
-            for socket in sockets:
-                socket._dispatcher.queue.close()
-            for socket in sockets:
-                await socket._dispatcher.wait_idle()
-        self._nursery.cancel_scope.cancel()
+        await self._manager.aclose()
 
 
 @asynccontextmanager
-async def connect(url: str, **options: Any) -> AsyncIterator[Client]:
-    """Connect a :class:`Client` (``async with trio_sio.connect(url) as client: ...``).
+async def open_client(
+    url: str, *, handlers: Mapping[str, Callable[..., Any]] | None = None, **options: Any
+) -> AsyncIterator[Client]:
+    """Connect a Socket.IO client; leaving the block disconnects it::
 
-    Handlers registered inside the block miss events the server sends while connecting; to
-    catch those, create a :class:`Client`, register handlers, then ``async with client``.
+        async with trio_sio.open_client("http://localhost:3000", auth={"token": "t"}) as client:
+            await client.emit("hello", "world")
+
+    Args:
+        url: the server.
+        handlers: event (or manager event) name → handler, registered on the main
+            namespace before connecting, so that nothing the server sends at once is missed.
+        **options: the options of :class:`Client`.
+
+    Yields:
+        The connected client (every requested namespace connected).
+
+    Raises:
+        ConnectionRefused, ConnectError: as :meth:`Client.__aenter__`.
+
+    Cancellation: cancelling while connecting leaves nothing running; cancelling the block
+    disconnects (the goodbye is shielded and bounded to a few seconds).
     """
-    async with Client(url, **options) as client:
+    client = Client(url, **options)
+    for event, handler in (handlers or {}).items():
+        client.on(event, handler)
+    async with client:
         yield client
+
+
+#: The earlier name of :func:`open_client`.
+connect = open_client

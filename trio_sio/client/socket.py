@@ -8,18 +8,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
-from .._acks import AckSlot, await_callback, unpack_ack
+from .._acks import AckRegistry, AckSlot, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
-from .._handlers import Ack, Handler
+from .._handlers import Handler
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
-from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
-from ._dispatch import LIFECYCLE, Dispatcher
+from ._dispatch import LIFECYCLE
 from ._link import Link, Session
 from ._namespace import NamespaceState
-from ._queues import Incoming, Outgoing
+from ._queues import Outgoing
+from ._reader import OnWait
 
 if TYPE_CHECKING:
+    from ._manager import Manager
     from .client import Client
 
 __all__ = ["LIFECYCLE", "ClientSocket", "Session"]
@@ -54,20 +55,13 @@ class ClientSocket(NamespaceState):
             has it on); they are handled before the ``"connect"`` handlers run.
     """
 
-    def __init__(self, client: Client, namespace: str) -> None:
-        super().__init__(client, namespace)
-        self._dispatcher = Dispatcher(
-            f"<ClientSocket {namespace}>",
-            self._make_ack,
-            queue_size=client.event_queue_size,
-            limit=client.max_concurrent_handlers,
-            ordered=client.ordered_handlers,
-        )
+    def __init__(self, manager: Manager, client: Client, namespace: str) -> None:
+        super().__init__(manager, client, namespace)
         self._outgoing_hooks: list[Handler] = []
         self._flush_blocked = False  # the flush task waits for room to send the first packet
         self._retry_send, self._retry_recv = trio.open_memory_channel[
             tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
-        ](client.buffer_size)
+        ](manager.options.buffer_size)
 
     def __repr__(self) -> str:
         return f"<ClientSocket {self.namespace} {self.id or '(disconnected)'}>"
@@ -89,7 +83,9 @@ class ClientSocket(NamespaceState):
         ``ack`` parameter gets a :class:`trio_sio.Ack` instead, to call once, now, later, or
         never (declining); its return value is then ignored. Lifecycle names: ``"connect"``
         (no arguments), ``"disconnect"`` (the reason), ``"connect_error"`` (the server's
-        error data). Handlers may be sync or async.
+        error data when it refused the namespace, or the :class:`~trio_sio.ConnectError`
+        when a connection attempt failed, as socket.io-client reports both). Handlers may be
+        sync or async.
 
         Handlers start in arrival order and run concurrently. With ``ordered``, this event's
         handler runs one at a time, in order with the socket's other ordered events (a later
@@ -201,7 +197,7 @@ class ClientSocket(NamespaceState):
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
             await hook(event, *args)
-        if self.client.retries and not volatile:
+        if self._manager.options.retries and not volatile:
             await self._queue_retry(data, callback, None)
             return
         packet = Packet(PacketType.EVENT, self.namespace, data)
@@ -212,7 +208,7 @@ class ClientSocket(NamespaceState):
             else:
                 await self._put(packet)
             return
-        nursery = self.client._running_nursery()
+        nursery = self._manager.running_nursery()
         ack_id, slot = self._new_ack()
         packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
         if volatile:
@@ -241,7 +237,7 @@ class ClientSocket(NamespaceState):
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
             await hook(event, *args)
-        if self.client.retries and not volatile:
+        if self._manager.options.retries and not volatile:
             result_send, result_recv = trio.open_memory_channel[Any](1)
             await self._queue_retry(data, None, result_send)
             outcome = await result_recv.receive()
@@ -272,7 +268,7 @@ class ClientSocket(NamespaceState):
         try:
             if not self._flush_now(link):
                 return False
-            link.send_nowait(self.client.encode(packet))
+            link.send_nowait(self._manager.encode(packet))
         except (trio.WouldBlock, ConnectionClosed):
             return False
         if packet.id is not None:
@@ -300,7 +296,7 @@ class ClientSocket(NamespaceState):
             self._sent_acks.add(item.ack_id)
 
     async def _put(self, packet: Packet) -> None:
-        await self._buffer.put(Outgoing(tuple(self.client.encode(packet)), packet.id))
+        await self._buffer.put(Outgoing(tuple(self._manager.encode(packet)), packet.id))
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None
@@ -321,31 +317,12 @@ class ClientSocket(NamespaceState):
         finally:
             self._ack_done(ack_id)
 
-    # -- acknowledging received events ----------------------------------------------------
-    def _make_ack(self, ack_id: int | None, link: Link | None) -> Ack:
-        """The Ack of an event received on ``link``: it answers on that namespace connection
-        only, and is dropped silently once that connection is gone."""
-        if ack_id is None:
-            return Ack(None)
-
-        async def send(args: tuple[Any, ...]) -> None:
-            data = to_wire(args)
-            if link is None or link.closed.is_set():
-                await trio.lowlevel.checkpoint()
-                return
-            frames = self.client.encode(Packet(PacketType.ACK, self.namespace, data, ack_id))
-            try:
-                await link.send(frames)
-            except ConnectionClosed:
-                pass
-
-        return Ack(send)
-
     # -- background tasks (started by the client) ---------------------------------------
     def _start_tasks(self, nursery: trio.Nursery) -> None:
         nursery.start_soon(self._dispatcher.run, nursery)
         nursery.start_soon(self._flush_loop)
-        nursery.start_soon(self._retry_loop)
+        if self._manager.options.retries:  # no idle task for a feature not in use
+            nursery.start_soon(self._retry_loop)
 
     async def _flush_loop(self) -> None:
         """Move buffered packets to the connection, in order, whenever connected.
@@ -387,17 +364,17 @@ class ClientSocket(NamespaceState):
 
     async def _retry_loop(self) -> None:
         """At-least-once delivery (``retries``): one packet at a time, resent until acked."""
-        client = self.client
+        options = self._manager.options
         async for data, callback, result in self._retry_recv:
-            outcome: Any = AckTimeoutError(f"no ack after {client.retries + 1} attempts")
-            for _ in range(client.retries + 1):
+            outcome: Any = AckTimeoutError(f"no ack after {options.retries + 1} attempts")
+            for _ in range(options.retries + 1):
                 try:
                     ack_id, slot = self._new_ack()
                 except ConnectionClosed as exc:
                     outcome = exc
                     break
                 try:
-                    with trio.move_on_after(client.ack_timeout or 5.0):
+                    with trio.move_on_after(options.ack_timeout or 5.0):
                         await self._put(
                             Packet(PacketType.EVENT, self.namespace, list(data), ack_id)
                         )
@@ -423,8 +400,10 @@ class ClientSocket(NamespaceState):
                     log.exception("%r: ack callback failed", self)
 
     # -- driven by the client's receive loop ----------------------------------------------
-    async def _on_event(self, packet: Packet) -> None:
-        """An EVENT for this namespace; blocks while the event queue is full."""
+    async def _on_event(self, packet: Packet, on_wait: OnWait | None = None) -> None:
+        """An EVENT for this namespace, from the reading task: its handler runs right here
+        until it waits (then ``on_wait`` is called), unless events wait before it or its
+        handler is ordered; then it is queued, and this blocks while the queue is full."""
         link = self._link
         if link is None:
             # Before the CONNECT reply (a recovered session's missed events): kept until
@@ -432,14 +411,25 @@ class ClientSocket(NamespaceState):
             self._keep_early(packet)
             await trio.lowlevel.checkpoint()
             return
-        await self._queue_event(packet, link)
+        await self._queue_event(packet, link, on_wait)
 
-    async def _queue_event(self, packet: Packet, link: Link) -> None:
-        packet = self._take_offset(packet)
-        await self._dispatcher.queue.put_event(Incoming("event", packet, (), link))
-
-    def _lifecycle_event(self, name: str, *args: Any) -> None:
-        self._dispatcher.lifecycle(name, *args)
+    def _reopen(self, want: bool) -> None:
+        """The client is entered again after it ended: accept emits again, with fresh
+        queues; connect with the client if ``want``."""
+        self._shut = False
+        self._want = want
+        self._refusal = None
+        self.server_disconnected = self.refused = self.recovered = False
+        self._pid = self._offset = None
+        self._buffer.reopen()
+        self._acks = AckRegistry(self._manager.options.max_pending_acks)
+        self._pending.clear()
+        self._sent_acks.clear()
+        self._dispatcher.reopen()
+        self._retry_send, self._retry_recv = trio.open_memory_channel[
+            tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
+        ](self._manager.options.buffer_size)
+        self._notify()
 
     def _shutdown(self, reason: str) -> None:
         """The client is closing or gave up: refuse new emits, fail every pending ack."""

@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import h11
 import trio
 import trio_websocket
+import wsproto.utilities
 
 from ..protocol.engineio import (
     PING_PROBE,
@@ -31,6 +33,8 @@ from ..protocol.engineio import (
     encode_packet,
 )
 from ..protocol.errors import RemoteProtocolError
+from ._client_websocket import handshake
+from ._cookies import CookieJar
 from ._exceptions import single_leaf
 from ._http_client import (
     Connector,
@@ -40,6 +44,7 @@ from ._http_client import (
     host_header,
     open_stream,
 )
+from ._proxy import Proxy, ProxyError, ProxySetting, resolve_proxy
 
 __all__ = [
     "TRANSPORT_ERRORS",
@@ -60,10 +65,15 @@ _WS_QUEUE_SIZE: Final = 16
 #: which means the WebSocket was closed).
 TRANSPORT_ERRORS: Final = (
     HTTPTransportError,
+    ProxyError,
     RemoteProtocolError,
     trio_websocket.HandshakeError,
     trio.BrokenResourceError,
     OSError,
+    # trio-websocket lets these escape when the server's handshake answer is invalid (a bad
+    # accept token, say): wsproto refuses it and h11 then refuses the refusal.
+    h11.ProtocolError,
+    wsproto.utilities.ProtocolError,
 )
 #: Refuse polling payloads holding more packets than this.
 _MAX_PACKETS_PER_PAYLOAD: Final = 100_000
@@ -81,6 +91,9 @@ class Endpoint:
         headers: extra header fields, sent with every request and the WebSocket handshake.
         ssl_context: TLS settings, or None for plain http/ws.
         connector: opens the byte stream instead of TCP (+TLS), e.g. in memory for tests.
+        proxy: the HTTP proxy every connection tunnels through, or None.
+        cookies: the jar for every request and the WebSocket handshake, or None.
+        deflate: offer permessage-deflate on WebSockets.
     """
 
     host: str
@@ -90,6 +103,9 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...]
     ssl_context: ssl.SSLContext | None
     connector: Connector | None = None
+    proxy: Proxy | None = None
+    cookies: CookieJar | None = None
+    deflate: bool = True
 
     @classmethod
     def from_url(
@@ -101,15 +117,21 @@ class Endpoint:
         ssl_context: ssl.SSLContext | None,
         *,
         connector: Connector | None = None,
+        proxy: ProxySetting = None,
+        cookies: CookieJar | None = None,
+        deflate: bool = True,
     ) -> Endpoint:
         """Build an endpoint from a URL and the client's options.
 
         The URL's path is ignored (``path`` is used); its query is kept, and ``query``
         overrides parameters of the same name. TLS is used for https/wss, with
-        ``ssl.create_default_context()`` unless ``ssl_context`` is given.
+        ``ssl.create_default_context()`` unless ``ssl_context`` is given. ``proxy`` is a
+        URL, None (the ``HTTP(S)_PROXY``/``NO_PROXY`` environment) or False (none); it is
+        not used with a ``connector``.
 
         Raises:
-            ValueError: unsupported scheme, no host, or ``ssl_context`` for http/ws.
+            ValueError: unsupported scheme, no host, ``ssl_context`` for http/ws, or a
+                proxy that is not an ``http://`` URL.
         """
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https", "ws", "wss"):
@@ -132,7 +154,20 @@ class Endpoint:
             headers=tuple((headers or {}).items()),
             ssl_context=ssl_context,
             connector=connector,
+            proxy=None if connector else resolve_proxy(proxy, parts.hostname, secure=secure),
+            cookies=cookies,
+            deflate=deflate,
         )
+
+    def cookie_headers(self, target: str) -> list[tuple[str, str]]:
+        """The extra header fields of a request for ``target``, with the jar's cookies."""
+        headers = list(self.headers)
+        if self.cookies is not None:
+            secure = self.ssl_context is not None
+            cookie = self.cookies.header(self.host, target, secure=secure)
+            if cookie is not None:
+                headers.append(("Cookie", cookie))
+        return headers
 
     def target(self, transport: str, sid: str | None) -> str:
         """The request target (path and query) for ``transport`` and ``sid``."""
@@ -175,6 +210,8 @@ class PollingTransport:
                 ssl_context=endpoint.ssl_context,
                 max_body_size=MAX_INCOMING_SIZE,
                 connector=endpoint.connector,
+                proxy=endpoint.proxy,
+                cookies=endpoint.cookies,
             )
 
         self._get_conn = connection()
@@ -236,12 +273,17 @@ class WebSocketTransport(trio.abc.AsyncResource):
 
     Args:
         connection: an open trio-websocket connection.
+        deflate: whether permessage-deflate was agreed.
     """
 
     name: Final = "websocket"
 
-    def __init__(self, connection: trio_websocket.WebSocketConnection) -> None:
+    def __init__(
+        self, connection: trio_websocket.WebSocketConnection, *, deflate: bool = False
+    ) -> None:
         self._ws = connection
+        #: Whether permessage-deflate was agreed with the server.
+        self.deflate = deflate
 
     async def receive(self) -> Packet:
         """The next packet.
@@ -305,19 +347,30 @@ async def open_websocket_transport(
         # We open (and so own and close) the stream: trio-websocket's client leaves it
         # open after a close initiated by the server.
         stream = await open_stream(
-            endpoint.host, endpoint.port, endpoint.ssl_context, endpoint.connector
+            endpoint.host, endpoint.port, endpoint.ssl_context, endpoint.connector, endpoint.proxy
         )
+        target = endpoint.target("websocket", sid)
         async with trio.open_nursery() as nursery:
-            connection = await trio_websocket.wrap_client_stream(
+            connection, deflate = await handshake(
                 nursery,
-                stream,  # type: ignore[arg-type]  # any trio Stream works
+                stream,
                 host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
-                endpoint.target("websocket", sid),
-                extra_headers=[(k.encode(), v.encode()) for k, v in endpoint.headers],
+                target,
+                endpoint.cookie_headers(target),
+                deflate=endpoint.deflate,
                 message_queue_size=_WS_QUEUE_SIZE,
                 max_message_size=MAX_INCOMING_SIZE,
             )
-            task_status.started(WebSocketTransport(connection))
+            if endpoint.cookies is not None:
+                endpoint.cookies.update(
+                    endpoint.host,
+                    target,
+                    tuple(
+                        (k.decode("latin-1").lower(), v.decode("latin-1"))
+                        for k, v in connection.handshake_headers
+                    ),
+                )
+            task_status.started(WebSocketTransport(connection, deflate=deflate))
             started = True
     except BaseExceptionGroup as group:
         # trio-websocket's reader task raises ConnectionRejected (and any surprise) here.

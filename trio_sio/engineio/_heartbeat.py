@@ -12,8 +12,9 @@ class HeartbeatWatchdog:
 
     The Engine.IO v4 server pings every ``pingInterval``; a client that hears nothing at
     all for ``pingInterval + pingTimeout`` considers the server gone. The receive path
-    calls :meth:`reset` for every packet; :meth:`wait_expired` returns once the deadline
-    passes. The deadline is a cancel scope's, so there is no periodic wake-up.
+    calls :meth:`reset` for every packet, which only notes the time (a packet costs no
+    deadline update); :meth:`wait_expired` sleeps until the deadline the last sign of life
+    gives, and sleeps again if one came meanwhile: at most one wake-up per ``timeout``.
 
     Args:
         timeout: seconds of silence allowed; the first deadline is ``timeout`` from now.
@@ -21,7 +22,7 @@ class HeartbeatWatchdog:
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
-        self._scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        self._last = trio.current_time()
 
     @property
     def timeout(self) -> float:
@@ -31,11 +32,11 @@ class HeartbeatWatchdog:
     @property
     def deadline(self) -> float:
         """The current deadline, on Trio's clock."""
-        return self._scope.deadline
+        return self._last + self._timeout
 
     def reset(self) -> None:
         """Note a sign of life: the deadline becomes ``timeout`` from now."""
-        self._scope.deadline = trio.current_time() + self._timeout
+        self._last = trio.current_time()
 
     async def wait_expired(self) -> None:
         """Block until the deadline passes without a :meth:`reset`; may be called once.
@@ -43,5 +44,6 @@ class HeartbeatWatchdog:
         Cancellation:
             Cancelling the caller simply stops the wait.
         """
-        with self._scope:
-            await trio.sleep_forever()
+        # Not polling: one wake-up per deadline, sleeping again only if it moved.
+        while trio.current_time() < self.deadline:  # noqa: ASYNC110
+            await trio.sleep_until(self.deadline)

@@ -18,6 +18,8 @@ import h11
 import trio
 
 from ..protocol.errors import SocketIOError
+from ._cookies import CookieJar
+from ._proxy import Proxy, ProxyError, open_tunnel
 
 __all__ = [
     "HTTPConnection",
@@ -80,14 +82,20 @@ Connector = Callable[[str, int, "ssl.SSLContext | None"], Awaitable[trio.abc.Str
 
 
 async def open_stream(
-    host: str, port: int, ssl_context: ssl.SSLContext | None, connector: Connector | None = None
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    connector: Connector | None = None,
+    proxy: Proxy | None = None,
 ) -> trio.abc.Stream:
-    """Connect over TCP, then TLS (handshake done, certificate checked) if a context is given.
+    """Connect over TCP (through a ``CONNECT`` tunnel of ``proxy`` if given), then TLS
+    (handshake done, certificate checked) if a context is given.
 
     A ``connector`` replaces all of that (tests use one that returns in-memory streams).
 
     Raises:
         OSError: connecting failed.
+        ProxyError: the proxy refused the tunnel.
         TLSHandshakeError: the TLS handshake failed (the certificate was refused, say).
 
     Cancellation:
@@ -95,7 +103,10 @@ async def open_stream(
     """
     if connector is not None:
         return await connector(host, port, ssl_context)
-    tcp = await trio.open_tcp_stream(host, port)
+    if proxy is not None:
+        tcp = await open_tunnel(proxy, host, port)
+    else:
+        tcp = await trio.open_tcp_stream(host, port)
     if ssl_context is None:
         return tcp
     tls = trio.SSLStream(tcp, ssl_context, server_hostname=host, https_compatible=True)
@@ -125,6 +136,10 @@ class HTTPConnection:
         port: the TCP port.
         ssl_context: TLS settings for https, or None for plain http.
         max_body_size: refuse a response body larger than this many bytes.
+        connector: opens the byte stream instead of TCP (+TLS).
+        proxy: the HTTP proxy to tunnel through, if any.
+        cookies: the jar whose cookies go with each request and which keeps the cookies
+            each response sets (None: no cookies).
     """
 
     def __init__(
@@ -135,8 +150,12 @@ class HTTPConnection:
         ssl_context: ssl.SSLContext | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         connector: Connector | None = None,
+        proxy: Proxy | None = None,
+        cookies: CookieJar | None = None,
     ) -> None:
         self._connector = connector
+        self._proxy = proxy
+        self._cookies = cookies
         self._host = host
         self._port = port
         self._ssl_context = ssl_context
@@ -198,7 +217,13 @@ class HTTPConnection:
         except _Dropped as exc:
             await self._discard()
             raise HTTPTransportError("server closed the connection without answering") from exc
-        except (OSError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError) as exc:
+        except (
+            OSError,
+            trio.BrokenResourceError,
+            h11.ProtocolError,
+            ssl.SSLError,
+            ProxyError,
+        ) as exc:
             await self._discard()
             raise HTTPTransportError(f"HTTP {method} failed: {exc!r}") from exc
         except BaseException:
@@ -226,11 +251,16 @@ class HTTPConnection:
         fresh = self._stream is None
         if self._stream is None:
             self._stream = await open_stream(
-                self._host, self._port, self._ssl_context, self._connector
+                self._host, self._port, self._ssl_context, self._connector, self._proxy
             )
         stream = self._stream
         conn = self._h11
         all_headers = [("Host", self.host_header), *headers]
+        secure = self._ssl_context is not None
+        if self._cookies is not None:
+            cookie = self._cookies.header(self._host, target, secure=secure)
+            if cookie is not None:
+                all_headers.append(("Cookie", cookie))
         if body or method in ("POST", "PUT"):
             all_headers.append(("Content-Length", str(len(body))))
         out = conn.send(h11.Request(method=method, target=target, headers=all_headers))
@@ -290,6 +320,8 @@ class HTTPConnection:
             else:  # PAUSED cannot happen here: we stop at EndOfMessage.
                 raise HTTPTransportError(f"unexpected HTTP event {event!r}")
 
+        if self._cookies is not None:
+            self._cookies.update(self._host, target, resp_headers)
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._idle_since = trio.current_time()

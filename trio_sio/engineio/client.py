@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, final
 
@@ -43,10 +43,12 @@ from ._client_transports import (
     open_websocket_transport,
     probe_websocket,
 )
+from ._cookies import CookieJar
 from ._exceptions import single_leaf
 from ._heartbeat import HeartbeatWatchdog
 from ._http_client import Connector
 from ._outbox import Outbox
+from ._proxy import ProxySetting
 
 __all__ = ["ConnectError", "EngineClient", "UpgradeError", "open_engine_client"]
 
@@ -73,6 +75,8 @@ class EngineClient:
             (we closed it), ``"transport close"`` (the server closed it), ``"transport
             error"`` (I/O failed), ``"parse error"`` (the server sent bad data), or
             ``"ping timeout"`` (the server went silent).
+        on_ping: None, or an async function called (in the receive task, so keep it
+            short) each time the server's PING arrives, after the PONG was queued.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class EngineClient:
         self._initial_packets: list[Packet] = []
         self._watchdog: HeartbeatWatchdog | None = None
         self.close_reason: str | None = None
+        self.on_ping: Callable[[], Awaitable[None]] | None = None
         # Received MESSAGE data, for receive(); bounded: a full queue pauses reading.
         self._msg_send, self._msg_recv = trio.open_memory_channel[str | bytes](message_queue_size)
         self._outbox = Outbox(send_queue_size)
@@ -131,6 +136,12 @@ class EngineClient:
         if self._transport is None:
             raise RuntimeError("the client is not connected yet")
         return self._transport.name
+
+    @property
+    def deflate(self) -> bool:
+        """Whether the session runs on a WebSocket with permessage-deflate agreed."""
+        transport = self._transport
+        return isinstance(transport, WebSocketTransport) and transport.deflate
 
     async def send(self, data: str | bytes) -> None:
         """Queue a MESSAGE for the server (text or binary).
@@ -242,6 +253,18 @@ class EngineClient:
         """
         try:
             return await self._msg_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionClosed(self.close_reason or "transport close") from None
+
+    def receive_nowait(self) -> str | bytes:
+        """The next MESSAGE if one is waiting, without blocking.
+
+        Raises:
+            trio.WouldBlock: none is waiting.
+            ConnectionClosed: the session is closed and every message was received.
+        """
+        try:
+            return self._msg_recv.receive_nowait()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self.close_reason or "transport close") from None
 
@@ -411,9 +434,14 @@ class EngineClient:
         self._watchdog.reset()
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            await self._msg_send.send(packet.data)
+            try:  # no checkpoint when there is room: the next read is one anyway
+                self._msg_send.send_nowait(packet.data)
+            except trio.WouldBlock:
+                await self._msg_send.send(packet.data)
         elif ptype is PacketType.PING:
             self._enqueue_control(PONG)
+            if self.on_ping is not None:
+                await self.on_ping()
         elif ptype is PacketType.CLOSE:
             self._finish(CloseReason.TRANSPORT_CLOSE)
             return False
@@ -525,6 +553,9 @@ async def open_engine_client(
     send_queue_size: int = 64,
     connect_timeout: float = 20.0,
     connector: Connector | None = None,
+    proxy: ProxySetting = None,
+    cookies: CookieJar | bool = True,
+    per_message_deflate: bool = True,
 ) -> AsyncIterator[EngineClient]:
     """Open an Engine.IO v4 session; closing the block closes it.
 
@@ -547,13 +578,25 @@ async def open_engine_client(
         connect_timeout: seconds allowed for the handshake (and for the upgrade probe).
         connector: ``async connector(host, port, ssl_context) -> trio.abc.Stream`` used
             instead of TCP (+TLS); ``trio_sio.testing`` uses it to connect in memory.
+        proxy: an ``http://[user:password@]host:port`` proxy that every connection
+            tunnels through with ``CONNECT``; None (the default) reads ``HTTPS_PROXY``
+            (https/wss) or ``HTTP_PROXY`` (http/ws) and ``NO_PROXY`` from the environment;
+            False uses no proxy.
+        cookies: keep the cookies responses set and send them back with later requests
+            and the WebSocket handshake (a cookie-sticky load balancer needs that): True
+            (the default) for a jar of this session, a :class:`CookieJar` to share one
+            (across reconnections, say), or False for none.
+        per_message_deflate: offer permessage-deflate on the WebSocket (as
+            socket.io-client does); used if the server accepts it
+            (:attr:`EngineClient.deflate`). A message that inflates beyond 16 MiB closes
+            the WebSocket.
 
     Yields:
         The connected client.
 
     Raises:
         ConnectError: the handshake failed or timed out (cause chained).
-        ValueError: an invalid argument.
+        ValueError: an invalid argument (a ``proxy`` that is not an ``http://`` URL, say).
 
     Leaving the block calls :meth:`EngineClient.aclose` and ends every task. An exception
     from the block propagates unchanged; an ``ExceptionGroup`` escapes only when several
@@ -568,8 +611,20 @@ async def open_engine_client(
         raise ValueError(f"transports must be 'polling' and/or 'websocket', not {names!r}")
     if message_queue_size < 0 or send_queue_size < 1:
         raise ValueError("message_queue_size must be >= 0 and send_queue_size >= 1")
+    jar = CookieJar() if cookies is True else (None if cookies is False else cookies)
+    endpoint = Endpoint.from_url(
+        url,
+        path,
+        query,
+        headers,
+        ssl_context,
+        connector=connector,
+        proxy=proxy,
+        cookies=jar,
+        deflate=per_message_deflate,
+    )
     client = EngineClient(
-        Endpoint.from_url(url, path, query, headers, ssl_context, connector=connector),
+        endpoint,
         transports=names,
         upgrade=upgrade,
         message_queue_size=message_queue_size,

@@ -1,0 +1,201 @@
+"""Client benchmark: trio_sio's client against python-socketio's ``AsyncClient`` (on uvloop)
+and socket.io-client (Node), all talking to the same server in the same run.
+
+    python bench/client_bench.py [--events 20000] [--seconds 3] [--rounds 3] [--json out.json]
+
+The server is the official Node socket.io 4.8 server (``client_bench_server.mjs``), pinned to
+one core; each client runs in its own process pinned to the other core, over WebSocket. For
+each client, in turn, round after round:
+
+- **receive**: the server emits ``--events`` events (``tick(i, "hello")``) back to back; the
+  client's handler counts them: events/s from the request to the last one handled;
+- **echo**: ``emit_with_ack("echo", {...})`` one at a time for ``--seconds``: acks/s.
+
+The table shows medians and the ratio to python-socketio. Needs ``npm ci --prefix bench``
+and ``pip install -r bench/requirements.txt`` (uvloop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CLIENTS = ("trio_sio", "python-socketio", "socket.io-client")
+
+
+# -- the Python clients (run as `client_bench.py --client NAME URL EVENTS SECONDS`) ----------
+
+
+def run_trio_sio(url: str, events: int, seconds: float) -> dict[str, float]:
+    import trio  # noqa: PLC0415
+
+    import trio_sio  # noqa: PLC0415
+
+    result: dict[str, float] = {}
+
+    async def main() -> None:
+        got = 0
+        done = trio.Event()
+
+        def tick(i: int, text: str) -> None:
+            nonlocal got
+            got += 1
+            if got == events:
+                done.set()
+
+        async with trio_sio.open_client(
+            url, transports=["websocket"], handlers={"tick": tick}
+        ) as client:
+            start = time.perf_counter()
+            await client.emit("burst", events)
+            await done.wait()
+            result["receive"] = events / (time.perf_counter() - start)
+            acks = 0
+            start = time.perf_counter()
+            until = start + seconds
+            while time.perf_counter() < until:
+                await client.emit_with_ack("echo", {"n": acks, "text": "hello"})
+                acks += 1
+            result["echo"] = acks / (time.perf_counter() - start)
+
+    trio.run(main)
+    return result
+
+
+def run_python_socketio(url: str, events: int, seconds: float) -> dict[str, float]:
+    import asyncio  # noqa: PLC0415
+
+    import socketio  # noqa: PLC0415
+    import uvloop  # noqa: PLC0415
+
+    result: dict[str, float] = {}
+
+    async def main() -> None:
+        sio = socketio.AsyncClient()
+        got = 0
+        done = asyncio.Event()
+
+        @sio.on("tick")
+        async def tick(i: int, text: str) -> None:
+            nonlocal got
+            got += 1
+            if got == events:
+                done.set()
+
+        await sio.connect(url, transports=["websocket"])
+        start = time.perf_counter()
+        await sio.emit("burst", events)
+        await done.wait()
+        result["receive"] = events / (time.perf_counter() - start)
+        acks = 0
+        start = time.perf_counter()
+        until = start + seconds
+        while time.perf_counter() < until:
+            await sio.call("echo", {"n": acks, "text": "hello"}, timeout=10)
+            acks += 1
+        result["echo"] = acks / (time.perf_counter() - start)
+        await sio.disconnect()
+
+    uvloop.run(main())
+    return result
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+def _pin(pid: int, core: int) -> None:
+    """Pin process ``pid`` to ``core`` when the machine has it."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:
+        os.sched_setaffinity(pid, {core})
+
+
+def _run_client(name: str, url: str, events: int, seconds: float) -> dict[str, float]:
+    if name == "socket.io-client":
+        node = shutil.which("node") or "node"
+        cmd = [node, str(HERE / "client_bench_node.mjs"), url, str(events), str(seconds)]
+    else:
+        cmd = [
+            sys.executable,
+            str(Path(__file__)),
+            "--client",
+            name,
+            url,
+            str(events),
+            str(seconds),
+        ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _pin(proc.pid, 1)  # before it connects: Python and Node take longer than this to start
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed: {stderr[-2000:]}")
+    result: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default=",".join(CLIENTS))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.client:
+        url, events, seconds = args.rest
+        run = run_trio_sio if args.client == "trio_sio" else run_python_socketio
+        print(json.dumps(run(url, int(events), float(seconds))))
+        return
+
+    node = shutil.which("node") or "node"
+    server = subprocess.Popen(
+        [node, str(HERE / "client_bench_server.mjs")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    _pin(server.pid, 0)
+    assert server.stdout is not None and server.stdin is not None
+    url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+    clients = [c for c in CLIENTS if c in args.only.split(",")]
+    results: dict[str, list[dict[str, float]]] = {c: [] for c in clients}
+    try:
+        for round_no in range(args.rounds):
+            for name in clients:
+                results[name].append(_run_client(name, url, args.events, args.seconds))
+                print(f"round {round_no + 1} {name}: {results[name][-1]}", file=sys.stderr)
+    finally:
+        server.stdin.close()
+        server.wait(10)
+    medians = {
+        name: {k: statistics.median(r[k] for r in runs) for k in ("receive", "echo")}
+        for name, runs in results.items()
+    }
+    base = medians.get("python-socketio")
+    print(
+        f"\nclient benchmark: {args.events} events received, echo for {args.seconds} s, "
+        f"median of {args.rounds} rounds (Node socket.io 4.8 server, WebSocket)\n"
+    )
+    print("| client | events/s received | vs python-socketio | echo acks/s | vs python-socketio |")
+    print("|---|---:|---:|---:|---:|")
+    for name, m in medians.items():
+        r = f"{m['receive'] / base['receive']:.2f}x" if base else "-"
+        e = f"{m['echo'] / base['echo']:.2f}x" if base else "-"
+        print(f"| {name} | {m['receive']:,.0f} | {r} | {m['echo']:,.0f} | {e} |")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": results, "medians": medians}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
