@@ -1,7 +1,7 @@
 """Shared pytest configuration.
 
 Tests that need a program from outside Python (Node.js and the official npm packages,
-Chromium, redis-server or nginx) get the ``external`` marker here, by where they live, so
+Chromium, redis-server, nginx, haproxy or tinyproxy) get the ``external`` marker here, by where they live, so
 that ``pytest -m "not external"`` (``nox -s unit``) is the quick everyday run.
 """
 
@@ -27,6 +27,7 @@ EXTERNAL = (
     "asgi/test_tls.py",
     "bench/",  # Node socket.io
     "browser/",  # Chromium
+    "client/test_client_real_networks.py",  # haproxy, tinyproxy
     "deploy/",  # nginx
     "docs/test_snippets_js.py",  # the official Node client
     "engineio/test_client_node.py",

@@ -8,6 +8,9 @@
 #   redis-server   the Redis adapter's tests (each test module starts its own server)
 #   nginx          the reverse-proxy test (it runs its own nginx; the package's service is
 #                  kept from starting while it installs)
+#   haproxy        a cookie-sticky load balancer, and
+#   tinyproxy      an HTTP CONNECT proxy, for the client's real-network tests (each test
+#                  runs its own on free loopback ports; their services are kept from starting)
 #
 # Uses sudo when not root. TRIO_SIO_NO_APT=1 installs nothing: the tests that need a
 # missing program are then skipped (or fail under CI); `nox -s unit` needs none of them.
@@ -27,6 +30,13 @@ fi
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     missing="$missing nginx"
+fi
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    missing="$missing haproxy"
+fi
+if ! command -v tinyproxy >/dev/null 2>&1 && [ ! -x /usr/bin/tinyproxy ] \
+    && [ ! -x /usr/sbin/tinyproxy ]; then
+    missing="$missing tinyproxy"
 fi
 if [ -z "$missing" ]; then
     exit 0

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .._inline import run_inline
+from ..engineio._inline import run_inline
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
 from ..protocol.socketio import NEED_DATA, Packet, PacketDecoder
 from ._link import Session
