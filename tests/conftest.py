@@ -1,8 +1,8 @@
 """Shared pytest configuration.
 
 Tests that need a program from outside Python (Node.js and the official npm packages,
-Chromium, redis-server, nginx, haproxy or tinyproxy) get the ``external`` marker here, by where they live, so
-that ``pytest -m "not external"`` (``nox -s unit``) is the quick everyday run.
+Chromium, redis-server, nginx, haproxy or tinyproxy) get the ``external`` marker here, by
+where they live, so that ``pytest -m "not external"`` (``nox -s unit``) is the quick everyday run.
 """
 
 from __future__ import annotations

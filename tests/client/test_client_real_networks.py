@@ -3,8 +3,8 @@ processes), through an HTTP proxy (tinyproxy), and against a server that resets 
 connection right after the WebSocket upgrade request.
 
 Real processes on free loopback ports, Trio's real clock; every wait is bounded. HAProxy and
-tinyproxy come from Debian (``apt-get install haproxy tinyproxy``, which ``tests/setup-system.sh`` does);
-without them these tests are skipped, except under CI.
+tinyproxy come from Debian (``apt-get install haproxy tinyproxy``, which
+``tests/setup-system.sh`` does); without them these tests are skipped, except under CI.
 """
 
 from __future__ import annotations
