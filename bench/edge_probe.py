@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import zlib
@@ -147,8 +149,6 @@ def latency_probe(port: int, stop: Any, results: list[float]) -> None:
 
 
 def with_probe(server: Server, attack: Any) -> dict[str, Any]:
-    import threading
-
     stop = threading.Event()
     times: list[float] = []
     prober = threading.Thread(target=latency_probe, args=(server.port, stop, times))
@@ -223,7 +223,6 @@ def case_deflate(server: Server) -> dict[str, Any]:
 
     def attack() -> dict[str, Any]:
         received = 0
-        import threading
 
         def drain() -> None:
             nonlocal received
@@ -303,7 +302,7 @@ def case_headers(server: Server) -> dict[str, Any]:
             + b"\r\n"
         )
         sock.sendall(request)
-        status, body = read_response(sock)
+        status, _ = read_response(sock)
     return {"status": status, "request_bytes": len(request)}
 
 
@@ -319,8 +318,6 @@ def case_parked(server: Server) -> dict[str, Any]:
         sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         time.sleep(0.5)  # parked
         closed = time.monotonic()
-    import select
-
     assert server.proc.stdout is not None
     ready, _, _ = select.select([server.proc.stdout], [], [], 30)
     if not ready:
@@ -331,7 +328,7 @@ def case_parked(server: Server) -> dict[str, Any]:
 
 def case_json_alloc(_: Any) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from trio_sio.protocol.socketio import Decoder
+    from trio_sio.protocol.socketio import Decoder  # noqa: PLC0415 (from --server-path)
 
     text = "2" + json.dumps(["echo", [{} for _ in range(333_000)]], separators=(",", ":"))
     out: dict[str, Any] = {"frame_bytes": len(text)}

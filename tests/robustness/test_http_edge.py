@@ -138,7 +138,9 @@ async def test_head_limits_hold_for_heads_that_arrive_at_once(
     server = await start(nursery)
     stream = connect(nursery, server)
     await stream.send_all(
-        b"GET " + PATH.encode() + b"?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n"
+        b"GET "
+        + PATH.encode()
+        + b"?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n"
         + headers
         + b"\r\n"
     )

@@ -196,7 +196,9 @@ async def test_unknown_session_or_offset_is_a_new_socket(
         state = json.loads(str(await raw.receive())[3:])[0]
         assert state["recovered"] is False and state["rooms"] == ["room1"]
     # (the Engine.IO session's opening and closing are logged at info, as for any client)
-    noisy = [r for r in caplog.records if r.levelno > logging.DEBUG and r.name != "trio_sio.engineio"]
+    noisy = [
+        r for r in caplog.records if r.levelno > logging.DEBUG and r.name != "trio_sio.engineio"
+    ]
     assert not noisy and not [r for r in caplog.records if r.levelno >= logging.WARNING]
     # The session is still kept for its real client
     async with open_raw_client(sio) as raw:
