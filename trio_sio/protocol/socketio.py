@@ -94,25 +94,21 @@ def shape_problem(data: Any, containers: int, max_containers: int) -> str | None
     """
     if containers <= MAX_DEPTH and containers <= max_containers:
         return None
-    count = 0
+    if type(data) is not list and type(data) is not dict:
+        return None
+    count = 1  # containers seen (counted when found, so the stack stays within the limit)
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         node, depth = stack.pop()
-        if type(node) is list:
-            children: Any = node
-        elif type(node) is dict:
-            children = node.values()
-        else:
-            continue
-        count += 1
-        if count > max_containers:
-            return f"more than {max_containers} lists and objects"
         if depth > MAX_DEPTH:
             return f"nested deeper than {MAX_DEPTH} levels"
         depth += 1
-        for child in children:
+        for child in node if type(node) is list else node.values():
             kind = type(child)
             if kind is list or kind is dict:
+                count += 1
+                if count > max_containers:
+                    return f"more than {max_containers} lists and objects"
                 stack.append((child, depth))
     return None
 
