@@ -16,6 +16,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -24,6 +25,7 @@ import trio
 from ..engineio.config import HttpResponse, RequestHead
 from ..engineio.server import EngineServer
 from ..protocol.errors import ConnectionClosed
+from ._poll import answer_poll, is_poll
 from ._static import StaticFiles, not_found, static_response
 
 if TYPE_CHECKING:
@@ -213,7 +215,15 @@ class ASGIApp:
         head = _head(scope, scope["method"])
         if ours:
             self._warn_if_not_running()
-            response = await self.engine.handle_http(head, _Body(receive), _content_length(head))
+            declared = _content_length(head)
+            if is_poll(head):
+                gone = partial(_client_gone, receive)
+                polled = await answer_poll(self.engine, head, _Body(receive), declared, gone)
+                if polled is None:
+                    return  # the client disconnected: its session is closed
+                response = polled
+            else:
+                response = await self.engine.handle_http(head, _Body(receive), declared)
         else:
             static = await static_response(self.static_files, dataclasses.replace(head, path=route))
             if static is None:
@@ -399,9 +409,18 @@ def _head(scope: Scope, method: str) -> RequestHead:
 
 def _content_length(head: RequestHead) -> int | None:
     value = head.headers.get("content-length")
-    if value is None or not value.isdigit():
+    if value is None or not value.isascii() or not value.isdigit():  # ("²".isdigit())
         return None
     return int(value)
+
+
+async def _client_gone(receive: Receive) -> bool:
+    """Wait for the ``http.disconnect`` of a GET whose (empty) body nobody reads: True once
+    the client went away. Blocks until then."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return True
 
 
 class _Body:

@@ -14,9 +14,11 @@ of :class:`~trio_sio.engineio.config.EngineConfig`), and nothing it sends is log
 from __future__ import annotations
 
 import logging
+import os
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -34,6 +36,7 @@ from ..protocol.deflate import DeflateOptions, negotiate_deflate
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
 from ..protocol.websocket import accept_key, is_valid_key
 from ._accept import accept_connections
+from ._poll import answer_poll, is_poll
 from ._static import not_found, static_response
 
 _Handler = Callable[[EngineServer, trio.abc.Stream], Awaitable[None]]
@@ -395,7 +398,14 @@ async def _serve(server: EngineServer, c: _Connection) -> None:
         else:
             declared = _content_length(event)
             started = trio.current_time()
-            response = await server.handle_http(head, _body(c), declared)
+            if is_poll(head) and type(c.stream) is trio.SocketStream:
+                gone = partial(_client_gone, c)
+                polled = await answer_poll(server, head, _body(c), declared, gone)
+                if polled is None:
+                    return  # the client closed the connection: its session is closed
+                response = polled
+            else:
+                response = await server.handle_http(head, _body(c), declared)
             if conn.their_state is h11.SEND_BODY:
                 c.reading_body(trio.current_time() - started)
             if response.close:
@@ -413,6 +423,32 @@ async def _serve(server: EngineServer, c: _Connection) -> None:
         if conn.their_state is not h11.DONE:
             return
         conn.start_next_cycle()
+
+
+async def _client_gone(c: _Connection) -> bool:
+    """Wait until the client closes the connection (True) or sends more (False: that is
+    kept for the next request and watching stops). A plain TCP stream only.
+
+    Blocks: until then. Cancellation stops the watch and loses nothing.
+    """
+    stream = c.stream
+    assert type(stream) is trio.SocketStream
+    sock = stream.socket
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            continue
+        except OSError:  # a reset
+            return True
+        if not data:
+            return True
+        c.h11.receive_data(data)  # a pipelined request: h11 holds it for its turn
+        return False
 
 
 def _head(request: h11.Request, client: tuple[str, int] | None) -> RequestHead:
