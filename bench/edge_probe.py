@@ -6,6 +6,7 @@ JSON line.
 
 ``--server-path`` puts another checkout's ``trio_sio`` first on the server's path (to
 measure an older commit); the probe's client side always comes from this checkout.
+``--front-end hypercorn`` serves ``trio_sio.ASGIApp`` with Hypercorn's trio worker instead.
 
 Cases:
 
@@ -61,7 +62,14 @@ def came(socket, auth):
 
 async def main():
     async with trio.open_nursery() as nursery:
-        await nursery.start(sio.serve, "127.0.0.1", port)
+        if sys.argv[2] == "hypercorn":
+            from hypercorn.config import Config
+            from hypercorn.trio import serve
+            config = Config()
+            config.bind = [f"127.0.0.1:{port}"]
+            await nursery.start(serve, trio_sio.ASGIApp(sio), config)
+        else:
+            await nursery.start(sio.serve, "127.0.0.1", port)
         print("ready", flush=True)
         await trio.sleep_forever()
 
@@ -76,12 +84,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, server_path: str | None) -> None:
+    def __init__(self, server_path: str | None, front_end: str = "standalone") -> None:
         self.port = free_port()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (server_path, str(ROOT)) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(self.port)],
+            [sys.executable, "-c", SERVER, str(self.port), front_end],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -367,13 +375,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=sorted(CASES))
     parser.add_argument("--server-path", default=None)
+    parser.add_argument("--front-end", choices=["standalone", "hypercorn"], default="standalone")
     args = parser.parse_args()
     if args.case == "json-alloc":
         if args.server_path:
             sys.path.insert(0, args.server_path)
         print(json.dumps({"case": args.case, **case_json_alloc(None)}))
         return
-    server = Server(args.server_path)
+    server = Server(args.server_path, args.front_end)
     try:
         print(json.dumps({"case": args.case, **CASES[args.case](server)}))
     finally:

@@ -192,3 +192,43 @@ async def test_small_chunks_are_charged_and_parsing_yields(
     sid = await handshake(nursery, server)
     body = b"4" + b"x" * (limit - 2_000)
     assert await post_chunked(nursery, server, sid, body, 10_000) == [(200, b"ok")]
+
+
+@pytest.mark.parametrize("variant", ["cl-then-te", "te-then-cl", "te-tab", "te-Chunked"])
+async def test_under_hypercorn_smuggling_is_refused_by_the_app(
+    nursery: trio.Nursery, variant: str
+) -> None:
+    """Hypercorn (h11) accepts both Content-Length and Transfer-Encoding; ASGIApp refuses
+    the request and closes the connection, so the hidden request never runs."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    import trio_sio
+
+    sio = trio_sio.Server()
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.graceful_timeout = 1.0
+    binds: list[str] = await nursery.start(serve, trio_sio.ASGIApp(sio), config)
+    port = int(binds[0].rsplit(":", 1)[1])
+
+    async def call(request: bytes) -> list[bytes]:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        data = b""
+        with trio.move_on_after(3):
+            await stream.send_all(request)
+            while chunk := await stream.receive_some():
+                data += chunk
+        await stream.aclose()
+        return [line for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+    target = b"/socket.io/?EIO=4&transport=polling"
+    head = await call(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert head == [b"HTTP/1.1 200 "]
+    hidden = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"  # a handshake: answers 200
+    body = b"3\r\n1:6\r\n0\r\n\r\n" + hidden
+    headers = SMUGGLING[variant].replace(b"{n}", str(len(body)).encode())
+    statuses = await call(
+        b"POST " + target + b" HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + body
+    )
+    assert not [status for status in statuses if b" 200 " in status], statuses

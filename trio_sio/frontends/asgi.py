@@ -213,6 +213,15 @@ class ASGIApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ours, route = self._route(scope)
         head = _head(scope, scope["method"])
+        if (ours or self.other_app is None) and _ambiguous_framing(head):
+            # The ASGI server took a framing; a proxy in front may have taken the other.
+            # Refuse, and close the connection so that nothing after it is read as a request.
+            log.info("ambiguous request framing from %s", head.client)
+            refusal = HttpResponse(
+                400, [("Content-Type", "text/plain"), ("Connection", "close")], b"Bad Request"
+            )
+            await _respond(send, refusal, head.method)
+            return
         if ours:
             self._warn_if_not_running()
             declared = _content_length(head)
@@ -405,6 +414,19 @@ def _head(scope: Scope, method: str) -> RequestHead:
     client = scope.get("client")
     peer = (str(client[0]), int(client[1])) if client else None
     return RequestHead(method, scope["path"], query, headers, peer)
+
+
+def _ambiguous_framing(head: RequestHead) -> bool:
+    """Whether the request's body framing could be read two ways (request smuggling, RFC 9112
+    section 6.1): both ``Content-Length`` and ``Transfer-Encoding``, ``Content-Length`` twice
+    (merged here as ``"5, 5"``), or a ``Transfer-Encoding`` other than ``chunked`` alone.
+    Hypercorn (h11) accepts these; the standalone front end refuses them itself."""
+    headers = head.headers
+    coding = headers.get("transfer-encoding")
+    length = headers.get("content-length")
+    if coding is not None and (length is not None or coding.strip(" \t").lower() != "chunked"):
+        return True
+    return length is not None and not (length.isascii() and length.strip(" \t").isdigit())
 
 
 def _content_length(head: RequestHead) -> int | None:
