@@ -1,9 +1,10 @@
-"""Under Hypercorn, a client that stops reading cannot be cut by the slow-consumer rule alone:
-Hypercorn shields its socket writes from cancellation, so the write to that client (and its
-connection) stays until the kernel gives up. The documented workaround is a listening socket
-with ``TCP_USER_TIMEOUT``, which accepted connections inherit: the kernel then aborts a
-connection whose data stays unacknowledged (a zero window included) that long, the write
-fails and Hypercorn closes the connection. Real loopback TCP, real time, a few seconds.
+"""Under Hypercorn, a client that stops reading is disconnected by the slow-consumer rule
+(the handlers run), but its connection stays: Hypercorn shields its socket writes from
+cancellation, so the write to that client (its task, its buffers, the TCP connection) lasts
+until the kernel gives up. The documented workaround is a listening socket with
+``TCP_USER_TIMEOUT``, which accepted connections inherit: the kernel then aborts a connection
+whose data stays unacknowledged (a zero window included) that long, the write fails and
+Hypercorn closes the connection. Real loopback TCP, real time, a few seconds.
 """
 
 from __future__ import annotations
