@@ -99,8 +99,15 @@ def to_wire(args: Sequence[Any]) -> list[Any]:
     return list(args) if result is args else result
 
 
+#: from this length on, a list is first checked for plain items at C speed.
+_SCAN_FROM: Final = 32
+
+
 def _sequence(seq: Sequence[Any]) -> list[Any]:
     """Convert a list or tuple; return ``seq`` itself if it is a list needing no change."""
+    if len(seq) >= _SCAN_FROM and _PLAIN.issuperset(map(type, seq)):
+        # A long list of plain items (numbers, strings): the loop below would change nothing
+        return seq if type(seq) is list else list(seq)
     out: list[Any] | None = None
     for index, item in enumerate(seq):
         kind = type(item)
