@@ -20,7 +20,11 @@ Cases:
 - ``headers``: a request of 10,000 ``a:b`` headers, in one write.
 - ``parked``: a polling client whose parked GET's connection is closed; reports how long the
   server takes to end the session.
+- ``amplify``: 80 messages of about 1 MB of empty objects (``--parser msgpack``: 0.9 MB
+  of 900,000 empty maps) to an echoing handler, from a client that never reads; reports
+  the server's peak RSS growth.
 - ``json-alloc``: what decoding 1 MB of ``[{}, {}, ...]`` allocates (in this process).
+- ``msgpack-alloc``: the same for 0.9 MB of msgpack holding 900,000 empty maps.
 """
 
 from __future__ import annotations
@@ -43,10 +47,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 SERVER = r"""
-import sys, time, logging, trio, trio_sio
-logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+import os, sys, time, logging, trio, trio_sio
+logging.basicConfig(level=getattr(logging, os.environ.get("PROBE_LOG", "ERROR")), stream=sys.stderr)
 port = int(sys.argv[1])
-sio = trio_sio.Server(per_message_deflate=True, ping_interval=25, ping_timeout=20)
+options = {}
+if sys.argv[3] == "msgpack":
+    from trio_sio.protocol.msgpack_parser import MsgpackParser
+    options["parser"] = MsgpackParser()
+sio = trio_sio.Server(per_message_deflate=True, ping_interval=25, ping_timeout=20, **options)
 
 @sio.on("echo")
 async def echo(socket, *args):
@@ -84,13 +92,16 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, server_path: str | None, front_end: str = "standalone") -> None:
+    def __init__(
+        self, server_path: str | None, front_end: str = "standalone", parser: str = "json"
+    ) -> None:
         self.port = free_port()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (server_path, str(ROOT)) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(self.port), front_end],
+            [sys.executable, "-c", SERVER, str(self.port), front_end, parser],
             env=env,
+            cwd="/",  # not this checkout: its trio_sio would come before --server-path's
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -100,6 +111,13 @@ class Server:
     def cpu(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_peak(self) -> int:
+        """The server's peak resident memory (VmHWM), in bytes."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
 
     def line(self) -> str:
         assert self.proc.stdout is not None
@@ -198,8 +216,8 @@ def case_chunked(server: Server) -> dict[str, Any]:
     return with_probe(server, attack)
 
 
-def ws_frame(payload: bytes, rsv1: bool) -> bytes:
-    first = 0x80 | (0x40 if rsv1 else 0) | 0x1
+def ws_frame(payload: bytes, rsv1: bool, opcode: int = 0x1) -> bytes:
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
     size = len(payload)
     if size < 126:
         head = bytes((first, 0x80 | size))
@@ -262,6 +280,59 @@ def case_deflate(server: Server) -> dict[str, Any]:
     return with_probe(server, attack)
 
 
+def open_ws(port: int, deflate: bool) -> socket.socket:
+    sock = connect(port)
+    sock.sendall(
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: AAECAwQFBgcICQoLDA0ODw==\r\n"
+        + (b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else b"")
+        + b"\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert b" 101 " in head, head
+    return sock
+
+
+def case_amplify(server: Server, parser: str) -> dict[str, Any]:
+    """80 messages of about 1 MB of empty objects to "echo", from a client that never
+    reads; the server's peak RSS growth."""
+    sock = open_ws(server.port, False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    before = server.rss_peak()
+    cpu = server.cpu()
+    if parser == "msgpack":
+        import msgpack  # noqa: PLC0415 (an optional dependency)
+
+        sock.sendall(ws_frame(msgpack.packb({"type": 0, "nsp": "/"}), False, 0x2))
+        body = msgpack.packb({"type": 2, "nsp": "/", "data": ["echo", [{}] * 900_000]})
+        frame = ws_frame(body, False, 0x2)
+    else:
+        sock.sendall(ws_frame(b"40", False))
+        text = "42" + json.dumps(["echo", [{}] * 330_000], separators=(",", ":"))
+        frame = ws_frame(text.encode(), False)
+    sent = 0
+    error: str | None = None
+    sock.settimeout(10)
+    try:
+        for _ in range(80):
+            sock.sendall(frame)
+            sent += 1
+    except OSError as exc:  # the server closed the connection
+        error = repr(exc)
+    time.sleep(2)
+    sock.close()
+    return {
+        "messages_sent": sent,
+        "send_error": error,
+        "frame_bytes": len(frame),
+        "rss_peak_growth_mb": round((server.rss_peak() - before) / 1e6, 1),
+        "server_cpu_seconds": round(server.cpu() - cpu, 2),
+    }
+
+
 SMUGGLED = {
     "cl-then-te": b"Content-Length: {n}\r\nTransfer-Encoding: chunked\r\n",
     "te-then-cl": b"Transfer-Encoding: chunked\r\nContent-Length: {n}\r\n",
@@ -288,7 +359,7 @@ def case_smuggle(server: Server) -> dict[str, Any]:
         with connect(server.port) as sock:
             sock.settimeout(3)
             sock.sendall(head + b"\r\n" + chunked)
-            answers = []
+            answers: list[Any] = []
             try:
                 while True:
                     status, body = read_response(sock)
@@ -335,7 +406,6 @@ def case_parked(server: Server) -> dict[str, Any]:
 
 
 def case_json_alloc(_: Any) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT))
     from trio_sio.protocol.socketio import Decoder  # noqa: PLC0415 (from --server-path)
 
     text = "2" + json.dumps(["echo", [{} for _ in range(333_000)]], separators=(",", ":"))
@@ -361,13 +431,42 @@ def case_json_alloc(_: Any) -> dict[str, Any]:
     return out
 
 
-CASES = {
+def case_msgpack_alloc(_: Any) -> dict[str, Any]:
+    import msgpack  # noqa: PLC0415 (an optional dependency)
+
+    from trio_sio.protocol.msgpack_parser import MsgpackParser  # noqa: PLC0415
+
+    frame = msgpack.packb({"type": 2, "nsp": "/", "data": ["echo", [{}] * 900_000]})
+    out: dict[str, Any] = {"frame_bytes": len(frame)}
+    tracemalloc.start()
+    decoder = MsgpackParser().decoder()
+    try:
+        decoder.feed(frame)
+        out["decoded"] = type(decoder.next_packet()).__name__
+    except Exception as exc:
+        out["decoded"] = f"refused: {exc}"
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out["held_after_decode_bytes"] = current
+    out["peak_bytes"] = peak
+    started = time.perf_counter()
+    try:
+        MsgpackParser().decoder().feed(frame)
+    except Exception:
+        pass
+    out["decode_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return out
+
+
+CASES: dict[str, Any] = {
     "chunked": case_chunked,
     "deflate": case_deflate,
     "smuggle": case_smuggle,
     "headers": case_headers,
     "parked": case_parked,
     "json-alloc": case_json_alloc,
+    "msgpack-alloc": case_msgpack_alloc,
+    "amplify": case_amplify,
 }
 
 
@@ -376,15 +475,19 @@ def main() -> None:
     parser.add_argument("case", choices=sorted(CASES))
     parser.add_argument("--server-path", default=None)
     parser.add_argument("--front-end", choices=["standalone", "hypercorn"], default="standalone")
+    parser.add_argument("--parser", choices=["json", "msgpack"], default="json")
     args = parser.parse_args()
-    if args.case == "json-alloc":
-        if args.server_path:
-            sys.path.insert(0, args.server_path)
-        print(json.dumps({"case": args.case, **case_json_alloc(None)}))
+    if args.case.endswith("-alloc"):
+        sys.path.insert(0, args.server_path or str(ROOT))
+        print(json.dumps({"case": args.case, **CASES[args.case](None)}))
         return
-    server = Server(args.server_path, args.front_end)
+    server = Server(args.server_path, args.front_end, args.parser)
     try:
-        print(json.dumps({"case": args.case, **CASES[args.case](server)}))
+        if args.case == "amplify":
+            result = case_amplify(server, args.parser)
+        else:
+            result = CASES[args.case](server)
+        print(json.dumps({"case": args.case, "parser": args.parser, **result}))
     finally:
         server.close()
 
