@@ -288,9 +288,9 @@ def test_official_client_after_expiry_is_a_new_connection(start: Callable[..., P
 
 
 def test_official_client_back_before_our_server_noticed(start: Callable[..., Peer]) -> None:
-    """Over polling, a client that lost its connection may be back before the server's
-    heartbeat says so (the JS server notices a broken long-poll at once): the session id
-    it presents lets the server drop the old socket as lost and recover the session."""
+    """Over polling, a client that lost its connection is back long before the heartbeat
+    would say so: the server noticed at once that its parked GET's connection closed (as
+    the JS server does), so the session was kept and is recovered."""
     _node()
     server = start([sys.executable, "csr_trio_server.py", str(DURATION_MS), "25000"], True)
     with TcpProxy(server.port) as proxy:

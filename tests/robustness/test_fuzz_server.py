@@ -54,6 +54,7 @@ from robustness_wire import (
 import trio_sio
 from trio_sio.protocol.engineio import decode_open, decode_packet, decode_payload
 from trio_sio.protocol.errors import RemoteProtocolError
+from trio_sio.protocol.socketio import MAX_DEPTH
 from trio_sio.testing import MemoryNetwork
 
 PING_INTERVAL = 5.0
@@ -237,7 +238,11 @@ def event_packet(draw: st.DrawFn, binary: bool = False) -> tuple[str | bytes, ..
 @st.composite
 def other_packet(draw: st.DrawFn) -> tuple[str | bytes, ...]:
     ns = draw(st.sampled_from(NAMESPACES))
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 10))
+    if kind == 10:  # CONNECT asking for recovery, with malformed pids and offsets
+        pid = draw(st.sampled_from(RECOVERY_PIDS) | st.text(max_size=8) | json_values)
+        offset = draw(st.sampled_from(RECOVERY_OFFSETS) | st.text(max_size=8) | json_values)
+        return (f"40{ns}{dumps({'pid': pid, 'offset': offset})}",)
     if kind == 0:  # CONNECT, with or without auth
         auth = draw(st.none() | json_values)
         return (f"40{ns}{'' if auth is None else dumps(auth)}",)
@@ -252,11 +257,11 @@ def other_packet(draw: st.DrawFn) -> tuple[str | bytes, ...]:
         return (f'46{n}-{ns}1[{{"_placeholder":true,"num":0}}]', *([b"a"] * n))
     if kind == 5:  # unknown packet types
         return (draw(st.sampled_from(["47", "48", "49", "4x", "4", "4-", "45", "45-"])),)
-    if kind == 6:  # deep nesting
-        depth = draw(st.sampled_from([50, 999, 1000, 10_000, 100_000]))
+    if kind == 6:  # deep nesting, echoed back through an ack (to_wire and the encoder)
+        depth = draw(st.sampled_from(DEPTHS))
         opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
         inner = opener * depth + "1" + closer * depth
-        return (f'42["echo",{inner}]',)
+        return (f'42{draw(st.sampled_from(["", "5"]))}["echo",{inner}]',)
     if kind == 7:  # huge ack ids
         return (f'42{"1" + "0" * draw(st.integers(14, 40))}["echo"]',)
     if kind == 8:  # anything
@@ -264,6 +269,20 @@ def other_packet(draw: st.DrawFn) -> tuple[str | bytes, ...]:
     # text with lone surrogates: invalid UTF-8 on the wire
     return (f'42["echo","\ud800{draw(st.text(max_size=5))}"]',)
 
+
+#: Nesting around the limit every parser and to_wire agree on, and far beyond it.
+DEPTHS = [50, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 500, 900, 999, 1000, 10_000, 100_000]
+#: Offsets with digits that str.isdigit() takes and int() refuses or reads as another number.
+RECOVERY_OFFSETS = [
+    "x-\u00b2",
+    "x-\u00b9\u00b2\u00b3",
+    "x-\u0663",
+    "x-\uff11",
+    "x-",
+    "x--1",
+    "9" * 40,
+]
+RECOVERY_PIDS = ["", "x" * 200, "\u00e9", "pid\u0000"]
 
 ENGINE_CONTROL = ["2", "3", "2probe", "3probe", "5", "6", "1", "0", '0{"sid":"x"}', "7", "", "4"]
 
@@ -850,6 +869,7 @@ async def _run_example(plan: list[Action]) -> dict[str, Any]:
         upgrade_timeout=UPGRADE_TIMEOUT,
         connect_timeout=CONNECT_TIMEOUT,
         path=PATH,
+        connection_state_recovery=True,
         **compression_options(),
     )
     async with trio.open_nursery() as nursery:

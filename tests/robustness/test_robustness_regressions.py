@@ -391,3 +391,40 @@ async def test_polling_requests_on_websocket_session(
             assert json.loads(answer.body)["code"] in (1, 3), answer
         await ws.abort()
     await still_fine(served, errors)
+
+
+# -- decoded size and depth ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "echoed"),
+    [
+        ("[" * 127 + "1" + "]" * 127, True),  # with the data list: MAX_DEPTH levels
+        ("[" * 128 + "1" + "]" * 128, False),
+        ("[" * 500 + "1" + "]" * 500, False),  # to_wire used to refuse it, with a traceback
+        ("[" * 900 + "1" + "]" * 900, False),
+        ("[" + ",".join(["{}"] * 330_000) + "]", False),  # 1 MB of empty objects
+    ],
+    ids=["127", "128", "500", "900", "amplification"],
+)
+async def test_deep_or_amplifying_payloads_are_echoed_or_refused_quietly(
+    served: Served, errors: ErrorRecords, payload: str, echoed: bool
+) -> None:
+    """Echoed through an ack (to_wire and the encoder) up to the depth every parser agrees
+    on; beyond it, or past the container cap, the packet is a parse error that closes the
+    session, with nothing logged at ERROR."""
+    sid = await polling_handshake(served.connect, PATH)
+    assert (await post(served, sid, b"40")) is not None
+    assert (await get(served, sid)) is not None  # the CONNECT reply
+    response = await post(served, sid, f'421["echo",{payload}]'.encode())
+    assert response is not None and response.status == 200
+    answer = await get(served, sid)
+    assert answer is not None
+    packets = check_payload_body(answer.body)
+    if echoed:
+        assert packets == [f"31[{payload}]"]
+    else:  # no ack; the session was closed
+        assert not [p for p in packets if str(p).startswith("31")]
+        gone = await get(served, sid)
+        assert gone is not None and gone.status == 400
+    await still_fine(served, errors)

@@ -139,6 +139,30 @@ async def test_restore_sends_missed_packets_before_the_connect_reply(
         {"pid": "PID", "offset": "not-one-of-ours"},
         {"pid": "PID", "offset": 12},
         {"pid": 1, "offset": "OFFSET"},
+        # Digits that str.isdigit() takes and int() refuses or reads as another number
+        {"pid": "PID", "offset": "PREFIX-\u00b2"},
+        {"pid": "PID", "offset": "PREFIX-\u00b9\u00b2\u00b3"},
+        {"pid": "PID", "offset": "PREFIX-\u0663"},
+        {"pid": "PID", "offset": "PREFIX-\uff11"},
+        {"pid": "PID", "offset": "PREFIX-"},
+        {"pid": "PID", "offset": "PREFIX--1"},
+        {"pid": "PID", "offset": "PREFIX-+1"},
+        {"pid": "PID", "offset": "PREFIX- 1"},
+        {"pid": "PID", "offset": "PREFIX-1_0"},
+        {"pid": "PID", "offset": "PREFIX-" + "9" * 40},
+        {"pid": "PID", "offset": "PREFIX-99999999"},  # from the future
+        {"pid": "PID", "offset": ""},
+        {"pid": "PID", "offset": ["OFFSET"]},
+        {"pid": "PID", "offset": {"offset": "OFFSET"}},
+        {"pid": "PID", "offset": "x" * 100_000},
+        {"pid": "PID\u0000", "offset": "OFFSET"},
+        {"pid": "", "offset": "OFFSET"},
+        {"pid": "p" * 100_000, "offset": "OFFSET"},
+        {"pid": ["PID"], "offset": "OFFSET"},
+        {"pid": {"pid": "PID"}, "offset": "OFFSET"},
+        {"pid": None, "offset": "OFFSET"},
+        {"pid": True, "offset": "OFFSET"},
+        {"pid": "\u00e9\u00e9", "offset": "OFFSET"},
     ],
 )
 async def test_unknown_session_or_offset_is_a_new_socket(
@@ -147,17 +171,39 @@ async def test_unknown_session_or_offset_is_a_new_socket(
     caplog: pytest.LogCaptureFixture,
     auth: dict[str, Any],
 ) -> None:
+    """Malformed pids and offsets of every kind: a new socket, nothing logged above debug,
+    and a wrong offset does not destroy the kept session."""
     sio = make_server()
     await nursery.start(sio.run)
     sid, pid, offset = await first_session(sio)
-    auth = {k: {"PID": pid, "OFFSET": offset}.get(v, v) for k, v in auth.items()}
+    prefix = offset.rsplit("-", 1)[0]
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            if value == "OFFSET":
+                return offset
+            return value.replace("PREFIX", prefix).replace("PID", pid)
+        if isinstance(value, list):
+            return [fill(item) for item in value]
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items()}
+        return value
+
+    caplog.set_level(logging.DEBUG, logger="trio_sio")
     async with open_raw_client(sio) as raw:
-        reply = await connect(raw, auth)
+        reply = await connect(raw, fill(auth))
         assert reply["sid"] != sid and reply["pid"] != pid
         await raw.send('420["state"]')
         state = json.loads(str(await raw.receive())[3:])[0]
         assert state["recovered"] is False and state["rooms"] == ["room1"]
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # (the Engine.IO session's opening and closing are logged at info, as for any client)
+    noisy = [
+        r for r in caplog.records if r.levelno > logging.DEBUG and r.name != "trio_sio.engineio"
+    ]
+    assert not noisy and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # The session is still kept for its real client
+    async with open_raw_client(sio) as raw:
+        assert (await connect(raw, {"pid": pid, "offset": offset}))["sid"] == sid
 
 
 async def test_a_session_is_given_back_once_and_not_after_a_clean_disconnect(
@@ -177,31 +223,38 @@ async def test_a_session_is_given_back_once_and_not_after_a_clean_disconnect(
             assert (await connect(raw, {"pid": pid, "offset": offset}))["sid"] != sid
 
 
-async def test_back_before_the_server_noticed_the_loss(
+async def test_the_pid_of_a_live_socket_is_not_honoured(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A client may come back while the server still holds its socket on a connection it
-    has not yet found dead (over polling, or on a silent network). The session id proves
-    who it is: the old socket is let go as lost, and the session recovered."""
+    """A CONNECT with the pid of a socket that is still connected gets a new socket, as in
+    JavaScript: whoever learnt a pid cannot take over a live socket, its id or its rooms'
+    broadcasts, and the socket's own client keeps it."""
     sio = make_server()
     reasons: list[str] = []
     sio.on("disconnect", lambda socket, reason: reasons.append(reason))
     await nursery.start(sio.run)
-    async with open_raw_client(sio) as old:
-        reply = await connect(old)
+    async with open_raw_client(sio) as victim:
+        reply = await connect(victim)
         await sio.emit("hello")
-        _, offset = await event(old)
-        await sio.to("room1").emit("queued on the dead connection")
-        async with open_raw_client(sio) as new:
-            await new.send(json.dumps({"pid": reply["pid"], "offset": offset}).join(["40", ""]))
-            assert without_offset(await event(new)) == ["queued on the dead connection"]
-            assert await new.receive() == f"40{json.dumps(reply, separators=(',', ':'))}"
-            assert reasons == ["transport close"]
-            await sio.to("room1").emit("after")
-            assert without_offset(await event(new)) == ["after"]
-        assert without_offset(await event(old)) == ["queued on the dead connection"]
-        with pytest.raises(trio.WouldBlock):
-            old.receive_nowait()  # nothing else: not even a DISCONNECT
+        _, offset = await event(victim)
+        async with open_raw_client(sio) as thief:
+            stolen = await connect(thief, {"pid": reply["pid"], "offset": offset})
+            assert stolen["sid"] != reply["sid"] and stolen["pid"] != reply["pid"]
+            await sio.to(reply["sid"]).emit("for the victim only")
+            assert without_offset(await event(victim)) == ["for the victim only"]
+            await thief.send('420["state"]')
+            state = json.loads(str(await thief.receive())[3:])[0]
+            assert state["sid"] == stolen["sid"] and state["recovered"] is False
+            with pytest.raises(trio.WouldBlock):
+                thief.receive_nowait()
+        assert reasons == ["transport close"]  # the thief's own socket
+        await victim.send('420["state"]')
+        state = json.loads(str(await victim.receive())[3:])[0]
+        assert state["sid"] == reply["sid"] and state["rooms"] == ["room1"]
+    assert len(reasons) == 2
+    # Once the server saw the victim's connection close, its client recovers it
+    async with open_raw_client(sio) as back:
+        assert (await connect(back, {"pid": reply["pid"], "offset": offset}))["sid"] == reply["sid"]
 
 
 @pytest.mark.parametrize("skip", [True, False])
@@ -337,10 +390,13 @@ def test_store_offsets_are_checked() -> None:
     other, _ = store()
     kept.persist(session(kept, "p"))
     assert kept.restore("p", other.last_offset()) is None
-    kept.persist(session(kept, "p"))
     assert kept.restore("p", kept.last_offset() + "9") is None  # from the future
-    kept.persist(session(kept, "p"))
+    prefix = kept.last_offset().rsplit("-", 1)[0]
+    for digits in ("\u0663", "\u00b2", "\u00b9\u00b2\u00b3", "", "-0", " 1", "1 ", "1_0"):
+        assert kept.restore("p", f"{prefix}-{digits}") is None
+    assert kept.sizes[2] == 1  # a wrong offset leaves the session kept
     assert kept.restore("p", None) is not None  # none got since it connected
+    assert kept.sizes[2] == 0
     assert kept.has_room("P") is False
 
 

@@ -24,6 +24,7 @@ the client then connects as a new socket (``recovered`` false), with no error.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -59,6 +60,7 @@ RECOVERABLE_REASONS = frozenset(
 #: Rooms whose last lost packet the store remembers one by one (beyond that, conservatively,
 #: for all rooms at once).
 _WATERMARK_ROOMS = 10_000
+_ASCII_DIGITS = re.compile("[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,18 +220,24 @@ class RecoveryStore:
 
         Returns None if the session is unknown or expired, if ``offset`` is not one of this
         store's, or if a packet the session missed is no longer kept. A session is given
-        back once.
+        back once; an offset that is not one of this store's leaves it kept (a wrong guess
+        cannot destroy it), any other failure drops it. Any strings are fine: nothing is
+        raised for malformed input.
         """
         self._expire(self._clock())
-        session = self._pop(pid)
-        if session is None:
+        entry = self._sessions.get(pid) if type(pid) is str else None
+        if entry is None:
             return None
+        session = entry[0]
         start = self._seq_of(offset) if offset is not None else None
         base = self._seq_of(session.offset) if session.offset is not None else None
-        if offset is not None and start is None:
-            return None  # not an offset of ours: the client's position is unknown
+        if offset is not None and (start is None or start > self._seq):
+            # Not an offset this store gave: the client's position is unknown. The session
+            # stays (whoever sent this may not be its client, and the client may still come).
+            return None
         if start is None or (base is not None and base > start):
             start = base  # nothing before the socket (re)connected was meant for it
+        self._pop(pid)
         if start is None or start > self._seq:
             return None
         lost = self._lost
@@ -259,7 +267,11 @@ class RecoveryStore:
         if not offset.startswith(self._prefix):
             return None
         digits = offset[len(self._prefix) :]
-        return int(digits) if digits.isdigit() and len(digits) < 20 else None
+        # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() refuses or
+        # reads as another number.
+        if not 0 < len(digits) < 20 or not _ASCII_DIGITS.fullmatch(digits):
+            return None
+        return int(digits)
 
     def _pop(self, pid: str) -> Session | None:
         entry = self._sessions.pop(pid, None)

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -24,6 +25,7 @@ import trio
 from ..engineio.config import HttpResponse, RequestHead
 from ..engineio.server import EngineServer
 from ..protocol.errors import ConnectionClosed
+from ._poll import answer_poll, is_poll
 from ._static import StaticFiles, not_found, static_response
 
 if TYPE_CHECKING:
@@ -211,9 +213,26 @@ class ASGIApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ours, route = self._route(scope)
         head = _head(scope, scope["method"])
+        if (ours or self.other_app is None) and _ambiguous_framing(head):
+            # The ASGI server took a framing; a proxy in front may have taken the other.
+            # Refuse, and close the connection so that nothing after it is read as a request.
+            log.info("ambiguous request framing from %s", head.client)
+            refusal = HttpResponse(
+                400, [("Content-Type", "text/plain"), ("Connection", "close")], b"Bad Request"
+            )
+            await _respond(send, refusal, head.method)
+            return
         if ours:
             self._warn_if_not_running()
-            response = await self.engine.handle_http(head, _Body(receive), _content_length(head))
+            declared = _content_length(head)
+            if is_poll(head):
+                gone = partial(_client_gone, receive)
+                polled = await answer_poll(self.engine, head, _Body(receive), declared, gone)
+                if polled is None:
+                    return  # the client disconnected: its session is closed
+                response = polled
+            else:
+                response = await self.engine.handle_http(head, _Body(receive), declared)
         else:
             static = await static_response(self.static_files, dataclasses.replace(head, path=route))
             if static is None:
@@ -411,11 +430,33 @@ def _head(scope: Scope, method: str) -> RequestHead:
     return RequestHead(method, scope["path"], query, headers, peer)
 
 
+def _ambiguous_framing(head: RequestHead) -> bool:
+    """Whether the request's body framing could be read two ways (request smuggling, RFC 9112
+    section 6.1): both ``Content-Length`` and ``Transfer-Encoding``, ``Content-Length`` twice
+    (merged here as ``"5, 5"``), or a ``Transfer-Encoding`` other than ``chunked`` alone.
+    Hypercorn (h11) accepts these; the standalone front end refuses them itself."""
+    headers = head.headers
+    coding = headers.get("transfer-encoding")
+    length = headers.get("content-length")
+    if coding is not None and (length is not None or coding.strip(" \t").lower() != "chunked"):
+        return True
+    return length is not None and not (length.isascii() and length.strip(" \t").isdigit())
+
+
 def _content_length(head: RequestHead) -> int | None:
     value = head.headers.get("content-length")
-    if value is None or not value.isdigit():
+    if value is None or not value.isascii() or not value.isdigit():  # ("²".isdigit())
         return None
     return int(value)
+
+
+async def _client_gone(receive: Receive) -> bool:
+    """Wait for the ``http.disconnect`` of a GET whose (empty) body nobody reads: True once
+    the client went away. Blocks until then."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return True
 
 
 class _Body:

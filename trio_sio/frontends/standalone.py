@@ -14,8 +14,11 @@ of :class:`~trio_sio.engineio.config.EngineConfig`), and nothing it sends is log
 from __future__ import annotations
 
 import logging
+import os
+import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -33,6 +36,7 @@ from ..protocol.deflate import DeflateOptions, negotiate_deflate
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
 from ..protocol.websocket import accept_key, is_valid_key
 from ._accept import accept_connections
+from ._poll import answer_poll, is_poll
 from ._static import not_found, static_response
 
 _Handler = Callable[[EngineServer, trio.abc.Stream], Awaitable[None]]
@@ -42,7 +46,18 @@ __all__ = ["handle_stream", "serve", "serve_listeners"]
 log = logging.getLogger("trio_sio.frontends.standalone")
 
 MAX_HEADER_BYTES = 16 * 1024
+#: header lines in one request head, at most (431 beyond).
+MAX_HEADERS = 100
+#: what each chunk of a chunked request body counts towards ``max_http_buffer_size``, on top
+#: of its bytes: a body of 1-byte chunks costs the parser per chunk, not per byte.
+CHUNK_COST = 64
+#: body events parsed from buffered data between two checkpoints (so that a request whose
+#: bytes are all there already cannot hold the loop while it is parsed).
+_EVENTS_PER_CHECKPOINT = 64
+#: a request body is handed on in pieces of about this size (small chunks are joined).
+_BODY_PIECE = 64 * 1024
 READ_SIZE = 64 * 1024
+_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 ends a head too
 #: seconds spent dropping the rest of a refused request before closing.
 LINGER_SECONDS = 1.0
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
@@ -65,7 +80,16 @@ _PEER_ERRORS += (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError)
 class _Connection:
     """One HTTP connection: its h11 state machine, and the deadline of the current read."""
 
-    __slots__ = ("_h11", "client", "config", "deadline", "phase", "request_deadline", "stream")
+    __slots__ = (
+        "_h11",
+        "client",
+        "config",
+        "deadline",
+        "head",
+        "phase",
+        "request_deadline",
+        "stream",
+    )
 
     def __init__(
         self, config: EngineConfig, stream: trio.abc.Stream, client: tuple[str, int] | None
@@ -79,6 +103,9 @@ class _Connection:
         self.phase = "idle"
         self.deadline = 0.0
         self.request_deadline = 0.0
+        #: the bytes of the request head being received (None while a body is read): it is
+        #: checked (:func:`_check_head`) before h11 parses it.
+        self.head: bytearray | None = bytearray()
 
     @property
     def h11(self) -> h11.Connection:
@@ -102,9 +129,17 @@ class _Connection:
         self._h11 = None
 
     def wait_request(self) -> None:
-        """Between requests: idle until a byte of the next one arrives."""
-        if self.h11.trailing_data[0]:
+        """Between requests: idle until a byte of the next one arrives.
+
+        Raises:
+            h11.RemoteProtocolError: a pipelined request's head, received already, is refused
+                (see :func:`_check_head`).
+        """
+        trailing = self.h11.trailing_data[0]
+        self.head = bytearray()
+        if trailing:
             self._head_started()  # a pipelined request has begun already
+            self._take_head(trailing)
         else:
             self.phase = "idle"
             self.deadline = trio.current_time() + self.config.http_keepalive_timeout
@@ -122,11 +157,34 @@ class _Connection:
         self.phase = "body"
         self.deadline = self.request_deadline + server_time
 
+    def _take_head(self, data: bytes | bytearray) -> None:
+        """Keep ``data`` of the request head; once the head is complete, check it.
+
+        Raises:
+            h11.RemoteProtocolError: the head is refused, or longer than
+                ``MAX_HEADER_BYTES`` (431).
+        """
+        head = self.head
+        assert head is not None
+        searched = max(len(head) - 2, 0)
+        head += data
+        end = _HEAD_END.search(head, searched)
+        if end is None:
+            if len(head) > MAX_HEADER_BYTES:
+                raise h11.RemoteProtocolError("request head too large", 431)
+            return
+        if end.end() > MAX_HEADER_BYTES:
+            raise h11.RemoteProtocolError("request head too large", 431)
+        self.head = None
+        _check_head(bytes(head[: end.end()]))
+
     async def next_event(self) -> Any:
-        """The next h11 event, reading as needed.
+        """The next h11 event, reading as needed. A request head is checked by
+        :func:`_check_head` before h11 parses it.
 
         Raises:
             _Timeout: the current deadline passed first.
+            h11.RemoteProtocolError: the request is malformed or refused.
         """
         conn = self.h11
         while True:
@@ -144,6 +202,8 @@ class _Connection:
             assert data is not None
             if data and self.phase == "idle":
                 self._head_started()
+            if self.head is not None and data:
+                self._take_head(data)
             conn.receive_data(bytes(data))
 
     async def send(self, data: bytes) -> None:
@@ -338,7 +398,14 @@ async def _serve(server: EngineServer, c: _Connection) -> None:
         else:
             declared = _content_length(event)
             started = trio.current_time()
-            response = await server.handle_http(head, _body(c), declared)
+            if is_poll(head) and type(c.stream) is trio.SocketStream:
+                gone = partial(_client_gone, c)
+                polled = await answer_poll(server, head, _body(c), declared, gone)
+                if polled is None:
+                    return  # the client closed the connection: its session is closed
+                response = polled
+            else:
+                response = await server.handle_http(head, _body(c), declared)
             if conn.their_state is h11.SEND_BODY:
                 c.reading_body(trio.current_time() - started)
             if response.close:
@@ -356,6 +423,32 @@ async def _serve(server: EngineServer, c: _Connection) -> None:
         if conn.their_state is not h11.DONE:
             return
         conn.start_next_cycle()
+
+
+async def _client_gone(c: _Connection) -> bool:
+    """Wait until the client closes the connection (True) or sends more (False: that is
+    kept for the next request and watching stops). A plain TCP stream only.
+
+    Blocks: until then. Cancellation stops the watch and loses nothing.
+    """
+    stream = c.stream
+    assert type(stream) is trio.SocketStream
+    sock = stream.socket
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            continue
+        except OSError:  # a reset
+            return True
+        if not data:
+            return True
+        c.h11.receive_data(data)  # a pipelined request: h11 holds it for its turn
+        return False
 
 
 def _head(request: h11.Request, client: tuple[str, int] | None) -> RequestHead:
@@ -393,14 +486,81 @@ def _content_length(request: h11.Request) -> int | None:
 
 
 async def _body(c: _Connection) -> AsyncIterator[bytes]:
+    """The request body, in pieces of up to about 64 KiB (small chunks are joined).
+
+    Each chunk of a chunked body counts ``CHUNK_COST`` bytes towards
+    ``max_http_buffer_size`` on top of its data, and parsing checkpoints every few events,
+    so the parser's work per request is bounded by the limit and cannot hold the loop.
+
+    Raises:
+        h11.RemoteProtocolError: the chunks cost more than the limit (413), or the body is
+            malformed.
+    """
+    limit = c.config.max_http_buffer_size
+    piece = bytearray()
+    cost = events = 0
     while True:
         event = await c.next_event()
+        events += 1
+        if events % _EVENTS_PER_CHECKPOINT == 0:
+            await trio.lowlevel.checkpoint()
         if isinstance(event, h11.Data):
-            yield bytes(event.data)
+            data = event.data
+            cost += len(data)
+            if event.chunk_start:
+                cost += CHUNK_COST
+                if cost > limit:
+                    raise h11.RemoteProtocolError("request body too large", 413)
+            if not piece and len(data) >= _BODY_PIECE:
+                yield bytes(data)
+                continue
+            piece += data
+            if len(piece) >= _BODY_PIECE:
+                yield bytes(piece)
+                piece.clear()
         elif isinstance(event, h11.EndOfMessage):
+            if piece:
+                yield bytes(piece)
             return
         else:
             raise h11.RemoteProtocolError("unexpected event in request body")
+
+
+def _check_head(head: bytes) -> None:
+    """Refuse what llhttp (Node's parser) refuses and h11 lets through, so that no proxy in
+    front of us can read the request's framing differently (request smuggling, RFC 9112
+    section 6.1 and 11.2): both ``Content-Length`` and ``Transfer-Encoding``, a
+    ``Transfer-Encoding`` other than ``chunked`` alone, ``Content-Length`` twice or with
+    anything but digits (``5, 5``), a folded
+    line (obs-fold), whitespace before a colon; and more than ``MAX_HEADERS`` lines.
+
+    Raises:
+        h11.RemoteProtocolError: 400 (431 for too many headers); the connection is closed.
+    """
+    lines = head.split(b"\n")[1:-2]  # the request line; the empty line and what follows it
+    if len(lines) > MAX_HEADERS:
+        raise h11.RemoteProtocolError(f"more than {MAX_HEADERS} header lines", 431)
+    lengths = 0
+    codings: list[bytes] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            raise h11.RemoteProtocolError("obsolete line folding in the request head", 400)
+        name, colon, value = line.partition(b":")
+        if not colon or name != name.rstrip(b" \t"):
+            raise h11.RemoteProtocolError("malformed header line", 400)
+        name = name.lower()
+        if name == b"content-length":
+            lengths += 1
+            if not value.strip(b" \t\r").isdigit():  # (bytes: ASCII digits only)
+                raise h11.RemoteProtocolError("malformed Content-Length", 400)
+        elif name == b"transfer-encoding":
+            codings.append(value.strip(b" \t\r"))
+    if lengths > 1:
+        raise h11.RemoteProtocolError("Content-Length more than once", 400)
+    if codings and lengths:
+        raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding", 400)
+    if len(codings) > 1 or (codings and codings[0].lower() != b"chunked"):
+        raise h11.RemoteProtocolError("Transfer-Encoding other than chunked", 400)
 
 
 async def _linger(stream: trio.abc.Stream, budget: int) -> None:

@@ -14,7 +14,9 @@ Decoding accepts only the JSON data model plus byte strings: ``null``, booleans,
 floats, text strings, byte strings, arrays and maps with text-string keys. Every CBOR tag is
 refused (dates, bignums, sets, shared references, regular expressions, ...), so a peer cannot
 make us build arbitrary Python objects or reference cycles. Payloads are validated exactly as
-by the default parser (:func:`~trio_sio.protocol.socketio.check_payload`).
+by the default parser (:func:`~trio_sio.protocol.socketio.check_payload`), with the same
+depth and container limits (:data:`~trio_sio.protocol.socketio.MAX_DEPTH`,
+:data:`~trio_sio.protocol.socketio.MAX_CONTAINERS`).
 
 This module is the only one that imports ``cbor2``.
 """
@@ -29,7 +31,7 @@ import cbor2
 
 from ._frame_decoder import WholeFrameDecoder
 from .errors import LocalProtocolError, RemoteProtocolError
-from .socketio import MAX_ACK_ID, Packet, PacketType, check_payload
+from .socketio import MAX_ACK_ID, MAX_CONTAINERS, Packet, PacketType, check_payload, shape_problem
 
 __all__ = ["CborDecoder", "CborParser"]
 
@@ -103,7 +105,9 @@ def _decode_frame(frame: bytes) -> Packet:
     if ack_id is not None and (type(ack_id) is not int or not 0 <= ack_id <= MAX_ACK_ID):
         raise RemoteProtocolError("invalid ack id")
     data = obj.get("data")
-    problem = _data_problem(data) or check_payload(ptype, data)
+    # (each container takes a byte at least: the frame's length bounds their number)
+    problem = shape_problem(data, len(frame), MAX_CONTAINERS)
+    problem = problem or _data_problem(data) or check_payload(ptype, data)
     if problem is not None:
         raise RemoteProtocolError(f"invalid payload: {problem}")
     try:

@@ -51,6 +51,7 @@ Of the sans-IO layer, this module alone imports ``msgpack`` (the ``msgpack`` ext
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 try:
@@ -63,7 +64,15 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from ._frame_decoder import WholeFrameDecoder
 from .errors import LocalProtocolError, RemoteProtocolError
-from .socketio import MAX_ACK_ID, Packet, PacketType, check_payload
+from .socketio import (
+    MAX_ACK_ID,
+    MAX_CONTAINERS,
+    MAX_DEPTH,
+    Packet,
+    PacketType,
+    check_payload,
+    shape_problem,
+)
 
 __all__ = ["MsgpackDecoder", "MsgpackParser"]
 
@@ -239,8 +248,22 @@ def _js_integer(value: Any) -> int | None:
     return None
 
 
-def _decode_frame(frame: bytes) -> Packet:
+class _TooMany(Exception):
+    """Internal: the frame holds more containers than allowed (stops msgpack at once)."""
+
+
+def _decode_frame(frame: bytes, max_containers: int = MAX_CONTAINERS) -> Packet:
     ambiguous: list[_Ext0] = []
+    containers = 0
+
+    def count(value: Any) -> Any:
+        # Called by msgpack for each array and map as it is built: a frame of a million
+        # 1-byte maps stops here at the limit instead of being built whole.
+        nonlocal containers
+        containers += 1
+        if containers > max_containers + 1:  # (+1: the packet's own map)
+            raise _TooMany
+        return value
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code != 0:
@@ -252,7 +275,18 @@ def _decode_frame(frame: bytes) -> Packet:
         return data  # an ArrayBuffer or typed array from Node
 
     try:
-        obj = msgpack.unpackb(frame, ext_hook=ext_hook, raw=False, strict_map_key=True)
+        obj = msgpack.unpackb(
+            frame,
+            ext_hook=ext_hook,
+            list_hook=count,
+            object_hook=count,
+            raw=False,
+            strict_map_key=True,
+        )
+    except _TooMany:
+        raise RemoteProtocolError(
+            f"invalid payload: more than {max_containers} lists and objects"
+        ) from None
     except Exception:  # a C extension and our hook: any failure of it means bad input
         raise RemoteProtocolError("invalid msgpack") from None
     if ambiguous:
@@ -288,7 +322,7 @@ def _decode_frame(frame: bytes) -> Packet:
             raise RemoteProtocolError("invalid payload: a binary or date payload")
         data = None
     elif isinstance(data, (list, dict)):  # msgpack makes no subclasses
-        problem = _clean(data)
+        problem = shape_problem(data, containers - 1, max_containers) or _clean(data)
         if problem is not None:
             raise RemoteProtocolError(f"invalid payload: {problem}")
     problem = check_payload(ptype, data)
@@ -305,8 +339,10 @@ class MsgpackDecoder(WholeFrameDecoder):
 
     __slots__ = ()
 
-    def __init__(self) -> None:
-        super().__init__(_decode_frame, "msgpack")
+    def __init__(self, max_containers: int = MAX_CONTAINERS) -> None:
+        if max_containers < MAX_DEPTH:
+            raise ValueError(f"max_containers must be at least {MAX_DEPTH}")
+        super().__init__(partial(_decode_frame, max_containers=max_containers), "msgpack")
 
 
 def _data_problem(data: Any) -> str | None:
@@ -345,7 +381,14 @@ class MsgpackParser:
 
         sio = trio_sio.Server(parser=MsgpackParser())
         client = trio_sio.Client(url, parser=MsgpackParser())
+
+    Attributes:
+        max_containers: refuse a packet whose data holds more lists and maps (counted while
+            msgpack builds them, so decoding stops there); data nested deeper than
+            :data:`~trio_sio.protocol.socketio.MAX_DEPTH` is refused too.
     """
+
+    max_containers: int = MAX_CONTAINERS
 
     def encode(self, packet: Packet) -> list[str | bytes]:
         """Encode one packet as a single binary frame: ``{type, data?, nsp, id?}``.
@@ -374,4 +417,4 @@ class MsgpackParser:
 
     def decoder(self) -> MsgpackDecoder:
         """Return a new :class:`MsgpackDecoder`."""
-        return MsgpackDecoder()
+        return MsgpackDecoder(self.max_containers)

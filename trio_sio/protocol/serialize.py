@@ -82,7 +82,11 @@ def to_wire(args: Sequence[Any], *, event: str | None = None) -> list[Any]:
     Raises:
         TypeError: a value (or a dict key) has a type that cannot be sent, a ``__sio_json__``
             hook returned another hooked object, or the data contains a reference cycle (or
-            is nested too deeply). The message names the type and the path, e.g.
+            is nested too deeply: lists and dicts take one stack frame per level, so
+            anything up to ``2 * MAX_DEPTH`` levels converts from any handler, and so
+            whatever a decoder accepted, see
+            :data:`~trio_sio.protocol.socketio.MAX_DEPTH`). The message names the type and
+            the path, e.g.
             ``cannot send a set at args[2]['x']; convert it to a list first``.
         ValueError: a ``datetime`` cannot be expressed in UTC (out of range).
     """
@@ -99,8 +103,15 @@ def to_wire(args: Sequence[Any], *, event: str | None = None) -> list[Any]:
     return list(args) if result is args else result
 
 
+#: from this length on, a list is first checked for plain items at C speed.
+_SCAN_FROM: Final = 32
+
+
 def _sequence(seq: Sequence[Any]) -> list[Any]:
     """Convert a list or tuple; return ``seq`` itself if it is a list needing no change."""
+    if len(seq) >= _SCAN_FROM and _PLAIN.issuperset(map(type, seq)):
+        # A long list of plain items (numbers, strings): the loop below would change nothing
+        return seq if type(seq) is list else list(seq)
     out: list[Any] | None = None
     for index, item in enumerate(seq):
         kind = type(item)
@@ -111,8 +122,13 @@ def _sequence(seq: Sequence[Any]) -> list[Any]:
         if kind is float:
             new = item if item - item == 0.0 else None
         else:
-            try:
-                new = _value(item)
+            try:  # (one stack frame per level of lists and dicts)
+                if kind is list or kind is tuple:
+                    new = _sequence(item)
+                elif kind is dict:
+                    new = _dict(item)
+                else:
+                    new = _value(item)
             except _Refused as exc:
                 exc.path.append(f"[{index}]")
                 raise
@@ -139,7 +155,12 @@ def _dict(mapping: Mapping[Any, Any]) -> dict[str, Any]:
             new = item if item - item == 0.0 else None
         else:
             try:
-                new = _value(item)
+                if kind is list or kind is tuple:
+                    new = _sequence(item)
+                elif kind is dict:
+                    new = _dict(item)
+                else:
+                    new = _value(item)
             except _Refused as exc:
                 exc.path.append(f"[{new_key!r}]")
                 raise

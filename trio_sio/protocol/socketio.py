@@ -46,6 +46,8 @@ from .errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "MAX_ACK_ID",
+    "MAX_CONTAINERS",
+    "MAX_DEPTH",
     "NEED_DATA",
     "PROTOCOL_VERSION",
     "RESERVED_EVENTS",
@@ -64,6 +66,52 @@ PROTOCOL_VERSION: Final = 5
 
 #: Ack ids have at most 15 decimal digits, so they stay exact as JS numbers.
 MAX_ACK_ID: Final = 10**15 - 1
+
+#: The deepest nesting of lists and dicts a packet's data may have, for every parser (JSON,
+#: msgpack, CBOR): the data list of an EVENT is level 1, so ``["e", [[1]]]`` has 3 levels.
+#: Anything a decoder accepts, :func:`~trio_sio.protocol.serialize.to_wire` and every
+#: encoder take back with room to spare (at least ``2 * MAX_DEPTH`` levels), so echoing
+#: or acking a peer's data never fails on its depth.
+MAX_DEPTH: Final = 128
+
+#: Lists and dicts in one packet's data, at most, by default (the parsers'
+#: ``max_containers``). Containers are what decoding amplifies most: ``{}`` is 3 bytes of
+#: JSON (1 of msgpack) and about 70 bytes decoded.
+MAX_CONTAINERS: Final = 20_000
+
+
+def shape_problem(data: Any, containers: int, max_containers: int) -> str | None:
+    """Say why decoded ``data`` is nested deeper than :data:`MAX_DEPTH` or holds more than
+    ``max_containers`` lists and dicts, or return None.
+
+    Args:
+        containers: an upper bound of the containers in ``data`` that the caller counted
+            cheaply (e.g. the brackets of its JSON): below :data:`MAX_DEPTH` and
+            ``max_containers``, nothing is walked.
+
+    Iterative, and it stops as soon as a limit is passed: its work is bounded by the limits,
+    not by the data.
+    """
+    if containers <= MAX_DEPTH and containers <= max_containers:
+        return None
+    if type(data) is not list and type(data) is not dict:
+        return None
+    count = 1  # containers seen (counted when found, so the stack stays within the limit)
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        depth += 1
+        for child in node if type(node) is list else node.values():
+            kind = type(child)
+            if kind is list or kind is dict:
+                count += 1
+                if count > max_containers:
+                    return f"more than {max_containers} lists and objects"
+                stack.append((child, depth))
+    return None
+
 
 #: Event names with a special meaning on one side or the other; a peer may not send them.
 RESERVED_EVENTS: Final = frozenset(
@@ -395,17 +443,36 @@ class Decoder:
         max_attachments: refuse a binary packet that announces more attachments than this
             (the JS default is 10).
         max_attachment_bytes: refuse a binary packet whose attachments add up to more bytes.
+        max_containers: refuse a packet whose data holds more lists and objects (a packet
+            nested deeper than :data:`MAX_DEPTH` is refused too).
+
+    The JSON is decoded by the standard library's C decoder. A payload with more brackets
+    than :data:`MAX_DEPTH` is then walked once, which stops at the first limit passed.
     """
 
-    __slots__ = ("_error", "_max_attachment_bytes", "_max_attachments", "_pending", "_ready")
+    __slots__ = (
+        "_error",
+        "_max_attachment_bytes",
+        "_max_attachments",
+        "_max_containers",
+        "_pending",
+        "_ready",
+    )
 
     def __init__(
-        self, *, max_attachments: int = 10, max_attachment_bytes: int = 10_000_000
+        self,
+        *,
+        max_attachments: int = 10,
+        max_attachment_bytes: int = 10_000_000,
+        max_containers: int = MAX_CONTAINERS,
     ) -> None:
         if max_attachments < 0 or max_attachment_bytes < 0:
             raise ValueError("limits must be non-negative")
+        if max_containers < MAX_DEPTH:
+            raise ValueError(f"max_containers must be at least {MAX_DEPTH}")
         self._max_attachments = max_attachments
         self._max_attachment_bytes = max_attachment_bytes
+        self._max_containers = max_containers
         self._pending: _Pending | None = None
         # Packets decoded and not yet taken: one at most when each frame fed is followed by
         # next_packet() until NEED_DATA, so a list (a deque costs 760 bytes per connection).
@@ -493,6 +560,10 @@ class Decoder:
                 raise RemoteProtocolError("payload is not valid JSON (trailing data)")
             if data is None:  # present but null: valid for no packet type
                 raise RemoteProtocolError("invalid payload: null")
+            brackets = frame.count("[", pos) + frame.count("{", pos)
+            problem = shape_problem(data, brackets, self._max_containers)
+            if problem is not None:
+                raise RemoteProtocolError(f"invalid payload: {problem}")
         problem = check_payload(ptype, data)
         if problem is not None:
             raise RemoteProtocolError(f"invalid payload: {problem}")
@@ -571,10 +642,12 @@ class JsonParser:
     Attributes:
         max_attachments: passed to every :class:`Decoder`.
         max_attachment_bytes: passed to every :class:`Decoder`.
+        max_containers: passed to every :class:`Decoder`.
     """
 
     max_attachments: int = 10
     max_attachment_bytes: int = 10_000_000
+    max_containers: int = MAX_CONTAINERS
 
     def encode(self, packet: Packet) -> list[str | bytes]:
         """Encode with :func:`encode`."""
@@ -585,4 +658,5 @@ class JsonParser:
         return Decoder(
             max_attachments=self.max_attachments,
             max_attachment_bytes=self.max_attachment_bytes,
+            max_containers=self.max_containers,
         )

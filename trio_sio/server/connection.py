@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlencode
 
 import trio
@@ -278,26 +278,27 @@ class Connection:
 
     async def _restore(self, namespace: Namespace, auth: dict[str, Any]) -> RecoveredSession | None:
         """The session the client asks to recover (``auth.pid``, ``auth.offset``), if the
-        adapter still has it; None otherwise (the client connects as a new socket)."""
+        adapter still has it; None otherwise (the client connects as a new socket).
+
+        The pid of a socket that is still connected is not honoured (as in JavaScript): a
+        pid seen by someone else cannot take over a live socket, its id or its rooms. The
+        client of a dead connection is recovered once the server has noticed the death,
+        which a WebSocket or a parked long-poll GET does at once when the TCP connection
+        closes. Malformed values (not strings, too long, an offset of another store) are a
+        new socket, logged at debug at most; a wrong offset leaves the session kept.
+        """
         pid, offset = auth.get("pid"), auth.get("offset")
-        if self.server.connection_state_recovery is None or not isinstance(pid, str):
+        if self.server.connection_state_recovery is None or not _is_token(pid):
             return None
-        if offset is not None and not isinstance(offset, str):
+        if offset is not None and not _is_token(offset):
+            log.debug("session %s: malformed recovery offset", self.engine.sid)
+            return None
+        live = namespace._pid_sockets.get(pid)
+        if live is not None and live.connected:
+            log.debug("session %s: the pid of connected socket %s", self.engine.sid, live.id)
             return None
         try:
             session = await namespace.adapter.restore_session(pid, offset)
-            stale = namespace._pid_sockets.get(pid)
-            if session is None and stale is not None and stale._connection is not self:
-                # The client is back before this server noticed that its connection was
-                # lost (over polling, or on a silent network): let that socket go as lost.
-                log.info(
-                    "session %s: socket %s is back; its old connection is dead",
-                    self.engine.sid,
-                    stale.id,
-                )
-                with trio.move_on_after(self.server.close_grace):
-                    await stale._close("transport close")
-                session = await namespace.adapter.restore_session(pid, offset)
         except Exception:
             log.exception("session %s: restoring a session failed", self.engine.sid)
             return None
@@ -331,6 +332,16 @@ class Connection:
             secure=head.headers.get("x-forwarded-proto") == "https",
             xdomain="origin" in head.headers,
         )
+
+
+#: pids and offsets are short ASCII strings (ours: 20 and about 30 characters).
+_MAX_TOKEN = 128
+
+
+def _is_token(value: Any) -> TypeGuard[str]:
+    """Whether ``value`` may be a pid or an offset: a short string (anything else is not
+    looked up at all)."""
+    return type(value) is str and 0 < len(value) <= _MAX_TOKEN and value.isascii()
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
