@@ -96,7 +96,7 @@ async def test_tcp_user_timeout_cuts_a_stalled_client_under_hypercorn(
         with trio.fail_after(10):
             while not any(name == "disconnect" for name, _ in events):
                 await trio.sleep(0.05)
-        assert events[-1] == ("disconnect", "slow consumer")
+        assert ("disconnect", "slow consumer") in events
         with trio.move_on_after(5):
             while server_side_open(port, client_port):
                 await trio.sleep(0.1)

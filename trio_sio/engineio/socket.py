@@ -102,8 +102,9 @@ class SessionHandler(Protocol):
         ...
 
     async def on_closed(self) -> None:
-        """The session's tasks are gone: run the layer's own close sequence. Called once,
-        by the session's task, shielded from cancellation; the handler bounds it in time."""
+        """The session is over and its tasks are cancelled: run the layer's own close
+        sequence. Called once, by the session's task, shielded from cancellation; the
+        handler bounds it in time."""
         ...
 
     async def on_message(self, message: str | bytes, reader: Reader) -> None:
@@ -247,6 +248,7 @@ class EngineSocket:
         "_send_scope",
         "_started_at",
         "_state",
+        "_told_closed",
         "_transport",
         "_upgrade_settled",
         "_watching",
@@ -290,6 +292,7 @@ class EngineSocket:
         self._enqueue((open_packet,), direct=True)
         self._started_at = trio.current_time()
         self._deadline = math.inf  # see close_at
+        self._told_closed = False  # the handler's on_closed ran (see _tell_closed)
         # While a ping waits for its pong: the deadline of that wait (a pong cancels it).
         self._pong_scope: trio.CancelScope | None = None
         self._close_requested = trio.Event()
@@ -654,6 +657,9 @@ class EngineSocket:
                     with trio.move_on_after(self._config.close_timeout):
                         await self._handler_done.wait()
                 nursery.cancel_scope.cancel()
+                # The layer above closes now, not once every task is gone: a write stuck
+                # in a front end that shields it (Hypercorn) must not hold that up.
+                await self._tell_closed()
         finally:
             if self._state is SessionState.OPEN:  # ended by an exception, not a close
                 self.close_reason = CloseReason.TRANSPORT_ERROR
@@ -663,9 +669,7 @@ class EngineSocket:
             self._close_requested.set()
             self._wake_senders()
             self._release_queues()
-            if self.handler is not None:
-                with trio.CancelScope(shield=True):
-                    await self.handler.on_closed()
+            await self._tell_closed()  # if an exception came before
             final: Packet | None
             if self._graceful:
                 final = None
@@ -683,6 +687,14 @@ class EngineSocket:
                 # Nothing of the layer above is kept alive by a closed session.
                 self.handler = None
                 log.info("session %s closed: %s", self.sid, self._reason_text())
+
+    async def _tell_closed(self) -> None:
+        """Run the attached handler's close sequence, once, shielded."""
+        handler = self.handler
+        if handler is not None and not self._told_closed:
+            self._told_closed = True
+            with trio.CancelScope(shield=True):
+                await handler.on_closed()
 
     def _release_queues(self) -> None:
         """Close both queues and drop what they hold, so that memory returns at once."""
