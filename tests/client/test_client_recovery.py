@@ -205,6 +205,7 @@ async def test_server_without_recovery_gives_no_pid_and_offsets_stay(
         await sio.to("news").emit("news", "a-string-last")
         await until(lambda: len(got) == 1)
         await cut(network, sio, sid)
+        await until(lambda: not client.connected)  # the client noticed too
         network.server = sio
         await until(lambda: client.connected)
         assert client.recovered is False and client.id != sid
@@ -237,6 +238,7 @@ async def test_namespaces_recover_each_on_its_own(
         await chat.to("room").emit("said", "before")
         await until(lambda: len(got) == 1)
         await cut(network, sio, main_id)
+        await until(lambda: not client.connected)  # the client noticed too
         await chat.to("room").emit("said", "during", 1)
         network.server = sio
         await until(lambda: client.connected and chat_socket.connected)
