@@ -379,9 +379,6 @@ async def test_broadcasts_both_ways(node: str, redis_url: str, key: str) -> None
 # -- fetchSockets ------------------------------------------------------------------------------
 
 
-HANDSHAKE_FIELDS = {"headers", "time", "address", "xdomain", "secure", "issued", "url", "query"}
-
-
 @pytest.mark.interop
 @pytest.mark.parametrize("specific", [False, True], ids=["shared", "specific-channel"])
 async def test_fetch_sockets_both_ways(node: str, redis_url: str, key: str, specific: bool) -> None:
@@ -401,11 +398,15 @@ async def test_fetch_sockets_both_ways(node: str, redis_url: str, key: str, spec
             assert isinstance(remote, RemoteSocket)
             assert remote.rooms == {n2.sid, "blue", "green"}
             assert remote.data == {"name": "n2"}
-            assert remote.handshake["auth"] == {"name": "n2", "rooms": ["blue", "green"]}
-            assert remote.handshake["address"] == "127.0.0.1"
-            assert remote.handshake["query"]["EIO"] == "4"
-            assert remote.handshake["url"].startswith("/socket.io/?")
-            assert set(remote.handshake) == HANDSHAKE_FIELDS | {"auth"}
+            # the same typed Handshake as a local socket's
+            assert isinstance(remote.handshake, trio_sio.Handshake)
+            assert remote.handshake.auth == {"name": "n2", "rooms": ["blue", "green"]}
+            assert remote.handshake.address == "127.0.0.1"
+            assert remote.handshake.query["EIO"] == "4"
+            assert remote.handshake.url.startswith("/socket.io/?")
+            assert remote.handshake.issued > 0
+            assert remote.handshake.time
+            assert "host" in remote.handshake.headers
             assert {s.id for s in await t.sio.in_("red").fetch_sockets()} == {t1.sid, n1.sid}
             assert {s.id for s in await t.sio.except_("red").fetch_sockets()} == {t2.sid, n2.sid}
 
