@@ -27,6 +27,10 @@ class RedisServer:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    #: more redis-server options (a password, TLS...)
+    options: tuple[str, ...] = ()
+    #: TLS on ``port`` (no plain-text port): ready once it accepts a connection
+    tls: bool = False
 
     @property
     def url(self) -> str:
@@ -39,7 +43,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 exe,
-                "--port",
+                *(("--port", "0", "--tls-port") if self.tls else ("--port",)),
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
@@ -49,6 +53,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -57,8 +62,10 @@ class RedisServer:
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    if self.tls:
+                        return
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 time.sleep(0.05)
