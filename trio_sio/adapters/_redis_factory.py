@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
@@ -36,7 +36,7 @@ from .base import SocketRegistry
 if TYPE_CHECKING:
     from ._redis_adapter import RedisAdapter
 
-__all__ = ["RedisAdapterFactory", "RedisStatistics", "RedisUnavailable"]
+__all__ = ["RedisAdapterFactory", "RedisConnection", "RedisStatistics", "RedisUnavailable"]
 
 log = logging.getLogger("trio_sio.adapters.redis")
 
@@ -72,11 +72,21 @@ class RedisStatistics:
     dropped: int
 
 
-class RedisAdapterFactory:
-    """Creates one adapter per namespace and runs their shared Redis I/O.
+A = TypeVar("A")
 
-    Use :func:`trio_sio.adapters.redis.create_adapter`. The server calls :meth:`run` while it
-    serves.
+#: A message to other nodes: (channel, payload) for PUBLISH; a subclass may queue other
+#: kinds (the Streams adapter: an entry for XADD) and write them in ``_write``.
+Outgoing = tuple[str, Any]
+
+
+class RedisConnection(Generic[A]):
+    """The Redis I/O of a cluster adapter, shared by the adapters (of type ``A``) of the
+    server's namespaces: the sessions and their renewal after an outage, the pub/sub
+    subscriptions, the bounded queue of messages to other nodes.
+
+    Subclasses say what to subscribe to (``_subscribe``), how to hand a pub/sub message to
+    an adapter (``_dispatch``), what else runs in a session (``_session_tasks``) and how to
+    write a queued message (``_write``). The server calls :meth:`run` while it serves.
 
     Attributes:
         url: where Redis is (for a client object given ready: its description).
@@ -107,29 +117,45 @@ class RedisAdapterFactory:
         self.connect_timeout = connect_timeout
         self.max_reconnect_delay = max_reconnect_delay
         self.uid = new_id()
-        self._adapters: dict[str, RedisAdapter] = {}
+        self._adapters: dict[str, A] = {}
         self._client: coredis.Redis[bytes] | None = None
         self._nursery: trio.Nursery | None = None
-        self._out_send, self._out_recv = trio.open_memory_channel[tuple[str, bytes]](
-            publish_queue_size
-        )
+        self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](publish_queue_size)
         # taken from the queue, not yet published: published first by the next session
-        self._unsent: tuple[str, bytes] | None = None
+        self._unsent: Outgoing | None = None
         # namespaces made while running, to subscribe to (all are subscribed at each start)
-        self._new_send, self._new_recv = trio.open_memory_channel["RedisAdapter"](math.inf)
+        self._new_send, self._new_recv = trio.open_memory_channel[A](math.inf)
         self._dropping = False
         self._dropped = 0
         self._dropped_in_outage = 0
         self._outages = 0
         self._subscribed = False
 
-    def __call__(self, namespace: SocketRegistry) -> RedisAdapter:
-        from ._redis_adapter import RedisAdapter  # noqa: PLC0415 - the two modules refer to each other
-
-        adapter = RedisAdapter(namespace, self)
+    def __call__(self, namespace: SocketRegistry) -> A:
+        adapter = self._make_adapter(namespace)
         self._adapters[namespace.name] = adapter
         self._new_send.send_nowait(adapter)
         return adapter
+
+    # -- what subclasses define -----------------------------------------------------------------
+    def _make_adapter(self, namespace: SocketRegistry) -> A:
+        raise NotImplementedError
+
+    async def _subscribe(self, pubsub: Any, adapter: A) -> None:
+        """Subscribe to the channels of ``adapter``'s namespace."""
+        raise NotImplementedError
+
+    async def _dispatch(self, message: Any) -> None:
+        """Hand a pub/sub message to its adapter. Must not raise for bad input."""
+        raise NotImplementedError
+
+    def _session_tasks(self, nursery: trio.Nursery, client: coredis.Redis[bytes]) -> None:
+        """Start the tasks of a session besides the subscriptions and the publisher."""
+
+    async def _write(self, client: coredis.Redis[bytes], message: Outgoing) -> None:
+        """Write one queued message to Redis."""
+        channel, data = message
+        await client.publish(channel, data)
 
     def statistics(self) -> RedisStatistics:
         """The connection's state and the queue of messages to other nodes."""
@@ -200,6 +226,7 @@ class RedisAdapterFactory:
                         log.warning("Redis is reachable again; subscriptions renewed")
                     nursery.start_soon(self._subscribe_later, pubsub)
                     nursery.start_soon(self._publisher, client)
+                    self._session_tasks(nursery, client)
                     if task_status is not None:
                         task_status.started()
                     while True:  # not `async for`: that ends while a lost connection is made again
@@ -215,20 +242,14 @@ class RedisAdapterFactory:
             adapter = await self._new_recv.receive()
             await self._subscribe(pubsub, adapter)
 
-    async def _subscribe(self, pubsub: Any, adapter: RedisAdapter) -> None:
-        channels = adapter.channels
-        await pubsub.psubscribe(channels.broadcast + "*")
-        await pubsub.subscribe(channels.request, channels.response, channels.specific_response)
-
     async def _publisher(self, client: coredis.Redis[bytes]) -> None:
         """Publish the queued messages in order. A failure ends the session (an outage):
         the message is kept and published first by the next one."""
         while True:
             if self._unsent is None:
                 self._unsent = await self._out_recv.receive()
-            channel, data = self._unsent
             with trio.fail_after(self.requests_timeout):
-                await client.publish(channel, data)
+                await self._write(client, self._unsent)
             self._unsent = None
             if self._dropping:
                 self._dropping = False
@@ -238,7 +259,7 @@ class RedisAdapterFactory:
                 )
                 self._dropped_in_outage = 0
 
-    def publish(self, channel: str, data: bytes) -> None:
+    def publish(self, channel: str, data: Any) -> None:
         """Queue a message for the other nodes; never blocks (drops it if the queue is full)."""
         try:
             self._out_send.send_nowait((channel, data))
@@ -275,6 +296,30 @@ class RedisAdapterFactory:
         """Run a task for a message (a reply that must wait); dropped when not running."""
         if self._nursery is not None:
             self._nursery.start_soon(_guarded, fn, *args)
+
+
+class RedisAdapterFactory(RedisConnection["RedisAdapter"]):
+    """Creates one adapter per namespace (classic pub/sub, ``@socket.io/redis-adapter``)
+    and runs their shared Redis I/O.
+
+    Use :func:`trio_sio.adapters.redis.create_adapter`. The server calls :meth:`run` while it
+    serves.
+
+    Attributes:
+        url: where Redis is (for a client object given ready: its description).
+        key: the channel prefix.
+        uid: this node's id in the cluster.
+    """
+
+    def _make_adapter(self, namespace: SocketRegistry) -> RedisAdapter:
+        from ._redis_adapter import RedisAdapter  # noqa: PLC0415 - the two modules refer to each other
+
+        return RedisAdapter(namespace, self)
+
+    async def _subscribe(self, pubsub: Any, adapter: RedisAdapter) -> None:
+        channels = adapter.channels
+        await pubsub.psubscribe(channels.broadcast + "*")
+        await pubsub.subscribe(channels.request, channels.response, channels.specific_response)
 
     async def _dispatch(self, message: Any) -> None:
         try:
