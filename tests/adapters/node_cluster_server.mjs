@@ -1,9 +1,14 @@
 // A Node socket.io 4.8 server with the official @socket.io/redis-adapter 8.3 (classic
-// pub/sub, redis 4 clients), for the mixed-cluster tests (test_mixed_cluster.py): one node of
-// a cluster whose other nodes are trio_sio servers on the same Redis.
+// pub/sub, redis 4 clients) or, with --adapter streams, @socket.io/redis-streams-adapter 0.3
+// (stream and channel prefix: KEY), for the mixed-cluster tests (test_mixed_cluster.py,
+// test_mixed_recovery.py): one node of a cluster whose other nodes are trio_sio servers on
+// the same Redis.
 //
 //   node node_cluster_server.mjs --redis URL [--key KEY] [--name NAME]
 //                                [--requests-timeout MS] [--specific-response-channel]
+//                                [--adapter classic|streams] [--recovery] [--port PORT]
+//
+// --recovery turns connection state recovery on; --port listens there (default: any).
 //
 // The packages come from tests/interop (package.json there; `npm ci` in that directory).
 // Listens on 127.0.0.1, port 0. The first line on stdout is the port; after it, one JSON
@@ -64,6 +69,7 @@ const require = createRequire(new URL("../interop/package.json", import.meta.url
 const { Server } = require("socket.io");
 const { io: connectClient } = require("socket.io-client");
 const { createAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter: createStreamsAdapter } = require("@socket.io/redis-streams-adapter");
 const { createClient } = require("redis");
 
 function option(name, fallback) {
@@ -76,6 +82,9 @@ const KEY = option("key", "socket.io");
 const NAME = option("name", "node");
 const REQUESTS_TIMEOUT = Number(option("requests-timeout", "5000"));
 const SPECIFIC = process.argv.includes("--specific-response-channel");
+const ADAPTER = option("adapter", "classic");
+const RECOVERY = process.argv.includes("--recovery");
+const PORT = Number(option("port", "0"));
 
 function describe(value) {
   if (Buffer.isBuffer(value)) return { $bytes: value.toString("hex") };
@@ -131,13 +140,18 @@ for (const client of [pubClient, subClient]) {
 await Promise.all([pubClient.connect(), subClient.connect()]);
 
 const httpServer = http.createServer((req, res) => res.writeHead(404).end());
+const adapter =
+  ADAPTER === "streams"
+    ? createStreamsAdapter(pubClient, { streamName: KEY, channelPrefix: KEY })
+    : createAdapter(pubClient, subClient, {
+        key: KEY,
+        requestsTimeout: REQUESTS_TIMEOUT,
+        publishOnSpecificResponseChannel: SPECIFIC,
+      });
 const io = new Server(httpServer, {
   serveClient: false,
-  adapter: createAdapter(pubClient, subClient, {
-    key: KEY,
-    requestsTimeout: REQUESTS_TIMEOUT,
-    publishOnSpecificResponseChannel: SPECIFIC,
-  }),
+  adapter,
+  ...(RECOVERY ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}),
 });
 
 for (const nsp of ["/", "/chat"]) {
@@ -287,7 +301,7 @@ async function run(line) {
   }
 }
 
-httpServer.listen(0, "127.0.0.1", () => {
+httpServer.listen(PORT, "127.0.0.1", () => {
   process.stdout.write(`${httpServer.address().port}\n`);
 });
 

@@ -32,6 +32,7 @@ import pytest
 import trio
 
 import trio_sio
+from trio_sio.adapters import redis_streams
 from trio_sio.adapters._redis_wire import (
     RequestType,
     decode_broadcast,
@@ -55,9 +56,16 @@ NODE_PACKAGES = (
     "socket.io-client",
     "@socket.io/redis-adapter",
     "@socket.io/redis-emitter",
+    "@socket.io/redis-streams-adapter",
     "redis",
 )
 WAIT = 5.0  # for one thing to arrive
+#: the adapters tested mixed: classic pub/sub (@socket.io/redis-adapter) and Redis Streams
+#: (@socket.io/redis-streams-adapter)
+ADAPTERS = ["classic", "streams"]
+#: ... with the classic adapter's option of a response channel per node
+WITH_SPECIFIC = [("classic", False), ("classic", True), ("streams", False)]
+WITH_SPECIFIC_IDS = ["classic-shared", "classic-specific-channel", "streams"]
 UNICODE_ROOM = "ré 🙂#x"  # in a channel name: key#/#ré 🙂#x#
 LIMIT = 30.0  # per test
 
@@ -108,8 +116,16 @@ class TrioNode:
     """The trio_sio node: namespaces ``/`` and ``/chat``, the same behaviour as the Node one
     (``socket.data["name"]``, rooms from ``auth``, server-side ``whoami``/``hello``/``silent``)."""
 
-    def __init__(self, redis_url: str, key: str, name: str = "trio") -> None:
-        self.sio = trio_sio.Server(adapter=create_adapter(redis_url, key=key, requests_timeout=2.0))
+    def __init__(
+        self, redis_url: str, key: str, name: str = "trio", *, adapter: str = "classic"
+    ) -> None:
+        if adapter == "streams":
+            factory: Any = redis_streams.create_adapter(
+                redis_url, stream_name=key, channel_prefix=key, requests_timeout=2.0
+            )
+        else:
+            factory = create_adapter(redis_url, key=key, requests_timeout=2.0)
+        self.sio = trio_sio.Server(adapter=factory)
         self.name = name
         self.server_side = Inbox()
         self.port = 0
@@ -187,10 +203,10 @@ async def node_client(
 
 @asynccontextmanager
 async def node_server(
-    node: str, redis_url: str, key: str, *, specific: bool = False
+    node: str, redis_url: str, key: str, *, specific: bool = False, adapter: str = "classic"
 ) -> AsyncIterator[Peer]:
     argv = [node, "node_cluster_server.mjs", "--redis", redis_url, "--key", key]
-    argv += ["--name", "node", "--requests-timeout", "2000"]
+    argv += ["--name", "node", "--requests-timeout", "2000", "--adapter", adapter]
     if specific:
         argv.append("--specific-response-channel")
     async with Peer.start(argv, cwd=HERE) as peer:
@@ -199,13 +215,13 @@ async def node_server(
 
 @asynccontextmanager
 async def mixed(
-    node: str, redis_url: str, key: str, *, specific: bool = False
+    node: str, redis_url: str, key: str, *, specific: bool = False, adapter: str = "classic"
 ) -> AsyncIterator[tuple[TrioNode, Peer]]:
     """The trio_sio node and the Node node, once each counts two servers."""
-    trio_node = TrioNode(redis_url, key)
+    trio_node = TrioNode(redis_url, key, adapter=adapter)
     async with (
         trio.open_nursery() as nursery,
-        node_server(node, redis_url, key, specific=specific) as peer,
+        node_server(node, redis_url, key, specific=specific, adapter=adapter) as peer,
     ):
         listeners = await nursery.start(trio_node.sio.serve, "127.0.0.1", 0)
         trio_node.port = listeners[0].socket.getsockname()[1]
@@ -287,9 +303,13 @@ def test_json_messages_are_what_json_stringify_writes() -> None:
 
 
 @pytest.mark.interop
-async def test_broadcasts_both_ways(node: str, redis_url: str, key: str) -> None:
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_broadcasts_both_ways(node: str, redis_url: str, key: str, adapter: str) -> None:
     with trio.fail_after(LIMIT):
-        async with mixed(node, redis_url, key) as (t, n), AsyncExitStack() as stack:
+        async with (
+            mixed(node, redis_url, key, adapter=adapter) as (t, n),
+            AsyncExitStack() as stack,
+        ):
             t1 = await stack.enter_async_context(t.client("t1", ["red", UNICODE_ROOM]))
             t2 = await stack.enter_async_context(t.client("t2", ["blue"]))
             n1 = await node_client(n, "n1", ["red", UNICODE_ROOM])
@@ -380,11 +400,13 @@ async def test_broadcasts_both_ways(node: str, redis_url: str, key: str) -> None
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("specific", [False, True], ids=["shared", "specific-channel"])
-async def test_fetch_sockets_both_ways(node: str, redis_url: str, key: str, specific: bool) -> None:
+@pytest.mark.parametrize(("adapter", "specific"), WITH_SPECIFIC, ids=WITH_SPECIFIC_IDS)
+async def test_fetch_sockets_both_ways(
+    node: str, redis_url: str, key: str, adapter: str, specific: bool
+) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            mixed(node, redis_url, key, specific=specific) as (t, n),
+            mixed(node, redis_url, key, specific=specific, adapter=adapter) as (t, n),
             t.client("t1", ["red"]) as t1,
             t.client("t2", ["blue"]) as t2,
         ):
@@ -429,19 +451,26 @@ async def test_fetch_sockets_both_ways(node: str, redis_url: str, key: str, spec
             not_red = await n.call("fetchSockets", **call_except(["red"]))
             assert {s["id"] for s in not_red["sockets"]} == {t2.sid, n2.sid}
 
-            # every node's rooms
-            expected = {t1.sid, t2.sid, n1.sid, n2.sid, "red", "blue", "green"}
-            assert set((await n.call("allRooms"))["rooms"]) == expected
-            assert await t.sio.main.adapter.all_rooms() == expected
+            # every node's rooms (the Streams adapters have no allRooms across nodes)
+            if adapter == "classic":
+                expected = {t1.sid, t2.sid, n1.sid, n2.sid, "red", "blue", "green"}
+                assert set((await n.call("allRooms"))["rooms"]) == expected
+                assert await t.sio.main.adapter.all_rooms() == expected
 
 
 # -- remote join / leave / disconnect ------------------------------------------------------------
 
 
 @pytest.mark.interop
-async def test_remote_join_leave_disconnect_both_ways(node: str, redis_url: str, key: str) -> None:
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_remote_join_leave_disconnect_both_ways(
+    node: str, redis_url: str, key: str, adapter: str
+) -> None:
     with trio.fail_after(LIMIT):
-        async with mixed(node, redis_url, key) as (t, n), AsyncExitStack() as stack:
+        async with (
+            mixed(node, redis_url, key, adapter=adapter) as (t, n),
+            AsyncExitStack() as stack,
+        ):
             t1 = await stack.enter_async_context(t.client("t1", ["red"]))
             t2 = await stack.enter_async_context(t.client("t2", ["blue"]))
             n1 = await node_client(n, "n1", ["red"])
@@ -518,13 +547,14 @@ async def _now(value: bool) -> bool:
 
 
 @pytest.mark.interop
+@pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_values_json_cannot_carry_reach_node_as_json_stringify_writes_them(
-    node: str, redis_url: str, key: str
+    node: str, redis_url: str, key: str, adapter: str
 ) -> None:
     """Socket data and server-side replies go as JSON: a Node peer must be able to parse them."""
     when = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
     with trio.fail_after(LIMIT):
-        async with mixed(node, redis_url, key) as (t, n), t.client("t1") as t1:
+        async with mixed(node, redis_url, key, adapter=adapter) as (t, n), t.client("t1") as t1:
             t.sio.main.sockets[t1.sid].data.update(
                 {"nan": math.nan, "inf": [-math.inf], "when": when, "pair": (1, 2)}
             )
@@ -545,19 +575,21 @@ async def test_values_json_cannot_carry_reach_node_as_json_stringify_writes_them
 
 
 @pytest.mark.interop
-async def test_server_side_emit_with_acks_both_ways(node: str, redis_url: str, key: str) -> None:
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_server_side_emit_with_acks_both_ways(
+    node: str, redis_url: str, key: str, adapter: str
+) -> None:
     with trio.fail_after(LIMIT):
-        async with mixed(node, redis_url, key) as (t, n):
+        async with mixed(node, redis_url, key, adapter=adapter) as (t, n):
             # trio_sio → Node
             assert await t.sio.server_side_emit_with_ack("whoami", timeout=5) == ["node"]
             assert await t.sio.server_side_emit_with_ack("hello", 7, timeout=5) == ["node:7"]
             await t.sio.server_side_emit("hello", "plain", b"\x01\x02")
             entries = await n.wait_for(2, ev="server-side", event="hello")
-            # JSON carries a Buffer as JSON.stringify writes it, both ways
-            assert [e["args"] for e in entries] == [
-                [7],
-                ["plain", {"type": "Buffer", "data": [1, 2]}],
-            ]
+            # classic: JSON carries a Buffer as JSON.stringify writes it, both ways;
+            # streams: msgpack carries bytes as bytes
+            sent: Any = b"\x01\x02" if adapter == "streams" else {"type": "Buffer", "data": [1, 2]}
+            assert [e["args"] for e in entries] == [[7], ["plain", sent]]
             with pytest.raises(trio_sio.AckTimeoutError) as info:
                 await t.sio.server_side_emit_with_ack("silent", timeout=0.5)
             assert info.value.replies == []
@@ -568,10 +600,8 @@ async def test_server_side_emit_with_acks_both_ways(node: str, redis_url: str, k
             result = await n.call("serverSideEmitWithAck", event="hello", args=[8])
             assert result["replies"] == ["trio:8"]
             await n.call("serverSideEmit", event="hello", args=["plain", b"\x03"])
-            assert await t.server_side.wait_for("hello", 2) == [
-                [8],
-                ["plain", {"type": "Buffer", "data": [3]}],
-            ]
+            got: Any = b"\x03" if adapter == "streams" else {"type": "Buffer", "data": [3]}
+            assert await t.server_side.wait_for("hello", 2) == [[8], ["plain", got]]
             result = await n.call("serverSideEmitWithAck", event="silent", timeout=10)
             assert result["replies"] == []
             assert result["timedOut"] == "timeout reached: only 0 responses received out of 1"
@@ -582,13 +612,13 @@ async def test_server_side_emit_with_acks_both_ways(node: str, redis_url: str, k
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("specific", [False, True], ids=["shared", "specific-channel"])
+@pytest.mark.parametrize(("adapter", "specific"), WITH_SPECIFIC, ids=WITH_SPECIFIC_IDS)
 async def test_broadcast_with_acks_spanning_both(
-    node: str, redis_url: str, key: str, specific: bool
+    node: str, redis_url: str, key: str, adapter: str, specific: bool
 ) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            mixed(node, redis_url, key, specific=specific) as (t, n),
+            mixed(node, redis_url, key, specific=specific, adapter=adapter) as (t, n),
             t.client("t1", ["red"], ack="t1") as t1,
             t.client("t2", ["blue"], ack=b"\x02") as t2,
         ):

@@ -25,6 +25,7 @@ import json
 import re
 from typing import Any
 
+from ..protocol.serialize import to_wire
 from ._redis_wire import MAX_MESSAGE_BYTES, encode_json, encode_msgpack
 from ._redis_wire import _unpack as unpack_msgpack
 from .base import BroadcastOptions
@@ -93,7 +94,8 @@ def encode_entry(uid: str, nsp: str, kind: MessageType, data: Any = None) -> dic
     fields = {"uid": uid, "nsp": nsp, "type": str(int(kind))}
     if data:
         if kind in _MAY_HOLD_BYTES and _has_bytes(data):
-            fields["data"] = base64.b64encode(encode_msgpack(data)).decode("ascii")
+            wire = to_wire((data,))[0]
+            fields["data"] = base64.b64encode(encode_msgpack(wire)).decode("ascii")
         else:
             fields["data"] = encode_json(data).decode("utf-8")
     return fields
@@ -135,8 +137,14 @@ def _str(value: Any) -> str:
 
 
 def encode_pubsub(uid: str, nsp: str, kind: MessageType, data: Any) -> bytes:
-    """A request or response sent through pub/sub (msgpack of the whole message)."""
-    return encode_msgpack({"type": int(kind), "data": data, "uid": uid, "nsp": nsp})
+    """A request or response sent through pub/sub (msgpack of the whole message; values
+    converted as for an emit: a datetime its ISO string, NaN and ±Infinity null).
+
+    Raises:
+        TypeError: a value that cannot be sent.
+    """
+    wire = to_wire((data,))[0]
+    return encode_msgpack({"type": int(kind), "data": wire, "uid": uid, "nsp": nsp})
 
 
 def decode_pubsub(raw: bytes) -> dict[str, Any]:
