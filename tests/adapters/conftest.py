@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -93,3 +94,40 @@ def redis_url(redis_server: RedisServer) -> str:
     if redis_server.process is None:
         redis_server.start()
     return redis_server.url
+
+
+# -- Node peers (the mixed-cluster tests) ------------------------------------------------------
+
+INTEROP = Path(__file__).resolve().parent.parent / "interop"
+NODE_PACKAGES = (
+    "socket.io",
+    "socket.io-client",
+    "@socket.io/redis-adapter",
+    "@socket.io/redis-emitter",
+    "@socket.io/redis-streams-adapter",
+    "redis",
+)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The path of ``node``; skip (fail under CI) when it or a package is missing."""
+    path = shutil.which("node")
+    reason = None
+    if path is None:
+        reason = "node is not installed"
+    else:
+        for package in NODE_PACKAGES:
+            if not (INTEROP / "node_modules" / package).is_dir():
+                reason = f"node_modules/{package} is missing: run `npm ci` in tests/interop"
+                break
+    if reason is not None:
+        if _in_ci():
+            pytest.fail(f"mixed-cluster test cannot run under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    assert path is not None
+    return path

@@ -34,6 +34,7 @@
 //   {"ev": "connection", "nsp", "sid", "auth"}  a socket connected to this server
 //   {"ev": "disconnect", "nsp", "sid", "reason"} ... and left
 //   {"ev": "server-side", "event", "args"}    a server-side event from another node
+//   {"ev": "client-connect", "client", "sid", "recovered"}
 //   {"ev": "client-event", "client", "event", "args", "ack"}
 //   {"ev": "client-disconnect", "client", "reason"}
 //   {"ev": "result", "id", ...}               the answer to a command ("error": why it failed)
@@ -42,7 +43,9 @@
 //
 // Commands on stdin, {"id": n, "cmd": ..., ...}; the broadcast ones select sockets with
 // "nsp" (default "/"), "to" and "except" (lists of rooms) and "local"/"volatile" flags:
-//   client {name, auth, ack?, nsp?}           -> {sid} once connected
+//   client {name, auth, ack?, nsp?, url?, reconnect?}
+//                                             -> {sid} once connected (to url: another server,
+//                                                or a proxy; reconnect: every 100 ms)
 //   closeClient {name}                        -> {}
 //   emit {event, args}                        -> {}
 //   emitWithAck {event, args, timeout}        -> {replies} | {timedOut, replies}
@@ -186,15 +189,21 @@ function operator(cmd) {
 
 const clients = new Map();
 
-function startClient({ name, auth, ack, nsp }) {
+function startClient({ name, auth, ack, nsp, url, reconnect }) {
   const port = httpServer.address().port;
-  const socket = connectClient(`http://127.0.0.1:${port}${nsp ?? "/"}`, {
+  const base = url ?? `http://127.0.0.1:${port}`;
+  const socket = connectClient(`${base}${nsp ?? "/"}`, {
     transports: ["websocket"],
     forceNew: true,
-    reconnection: false,
     auth: auth ?? {},
+    ...(reconnect
+      ? { reconnectionDelay: 100, reconnectionDelayMax: 100, randomizationFactor: 0 }
+      : { reconnection: false }),
   });
   clients.set(name, socket);
+  socket.on("connect", () =>
+    log({ ev: "client-connect", client: name, sid: socket.id, recovered: socket.recovered }),
+  );
   socket.onAny((event, ...raw) => {
     const [args, cb] = split(raw);
     log({ ev: "client-event", client: name, event, args, ack: cb !== null });

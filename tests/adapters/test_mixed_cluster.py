@@ -20,9 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -50,15 +48,6 @@ from .cluster_node import Inbox, Peer, TrioClient, open_client, to_json
 from .conftest import RedisServer
 
 HERE = Path(__file__).resolve().parent
-INTEROP = HERE.parent / "interop"
-NODE_PACKAGES = (
-    "socket.io",
-    "socket.io-client",
-    "@socket.io/redis-adapter",
-    "@socket.io/redis-emitter",
-    "@socket.io/redis-streams-adapter",
-    "redis",
-)
 WAIT = 5.0  # for one thing to arrive
 #: the adapters tested mixed: classic pub/sub (@socket.io/redis-adapter) and Redis Streams
 #: (@socket.io/redis-streams-adapter)
@@ -68,30 +57,6 @@ WITH_SPECIFIC = [("classic", False), ("classic", True), ("streams", False)]
 WITH_SPECIFIC_IDS = ["classic-shared", "classic-specific-channel", "streams"]
 UNICODE_ROOM = "ré 🙂#x"  # in a channel name: key#/#ré 🙂#x#
 LIMIT = 30.0  # per test
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """The path of ``node``; skip (fail under CI) when it or a package is missing."""
-    path = shutil.which("node")
-    reason = None
-    if path is None:
-        reason = "node is not installed"
-    else:
-        for package in NODE_PACKAGES:
-            if not (INTEROP / "node_modules" / package).is_dir():
-                reason = f"node_modules/{package} is missing: run `npm ci` in tests/interop"
-                break
-    if reason is not None:
-        if _in_ci():
-            pytest.fail(f"mixed-cluster test cannot run under CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    assert path is not None
-    return path
 
 
 @pytest.fixture
