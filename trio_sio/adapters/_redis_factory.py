@@ -74,6 +74,9 @@ class RedisStatistics:
 
 A = TypeVar("A")
 
+#: A Redis client: one server (``coredis.Redis``) or a cluster (``coredis.RedisCluster``).
+Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+
 #: A message to other nodes: (channel, payload) for PUBLISH; a subclass may queue other
 #: kinds (the Streams adapter: an entry for XADD) and write them in ``_write``.
 Outgoing = tuple[str, Any]
@@ -96,7 +99,7 @@ class RedisConnection(Generic[A]):
 
     def __init__(
         self,
-        client: str | coredis.Redis[bytes],
+        client: str | Client,
         *,
         key: str,
         requests_timeout: float,
@@ -106,7 +109,7 @@ class RedisConnection(Generic[A]):
     ) -> None:
         if isinstance(client, str):
             self.url = client
-            self._given: coredis.Redis[bytes] | None = None
+            self._given: Client | None = None
         else:
             if client.decode_responses:
                 raise ValueError("the Redis client must be made with decode_responses=False")
@@ -118,7 +121,7 @@ class RedisConnection(Generic[A]):
         self.max_reconnect_delay = max_reconnect_delay
         self.uid = new_id()
         self._adapters: dict[str, A] = {}
-        self._client: coredis.Redis[bytes] | None = None
+        self._client: Client | None = None
         self._nursery: trio.Nursery | None = None
         self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](publish_queue_size)
         # taken from the queue, not yet published: published first by the next session
@@ -149,10 +152,10 @@ class RedisConnection(Generic[A]):
         """Hand a pub/sub message to its adapter. Must not raise for bad input."""
         raise NotImplementedError
 
-    def _session_tasks(self, nursery: trio.Nursery, client: coredis.Redis[bytes]) -> None:
+    def _session_tasks(self, nursery: trio.Nursery, client: Client) -> None:
         """Start the tasks of a session besides the subscriptions and the publisher."""
 
-    async def _write(self, client: coredis.Redis[bytes], message: Outgoing) -> None:
+    async def _write(self, client: Client, message: Outgoing) -> None:
         """Write one queued message to Redis."""
         channel, data = message
         await client.publish(channel, data)
@@ -168,10 +171,19 @@ class RedisConnection(Generic[A]):
         )
 
     # -- running --------------------------------------------------------------------------------
-    def _new_client(self) -> coredis.Redis[bytes]:
+    def _new_client(self) -> Client:
         if self._given is not None:
             return self._given  # entered by each session (coredis counts the entries)
         return coredis.Redis.from_url(self.url, decode_responses=False)
+
+    def _open_pubsub(self, client: Client) -> Any:
+        """The subscriber of a session, with no retry policy of its own: a lost connection
+        ends the session, and :meth:`run` makes it again at its pace."""
+        return client.pubsub(ignore_subscribe_messages=True, retry_policy=None)
+
+    async def _numsub(self, client: Client, channel: str) -> int:
+        counts = await client.pubsub_numsub(channel)
+        return int(next(iter(counts.values()), 0))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, subscribe, and serve the cluster's messages until cancelled.
@@ -213,9 +225,7 @@ class RedisConnection(Generic[A]):
     async def _serve(self, task_status: trio.TaskStatus[None] | None) -> None:
         async with self._new_client() as client:
             self._client = client
-            # no retry policy of the pub/sub's own: a lost connection ends the session, and
-            # run() makes it again at its pace
-            pubsub = client.pubsub(ignore_subscribe_messages=True, retry_policy=None)
+            pubsub = self._open_pubsub(client)
             async with pubsub, trio.open_nursery() as nursery:
                 try:
                     for adapter in self._adapters.values():
@@ -242,7 +252,7 @@ class RedisConnection(Generic[A]):
             adapter = await self._new_recv.receive()
             await self._subscribe(pubsub, adapter)
 
-    async def _publisher(self, client: coredis.Redis[bytes]) -> None:
+    async def _publisher(self, client: Client) -> None:
         """Publish the queued messages in order. A failure ends the session (an outage):
         the message is kept and published first by the next one."""
         while True:
@@ -283,14 +293,14 @@ class RedisConnection(Generic[A]):
             return None
         try:
             with trio.fail_after(self.requests_timeout):
-                counts = await client.pubsub_numsub(channel)
+                count = await self._numsub(client, channel)
         except (trio.TooSlowError, OSError, coredis.exceptions.RedisError) as exc:
             log.debug("PUBSUB NUMSUB failed: %r", exc)
             return None
         except RuntimeError as exc:  # the session (and its client) ended meanwhile
             log.debug("PUBSUB NUMSUB cut short: %r", exc)
             return None
-        return max(1, int(next(iter(counts.values()), 1)))
+        return max(1, count)
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run a task for a message (a reply that must wait); dropped when not running."""
