@@ -152,7 +152,7 @@ class RedisConnection(Generic[A]):
         """Hand a pub/sub message to its adapter. Must not raise for bad input."""
         raise NotImplementedError
 
-    def _session_tasks(self, nursery: trio.Nursery, client: Client) -> None:
+    def _session_tasks(self, nursery: trio.Nursery, client: Client, pubsub: Any) -> None:
         """Start the tasks of a session besides the subscriptions and the publisher."""
 
     async def _write(self, client: Client, message: Outgoing) -> None:
@@ -236,7 +236,7 @@ class RedisConnection(Generic[A]):
                         log.warning("Redis is reachable again; subscriptions renewed")
                     nursery.start_soon(self._subscribe_later, pubsub)
                     nursery.start_soon(self._publisher, client)
-                    self._session_tasks(nursery, client)
+                    self._session_tasks(nursery, client, pubsub)
                     if task_status is not None:
                         task_status.started()
                     while True:  # not `async for`: that ends while a lost connection is made again

@@ -31,6 +31,7 @@ from ._redis_wire import _unpack as unpack_msgpack
 from .base import BroadcastOptions
 
 __all__ = [
+    "MAY_HOLD_BYTES",
     "MessageType",
     "decode_entry",
     "decode_pubsub",
@@ -38,6 +39,7 @@ __all__ = [
     "encode_entry",
     "encode_pubsub",
     "encode_session",
+    "has_bytes",
     "is_offset",
     "next_offset",
     "reaches",
@@ -63,7 +65,7 @@ class MessageType(enum.IntEnum):
 
 
 #: The types whose data may hold bytes (written as base64 msgpack when it does).
-_MAY_HOLD_BYTES = frozenset(
+MAY_HOLD_BYTES = frozenset(
     {
         MessageType.BROADCAST,
         MessageType.FETCH_SOCKETS_RESPONSE,
@@ -76,7 +78,7 @@ _MAY_HOLD_BYTES = frozenset(
 _OFFSET = re.compile(r"[0-9]+-[0-9]+")
 
 
-def _has_bytes(value: Any) -> bool:
+def has_bytes(value: Any) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
@@ -93,7 +95,7 @@ def encode_entry(uid: str, nsp: str, kind: MessageType, data: Any = None) -> dic
     """The fields of a stream entry, as the JS adapter's ``XADD`` writes them."""
     fields = {"uid": uid, "nsp": nsp, "type": str(int(kind))}
     if data:
-        if kind in _MAY_HOLD_BYTES and _has_bytes(data):
+        if kind in MAY_HOLD_BYTES and has_bytes(data):
             wire = to_wire((data,))[0]
             fields["data"] = base64.b64encode(encode_msgpack(wire)).decode("ascii")
         else:

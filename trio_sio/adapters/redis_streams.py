@@ -151,7 +151,7 @@ class StreamsAdapterFactory(RedisConnection["StreamsAdapter"]):
     async def _subscribe(self, pubsub: Any, adapter: StreamsAdapter) -> None:
         await pubsub.subscribe(adapter.public_channel, adapter.private_channel)
 
-    def _session_tasks(self, nursery: trio.Nursery, client: Client) -> None:
+    def _session_tasks(self, nursery: trio.Nursery, client: Client, pubsub: Any) -> None:
         nursery.start_soon(self._reader, client)
 
     async def _write(self, client: Client, message: tuple[str, Any]) -> None:
