@@ -6,9 +6,11 @@
 //
 //   node node_cluster_server.mjs --redis URL [--key KEY] [--name NAME]
 //                                [--requests-timeout MS] [--specific-response-channel]
-//                                [--adapter classic|streams] [--recovery] [--port PORT]
+//                                [--adapter classic|streams|sharded] [--recovery] [--port PORT]
+//                                [--mode static|dynamic|dynamic-private]
 //
-// --recovery turns connection state recovery on; --port listens there (default: any).
+// --adapter sharded is createShardedAdapter (REDIS: a node of a Redis Cluster; --mode its
+// subscriptionMode). --recovery turns connection state recovery on; --port listens there.
 //
 // The packages come from tests/interop (package.json there; `npm ci` in that directory).
 // Listens on 127.0.0.1, port 0. The first line on stdout is the port; after it, one JSON
@@ -71,9 +73,9 @@ import readline from "node:readline";
 const require = createRequire(new URL("../interop/package.json", import.meta.url));
 const { Server } = require("socket.io");
 const { io: connectClient } = require("socket.io-client");
-const { createAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
 const { createAdapter: createStreamsAdapter } = require("@socket.io/redis-streams-adapter");
-const { createClient } = require("redis");
+const { createClient, createCluster } = require("redis");
 
 function option(name, fallback) {
   const index = process.argv.indexOf(`--${name}`);
@@ -88,6 +90,7 @@ const SPECIFIC = process.argv.includes("--specific-response-channel");
 const ADAPTER = option("adapter", "classic");
 const RECOVERY = process.argv.includes("--recovery");
 const PORT = Number(option("port", "0"));
+const MODE = option("mode", "dynamic");
 
 function describe(value) {
   if (Buffer.isBuffer(value)) return { $bytes: value.toString("hex") };
@@ -134,7 +137,9 @@ function split(args) {
   return [args, null];
 }
 
-const pubClient = createClient({ url: REDIS });
+// --adapter sharded: REDIS is one node of a Redis Cluster
+const pubClient =
+  ADAPTER === "sharded" ? createCluster({ rootNodes: [{ url: REDIS }] }) : createClient({ url: REDIS });
 const subClient = pubClient.duplicate();
 for (const client of [pubClient, subClient]) {
   // without a listener, an error (Redis going away) would end the process
@@ -143,14 +148,20 @@ for (const client of [pubClient, subClient]) {
 await Promise.all([pubClient.connect(), subClient.connect()]);
 
 const httpServer = http.createServer((req, res) => res.writeHead(404).end());
-const adapter =
-  ADAPTER === "streams"
-    ? createStreamsAdapter(pubClient, { streamName: KEY, channelPrefix: KEY })
-    : createAdapter(pubClient, subClient, {
-        key: KEY,
-        requestsTimeout: REQUESTS_TIMEOUT,
-        publishOnSpecificResponseChannel: SPECIFIC,
-      });
+function makeAdapter() {
+  if (ADAPTER === "streams") {
+    return createStreamsAdapter(pubClient, { streamName: KEY, channelPrefix: KEY });
+  }
+  if (ADAPTER === "sharded") {
+    return createShardedAdapter(pubClient, subClient, { channelPrefix: KEY, subscriptionMode: MODE });
+  }
+  return createAdapter(pubClient, subClient, {
+    key: KEY,
+    requestsTimeout: REQUESTS_TIMEOUT,
+    publishOnSpecificResponseChannel: SPECIFIC,
+  });
+}
+const adapter = makeAdapter();
 const io = new Server(httpServer, {
   serveClient: false,
   adapter,

@@ -30,7 +30,7 @@ import pytest
 import trio
 
 import trio_sio
-from trio_sio.adapters import redis_streams
+from trio_sio.adapters import redis_sharded, redis_streams
 from trio_sio.adapters._redis_wire import (
     RequestType,
     decode_broadcast,
@@ -45,18 +45,31 @@ from trio_sio.adapters.redis_emitter import open_emitter
 from trio_sio.protocol.socketio import encode
 
 from .cluster_node import Inbox, Peer, TrioClient, open_client, to_json
-from .conftest import RedisServer
+from .conftest import RedisCluster, RedisServer
 
 HERE = Path(__file__).resolve().parent
 WAIT = 5.0  # for one thing to arrive
-#: the adapters tested mixed: classic pub/sub (@socket.io/redis-adapter) and Redis Streams
-#: (@socket.io/redis-streams-adapter)
-ADAPTERS = ["classic", "streams"]
+#: the adapters tested mixed: classic pub/sub (@socket.io/redis-adapter), Redis Streams
+#: (@socket.io/redis-streams-adapter), sharded pub/sub on a Redis Cluster (createShardedAdapter
+#: of @socket.io/redis-adapter; "sharded:MODE" for a subscription mode other than dynamic)
+ADAPTERS = ["classic", "streams", "sharded"]
+#: ... for broadcasts, where the sharded adapter's subscription mode matters
+BROADCAST_ADAPTERS = [*ADAPTERS, "sharded:static", "sharded:dynamic-private"]
 #: ... with the classic adapter's option of a response channel per node
-WITH_SPECIFIC = [("classic", False), ("classic", True), ("streams", False)]
-WITH_SPECIFIC_IDS = ["classic-shared", "classic-specific-channel", "streams"]
+WITH_SPECIFIC = [("classic", False), ("classic", True), ("streams", False), ("sharded", False)]
+WITH_SPECIFIC_IDS = ["classic-shared", "classic-specific-channel", "streams", "sharded"]
 UNICODE_ROOM = "ré 🙂#x"  # in a channel name: key#/#ré 🙂#x#
 LIMIT = 30.0  # per test
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest, adapter: str) -> str:
+    """The Redis of the test's adapter: a Redis Cluster for the sharded one."""
+    if adapter.startswith("sharded"):
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    single: str = request.getfixturevalue("redis_url")
+    return single
 
 
 @pytest.fixture
@@ -87,6 +100,14 @@ class TrioNode:
         if adapter == "streams":
             factory: Any = redis_streams.create_adapter(
                 redis_url, stream_name=key, channel_prefix=key, requests_timeout=2.0
+            )
+        elif adapter.startswith("sharded"):
+            mode = adapter.partition(":")[2] or "dynamic"
+            factory = redis_sharded.create_adapter(
+                redis_url,
+                channel_prefix=key,
+                subscription_mode=mode,  # type: ignore[arg-type]
+                requests_timeout=2.0,
             )
         else:
             factory = create_adapter(redis_url, key=key, requests_timeout=2.0)
@@ -171,7 +192,9 @@ async def node_server(
     node: str, redis_url: str, key: str, *, specific: bool = False, adapter: str = "classic"
 ) -> AsyncIterator[Peer]:
     argv = [node, "node_cluster_server.mjs", "--redis", redis_url, "--key", key]
-    argv += ["--name", "node", "--requests-timeout", "2000", "--adapter", adapter]
+    kind, _, mode = adapter.partition(":")
+    argv += ["--name", "node", "--requests-timeout", "2000", "--adapter", kind]
+    argv += ["--mode", mode or "dynamic"]
     if specific:
         argv.append("--specific-response-channel")
     async with Peer.start(argv, cwd=HERE) as peer:
@@ -268,11 +291,11 @@ def test_json_messages_are_what_json_stringify_writes() -> None:
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("adapter", ADAPTERS)
-async def test_broadcasts_both_ways(node: str, redis_url: str, key: str, adapter: str) -> None:
+@pytest.mark.parametrize("adapter", BROADCAST_ADAPTERS)
+async def test_broadcasts_both_ways(node: str, url: str, key: str, adapter: str) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            mixed(node, redis_url, key, adapter=adapter) as (t, n),
+            mixed(node, url, key, adapter=adapter) as (t, n),
             AsyncExitStack() as stack,
         ):
             t1 = await stack.enter_async_context(t.client("t1", ["red", UNICODE_ROOM]))
@@ -324,8 +347,20 @@ async def test_broadcasts_both_ways(node: str, redis_url: str, key: str, adapter
             blue_t = [all_t, ("t-not-red", [])]
             assert from_node(t1.inbox.events) == [*red_n, ("n-to-t1", []), ("n-fence", [])]
             assert from_node(t2.inbox.events) == [*blue_n, ("n-fence", [])]
-            assert from_node(n1.events) == [*red_n, ("n-local", []), ("n-fence", [])]
-            assert from_node(n2.events) == [*blue_n, ("n-local", []), ("n-fence", [])]
+            # A Node ClusterAdapter (Streams, sharded) delivers a broadcast to its own clients
+            # once Redis took it, so a local one (no Redis) may overtake those before it.
+            local_n = ("n-local", [])
+
+            def on_node(events: list[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
+                found = from_node(events)
+                if adapter != "classic":
+                    assert found.count(local_n) == 1
+                    found.remove(local_n)
+                    found.insert(-1, local_n)  # where the classic adapter delivers it
+                return found
+
+            assert on_node(n1.events) == [*red_n, local_n, ("n-fence", [])]
+            assert on_node(n2.events) == [*blue_n, local_n, ("n-fence", [])]
             assert from_trio(t1.inbox.events) == [*red_t, ("t-local", []), ("t-fence", [])]
             assert from_trio(t2.inbox.events) == [*blue_t, ("t-local", []), ("t-fence", [])]
             assert from_trio(n1.events) == [*red_t, ("t-to-n1", []), ("t-fence", [])]
@@ -367,11 +402,11 @@ async def test_broadcasts_both_ways(node: str, redis_url: str, key: str, adapter
 @pytest.mark.interop
 @pytest.mark.parametrize(("adapter", "specific"), WITH_SPECIFIC, ids=WITH_SPECIFIC_IDS)
 async def test_fetch_sockets_both_ways(
-    node: str, redis_url: str, key: str, adapter: str, specific: bool
+    node: str, url: str, key: str, adapter: str, specific: bool
 ) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            mixed(node, redis_url, key, specific=specific, adapter=adapter) as (t, n),
+            mixed(node, url, key, specific=specific, adapter=adapter) as (t, n),
             t.client("t1", ["red"]) as t1,
             t.client("t2", ["blue"]) as t2,
         ):
@@ -429,11 +464,11 @@ async def test_fetch_sockets_both_ways(
 @pytest.mark.interop
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_remote_join_leave_disconnect_both_ways(
-    node: str, redis_url: str, key: str, adapter: str
+    node: str, url: str, key: str, adapter: str
 ) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            mixed(node, redis_url, key, adapter=adapter) as (t, n),
+            mixed(node, url, key, adapter=adapter) as (t, n),
             AsyncExitStack() as stack,
         ):
             t1 = await stack.enter_async_context(t.client("t1", ["red"]))
@@ -514,12 +549,12 @@ async def _now(value: bool) -> bool:
 @pytest.mark.interop
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_values_json_cannot_carry_reach_node_as_json_stringify_writes_them(
-    node: str, redis_url: str, key: str, adapter: str
+    node: str, url: str, key: str, adapter: str
 ) -> None:
     """Socket data and server-side replies go as JSON: a Node peer must be able to parse them."""
     when = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
     with trio.fail_after(LIMIT):
-        async with mixed(node, redis_url, key, adapter=adapter) as (t, n), t.client("t1") as t1:
+        async with mixed(node, url, key, adapter=adapter) as (t, n), t.client("t1") as t1:
             t.sio.main.sockets[t1.sid].data.update(
                 {"nan": math.nan, "inf": [-math.inf], "when": when, "pair": (1, 2)}
             )
@@ -542,18 +577,18 @@ async def test_values_json_cannot_carry_reach_node_as_json_stringify_writes_them
 @pytest.mark.interop
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_server_side_emit_with_acks_both_ways(
-    node: str, redis_url: str, key: str, adapter: str
+    node: str, url: str, key: str, adapter: str
 ) -> None:
     with trio.fail_after(LIMIT):
-        async with mixed(node, redis_url, key, adapter=adapter) as (t, n):
+        async with mixed(node, url, key, adapter=adapter) as (t, n):
             # trio_sio → Node
             assert await t.sio.server_side_emit_with_ack("whoami", timeout=5) == ["node"]
             assert await t.sio.server_side_emit_with_ack("hello", 7, timeout=5) == ["node:7"]
             await t.sio.server_side_emit("hello", "plain", b"\x01\x02")
             entries = await n.wait_for(2, ev="server-side", event="hello")
             # classic: JSON carries a Buffer as JSON.stringify writes it, both ways;
-            # streams: msgpack carries bytes as bytes
-            sent: Any = b"\x01\x02" if adapter == "streams" else {"type": "Buffer", "data": [1, 2]}
+            # streams, sharded: msgpack carries bytes as bytes
+            sent: Any = b"\x01\x02" if adapter != "classic" else {"type": "Buffer", "data": [1, 2]}
             assert [e["args"] for e in entries] == [[7], ["plain", sent]]
             with pytest.raises(trio_sio.AckTimeoutError) as info:
                 await t.sio.server_side_emit_with_ack("silent", timeout=0.5)
@@ -565,7 +600,7 @@ async def test_server_side_emit_with_acks_both_ways(
             result = await n.call("serverSideEmitWithAck", event="hello", args=[8])
             assert result["replies"] == ["trio:8"]
             await n.call("serverSideEmit", event="hello", args=["plain", b"\x03"])
-            got: Any = b"\x03" if adapter == "streams" else {"type": "Buffer", "data": [3]}
+            got: Any = b"\x03" if adapter != "classic" else {"type": "Buffer", "data": [3]}
             assert await t.server_side.wait_for("hello", 2) == [[8], ["plain", got]]
             result = await n.call("serverSideEmitWithAck", event="silent", timeout=10)
             assert result["replies"] == []
@@ -579,11 +614,11 @@ async def test_server_side_emit_with_acks_both_ways(
 @pytest.mark.interop
 @pytest.mark.parametrize(("adapter", "specific"), WITH_SPECIFIC, ids=WITH_SPECIFIC_IDS)
 async def test_broadcast_with_acks_spanning_both(
-    node: str, redis_url: str, key: str, adapter: str, specific: bool
+    node: str, url: str, key: str, adapter: str, specific: bool
 ) -> None:
     with trio.fail_after(LIMIT):
         async with (
-            mixed(node, redis_url, key, specific=specific, adapter=adapter) as (t, n),
+            mixed(node, url, key, specific=specific, adapter=adapter) as (t, n),
             t.client("t1", ["red"], ack="t1") as t1,
             t.client("t2", ["blue"], ack=b"\x02") as t2,
         ):
