@@ -267,6 +267,7 @@ class Server:
         port: int,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` and serve until cancelled or :meth:`shutdown`.
@@ -274,6 +275,8 @@ class Server:
         Use as ``listeners = await nursery.start(sio.serve, "127.0.0.1", 3000)``. With
         ``ssl_context`` (a server context holding the certificate chain), it serves
         HTTPS/WSS. To serve inside an ASGI server instead, see :class:`trio_sio.ASGIApp`.
+        With ``reuse_port``, several processes may listen on the same port (``SO_REUSEPORT``;
+        see ``python -m trio_sio serve`` on the Scaling out page).
 
         Resource handling: on cancellation or shutdown every connection is closed (clients
         get a close packet; disconnect handlers run with reason ``"server shutting down"``).
@@ -283,7 +286,12 @@ class Server:
         """
         async with self._adapter_running(), self._admin_running():
             await standalone.serve(
-                self.engine, host, port, ssl_context=ssl_context, task_status=task_status
+                self.engine,
+                host,
+                port,
+                ssl_context=ssl_context,
+                reuse_port=reuse_port,
+                task_status=task_status,
             )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
