@@ -122,9 +122,7 @@ class ShardedAdapterFactory(RedisConnection["ShardedAdapter"]):
         # the start-up node given as coredis wants it (its from_url would warn otherwise)
         location = urlsplit(self.url)
         node = TCPLocation(location.hostname or "127.0.0.1", location.port or 6379)
-        return coredis.RedisCluster.from_url(
-            self.url, decode_responses=False, startup_nodes=[node]
-        )
+        return coredis.RedisCluster.from_url(self.url, decode_responses=False, startup_nodes=[node])
 
     def _open_pubsub(self, client: Client) -> Any:
         if not isinstance(client, coredis.RedisCluster):

@@ -24,6 +24,7 @@ from .socket import Socket
 
 if TYPE_CHECKING:
     from ..admin import Instrumentation, SessionStore
+    from .hooks import ServerHook
 
 __all__ = ["Server"]
 
@@ -109,8 +110,8 @@ class Server:
         )
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
-        #: the Admin UI's instrumentation, once :meth:`instrument` is called
-        self._admin: Instrumentation | None = None
+        #: the observer attached with :meth:`add_hook` (the Admin UI's instrumentation)
+        self._admin: ServerHook | None = None
         self.main = self.of("/")
 
     # -- namespaces -----------------------------------------------------------------------
@@ -333,6 +334,20 @@ class Server:
                 yield
             finally:
                 nursery.cancel_scope.cancel()
+
+    def add_hook(self, hook: ServerHook) -> None:
+        """Attach an observer (:class:`~trio_sio.server.hooks.ServerHook`) before serving.
+
+        Raises:
+            RuntimeError: one is attached already, or the server is running.
+        """
+        if self._admin is not None:
+            raise RuntimeError("this server is already instrumented")
+        if self.engine.running:
+            raise RuntimeError("instrument() must be called before serve() or run()")
+        self._admin = hook
+        for namespace in self._namespaces.values():
+            hook.watch(namespace)
 
     def instrument(
         self,
