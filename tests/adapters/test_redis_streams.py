@@ -13,11 +13,12 @@ from typing import Any
 
 import coredis
 import trio
+from interop.tcp_proxy import TcpProxy
 
 import trio_sio
 from trio_sio.adapters._streams_wire import decode_entry
 from trio_sio.adapters.base import RemoteSocket
-from trio_sio.adapters.redis_streams import create_adapter
+from trio_sio.adapters.redis_streams import StreamsAdapterFactory, create_adapter
 from trio_sio.testing import RawClient, open_raw_client
 
 
@@ -167,3 +168,37 @@ async def test_a_session_is_recovered_on_the_other_node(redis_url: str) -> None:
         async with open_raw_client(b) as raw:
             _, fourth = await connect(raw, {"pid": "unknown", "offset": offset})
             assert fourth["sid"] != reply["sid"]
+
+
+async def test_a_node_cut_off_from_redis_reads_what_it_missed_from_the_stream(
+    redis_url: str,
+) -> None:
+    """Unlike pub/sub: the broadcasts made while a node's link to Redis was down reach its
+    sockets once it is back (read from the stream where it left off)."""
+    name = "s" + secrets.token_hex(4)
+    port = int(redis_url.rsplit(":", 1)[1])
+    with TcpProxy(port) as proxy:
+        a = make_node(f"redis://127.0.0.1:{proxy.port}", name)
+        b = make_node(redis_url, name)
+        factory = a.adapter_factory
+        assert isinstance(factory, StreamsAdapterFactory)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.run)
+            await nursery.start(b.run)
+            async with open_raw_client(a) as on_a:
+                await connect(on_a, {"rooms": ["red"]})
+                await b.emit("before")
+                assert (await event(on_a))[0] == "before"
+                proxy.down()
+                with trio.fail_after(5):
+                    while factory.statistics().subscribed:
+                        await trio.sleep(0.01)
+                await b.to("red").emit("during", 1)
+                await b.emit("during", 2)
+                proxy.up()
+                assert [(await event(on_a))[:2] for _ in range(2)] == [
+                    ["during", 1],
+                    ["during", 2],
+                ]
+                assert factory.statistics().outages == 1
+            nursery.cancel_scope.cancel()
