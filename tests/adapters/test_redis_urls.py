@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +15,7 @@ import coredis
 import pytest
 import trio
 import trustme
+from coredis.connection import TCPLocation
 
 import trio_sio
 from trio_sio.adapters.redis import RedisAdapterFactory, RedisUnavailable, create_adapter
@@ -64,6 +69,42 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisS
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def sentinel(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A Redis Sentinel watching ``redis_server`` as primary ``mymaster``: its port."""
+    workdir = tmp_path_factory.mktemp("sentinel")
+    port = _free_port()
+    conf = workdir / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
+    )
+    if redis_server.process is None:
+        redis_server.start()
+    exe = shutil.which("redis-server")
+    assert exe is not None
+    process = subprocess.Popen(
+        [exe, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"SENTINEL get-master-addr-by-name mymaster\r\n")
+                    if str(redis_server.port).encode() in sock.recv(256):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("redis-sentinel did not start")
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
 @asynccontextmanager
 async def two_nodes(
     first: str | coredis.Redis[bytes], second: str | coredis.Redis[bytes]
@@ -109,6 +150,14 @@ async def test_a_wrong_password_is_a_clear_error(redis_with_password: RedisServe
     sio = trio_sio.Server(adapter=create_adapter(url, connect_timeout=2))
     with trio.fail_after(10), pytest.raises(RedisUnavailable, match="unreachable"):
         await sio.serve("127.0.0.1", 0)
+
+
+async def test_a_client_of_a_sentinel(sentinel: int) -> None:
+    nodes = [TCPLocation("127.0.0.1", sentinel)]
+    async with coredis.Sentinel(nodes) as watcher:
+        first, second = watcher.primary_for("mymaster"), watcher.primary_for("mymaster")
+        async with two_nodes(first, second) as (a, b):
+            await broadcasts_cross(a, b)
 
 
 def test_a_client_that_decodes_responses_is_refused() -> None:
