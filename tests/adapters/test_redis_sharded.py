@@ -1,6 +1,6 @@
-"""The sharded Redis adapter on a real Redis Cluster of three masters (started by the tests):
-trio_sio nodes alone, then mixed with Node nodes running ``createShardedAdapter`` of the
-official ``@socket.io/redis-adapter`` 8.3.0, in each subscription mode.
+"""The sharded Redis adapter on a real Redis Cluster of three masters (started by the tests),
+between trio_sio nodes (the mixed tests with Node's ``createShardedAdapter`` are in
+``test_mixed_cluster.py``); and the classic adapter over the same cluster.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import trio
 from coredis.connection import TCPLocation
 
 import trio_sio
+from trio_sio.adapters import redis as classic
 from trio_sio.adapters.base import RemoteSocket
 from trio_sio.adapters.redis_sharded import ShardedAdapterFactory, create_adapter
 from trio_sio.testing import RawClient, open_raw_client
@@ -142,3 +143,32 @@ def test_a_single_redis_is_refused_clearly() -> None:
     assert isinstance(factory, ShardedAdapterFactory)
     with pytest.raises(TypeError, match="Redis Cluster"):
         factory._open_pubsub(coredis.Redis())
+
+
+async def test_the_classic_adapter_over_a_redis_cluster(redis_cluster: RedisCluster) -> None:
+    """Classic pub/sub works on a cluster too (every message reaches every Redis node); the
+    nodes are counted over every master, whichever one holds each subscription."""
+
+    key = "cl" + secrets.token_hex(4)
+    nodes = [
+        trio_sio.Server(
+            adapter=classic.create_adapter(redis_cluster.nodes[i].url, key=key, cluster=True)
+        )
+        for i in (0, 2)
+    ]
+    for sio in nodes:
+        sio.on_server_side("hello", lambda x: f"got:{x}")
+    a, b = nodes
+    async with trio.open_nursery() as nursery:
+        for sio in nodes:
+            await nursery.start(sio.run)
+        async with open_raw_client(a) as on_a, open_raw_client(b) as on_b:
+            await on_a.connect()
+            sid_b = await on_b.connect()
+            assert await a.server_count() == 2
+            await a.emit("all")
+            await expect(on_a, '42["all"]')
+            await expect(on_b, '42["all"]')
+            assert {s.id for s in await a.fetch_sockets()} >= {sid_b}
+            assert await a.server_side_emit_with_ack("hello", 1, timeout=5) == ["got:1"]
+        nursery.cancel_scope.cancel()

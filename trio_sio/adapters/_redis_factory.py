@@ -20,12 +20,14 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import trio
 
 try:
     import anyio
     import coredis
+    from coredis.connection import TCPLocation
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Redis adapter needs: pip install 'trio-sio[redis]'") from exc
 
@@ -106,7 +108,10 @@ class RedisConnection(Generic[A]):
         publish_queue_size: int,
         connect_timeout: float,
         max_reconnect_delay: float = 0.5,
+        cluster: bool = False,
     ) -> None:
+        #: a URL names one node of a Redis Cluster (a client given ready says it itself)
+        self.cluster = cluster or isinstance(client, coredis.RedisCluster)
         if isinstance(client, str):
             self.url = client
             self._given: Client | None = None
@@ -174,6 +179,13 @@ class RedisConnection(Generic[A]):
     def _new_client(self) -> Client:
         if self._given is not None:
             return self._given  # entered by each session (coredis counts the entries)
+        if self.cluster:
+            # the start-up node given as coredis wants it (its from_url would warn otherwise)
+            location = urlsplit(self.url)
+            node = TCPLocation(location.hostname or "127.0.0.1", location.port or 6379)
+            return coredis.RedisCluster.from_url(
+                self.url, decode_responses=False, startup_nodes=[node]
+            )
         return coredis.Redis.from_url(self.url, decode_responses=False)
 
     def _open_pubsub(self, client: Client) -> Any:
@@ -182,6 +194,13 @@ class RedisConnection(Generic[A]):
         return client.pubsub(ignore_subscribe_messages=True, retry_policy=None)
 
     async def _numsub(self, client: Client, channel: str) -> int:
+        if isinstance(client, coredis.RedisCluster):
+            # a (not sharded) subscription is known to the node it was made on only
+            total = 0
+            for node in client.primaries:
+                async with node:
+                    total += sum((await node.pubsub_numsub(channel)).values())
+            return total
         counts = await client.pubsub_numsub(channel)
         return int(next(iter(counts.values()), 0))
 

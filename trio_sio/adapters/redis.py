@@ -49,13 +49,14 @@ __all__ = [
 
 
 def create_adapter(
-    client: str | coredis.Redis[bytes] = "redis://127.0.0.1:6379",
+    client: str | coredis.Redis[bytes] | coredis.RedisCluster[bytes] = "redis://127.0.0.1:6379",
     *,
     key: str = "socket.io",
     requests_timeout: float = 5.0,
     publish_queue_size: int = 1000,
     connect_timeout: float = 5.0,
     max_reconnect_delay: float = 0.5,
+    cluster: bool = False,
 ) -> RedisAdapterFactory:
     """The adapter factory to pass as ``Server(adapter=...)``.
 
@@ -63,7 +64,8 @@ def create_adapter(
         client: the Redis server, as a URL: ``redis://[[user]:password@]host:port[/db]``
             (``rediss://`` for TLS; ``?ssl_cert_reqs=none`` and the other query options of
             ``coredis.Redis.from_url``), or a ready ``coredis.Redis`` client made with
-            ``decode_responses=False`` (the adapter enters it while the server serves).
+            ``decode_responses=False`` (the adapter enters it while the server serves), or
+            a ``coredis.RedisCluster``.
         key: the channel prefix; every node of a cluster must use the same.
         requests_timeout: seconds to wait for other nodes' answers (``fetch_sockets``...),
             and for Redis to take one published message (longer: an outage).
@@ -72,6 +74,8 @@ def create_adapter(
         connect_timeout: seconds ``serve()`` waits for Redis at start before failing.
         max_reconnect_delay: the longest pause between two attempts to reconnect during an
             outage (the first ones come sooner: 0.05 s, 0.1 s, ...).
+        cluster: the URL names one node of a Redis Cluster (classic pub/sub over a cluster:
+            every message reaches every node of it; see the sharded adapter for better).
     """
     return RedisAdapterFactory(
         client,
@@ -80,4 +84,5 @@ def create_adapter(
         publish_queue_size=publish_queue_size,
         connect_timeout=connect_timeout,
         max_reconnect_delay=max_reconnect_delay,
+        cluster=cluster,
     )

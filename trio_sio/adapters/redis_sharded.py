@@ -28,11 +28,9 @@ import json
 import logging
 from collections.abc import Iterable
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import coredis
 import trio
-from coredis.connection import TCPLocation
 
 from ..protocol.serialize import to_wire
 from ._cluster_adapter import ClusterMessageAdapter
@@ -109,20 +107,12 @@ class ShardedAdapterFactory(RedisConnection["ShardedAdapter"]):
     def __init__(
         self, client: str | Client, *, subscription_mode: SubscriptionMode, **options: Any
     ) -> None:
-        super().__init__(client, **options)
+        super().__init__(client, cluster=True, **options)
         self.subscription_mode = subscription_mode
         self._rooms_changed = trio.Event()
 
     def _make_adapter(self, namespace: SocketRegistry) -> ShardedAdapter:
         return ShardedAdapter(namespace, self)
-
-    def _new_client(self) -> Client:
-        if self._given is not None:
-            return self._given
-        # the start-up node given as coredis wants it (its from_url would warn otherwise)
-        location = urlsplit(self.url)
-        node = TCPLocation(location.hostname or "127.0.0.1", location.port or 6379)
-        return coredis.RedisCluster.from_url(self.url, decode_responses=False, startup_nodes=[node])
 
     def _open_pubsub(self, client: Client) -> Any:
         if not isinstance(client, coredis.RedisCluster):
