@@ -5,7 +5,8 @@
 #   nodejs, npm    the official socket.io / socket.io-client peers, the browser bundle
 #   chromium       the browser tests (headless; CHROMIUM may name another browser instead),
 #                  with fonts-liberation for its pages
-#   redis-server   the Redis adapter's tests (each test module starts its own server)
+#   redis-server   the Redis adapters' tests (each test module starts its own server, or a
+#                  cluster of three with redis-cli from redis-tools)
 #   nginx          the reverse-proxy test (it runs its own nginx; the package's service is
 #                  kept from starting while it installs)
 #   haproxy        a cookie-sticky load balancer, and
@@ -28,6 +29,9 @@ if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
     missing="$missing chromium fonts-liberation"
 fi
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+# redis-cli forms the Redis Cluster of the sharded adapter's tests (Debian's redis-server
+# depends on redis-tools; this is for a machine where it does not)
+command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     missing="$missing nginx"
 fi

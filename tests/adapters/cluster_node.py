@@ -290,10 +290,7 @@ def _write(entry: Any) -> None:
 
 
 def _describe(socket: trio_sio.Socket | RemoteSocket) -> dict[str, Any]:
-    if isinstance(socket, RemoteSocket):
-        handshake: Any = dict(socket.handshake)
-    else:
-        handshake = dataclasses.asdict(socket.handshake)
+    handshake = dataclasses.asdict(socket.handshake)  # one shape, local or remote
     return {
         "id": socket.id,
         "rooms": sorted(socket.rooms),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,10 @@ class RedisServer:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    #: more redis-server options (a password, TLS...)
+    options: tuple[str, ...] = ()
+    #: TLS on ``port`` (no plain-text port): ready once it accepts a connection
+    tls: bool = False
 
     @property
     def url(self) -> str:
@@ -43,7 +48,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 exe,
-                "--port",
+                *(("--port", "0", "--tls-port") if self.tls else ("--port",)),
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
@@ -53,6 +58,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -61,8 +67,10 @@ class RedisServer:
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    if self.tls:
+                        return
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 time.sleep(0.05)
@@ -90,3 +98,127 @@ def redis_url(redis_server: RedisServer) -> str:
     if redis_server.process is None:
         redis_server.start()
     return redis_server.url
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above) is free too."""
+    for _ in range(1000):
+        port = random.randrange(20000, 30000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    pytest.fail("no free port pair for a Redis Cluster node")
+
+
+class RedisCluster:
+    """A Redis Cluster of three masters (no replicas) on loopback, its slots split in three.
+
+    It starts in about a second: the slots are assigned and the nodes introduced with
+    ``CLUSTER ADDSLOTSRANGE`` and ``CLUSTER MEET`` directly (``redis-cli --cluster create``
+    waits whole seconds between its steps).
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.nodes = [
+            RedisServer(
+                _free_cluster_port(),
+                workdir / str(index),
+                options=("--cluster-enabled", "yes", "--cluster-node-timeout", "5000"),
+            )
+            for index in range(3)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def _cli(self, port: int, *args: str) -> str:
+        exe = shutil.which("redis-cli")
+        if exe is None:
+            pytest.fail("redis-cli is needed (apt-get install redis-tools)")
+        done = subprocess.run(
+            [exe, "-p", str(port), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+        return done.stdout
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.workdir.mkdir(parents=True, exist_ok=True)
+            node.start()
+        bounds = [0, 5461, 10923, 16384]
+        for index, node in enumerate(self.nodes):
+            self._cli(
+                node.port,
+                "cluster",
+                "addslotsrange",
+                str(bounds[index]),
+                str(bounds[index + 1] - 1),
+            )
+        for node in self.nodes[1:]:
+            self._cli(self.nodes[0].port, "cluster", "meet", "127.0.0.1", str(node.port))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready = all(
+                "cluster_state:ok" in self._cli(node.port, "cluster", "info")
+                and self._cli(node.port, "cluster", "slots").count("127.0.0.1") == 3
+                for node in self.nodes
+            )
+            if ready:
+                return
+            time.sleep(0.05)
+        pytest.fail("the Redis Cluster did not form")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# -- Node peers (the mixed-cluster tests) ------------------------------------------------------
+
+INTEROP = Path(__file__).resolve().parent.parent / "interop"
+NODE_PACKAGES = (
+    "socket.io",
+    "socket.io-client",
+    "@socket.io/redis-adapter",
+    "@socket.io/redis-emitter",
+    "@socket.io/redis-streams-adapter",
+    "redis",
+)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The path of ``node``; skip (fail under CI) when it or a package is missing."""
+    path = shutil.which("node")
+    reason = None
+    if path is None:
+        reason = "node is not installed"
+    else:
+        for package in NODE_PACKAGES:
+            if not (INTEROP / "node_modules" / package).is_dir():
+                reason = f"node_modules/{package} is missing: run `npm ci` in tests/interop"
+                break
+    if reason is not None:
+        if _in_ci():
+            pytest.fail(f"mixed-cluster test cannot run under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    assert path is not None
+    return path

@@ -1,9 +1,16 @@
 // A Node socket.io 4.8 server with the official @socket.io/redis-adapter 8.3 (classic
-// pub/sub, redis 4 clients), for the mixed-cluster tests (test_mixed_cluster.py): one node of
-// a cluster whose other nodes are trio_sio servers on the same Redis.
+// pub/sub, redis 4 clients) or, with --adapter streams, @socket.io/redis-streams-adapter 0.3
+// (stream and channel prefix: KEY), for the mixed-cluster tests (test_mixed_cluster.py,
+// test_mixed_recovery.py): one node of a cluster whose other nodes are trio_sio servers on
+// the same Redis.
 //
 //   node node_cluster_server.mjs --redis URL [--key KEY] [--name NAME]
 //                                [--requests-timeout MS] [--specific-response-channel]
+//                                [--adapter classic|streams|sharded] [--recovery] [--port PORT]
+//                                [--mode static|dynamic|dynamic-private]
+//
+// --adapter sharded is createShardedAdapter (REDIS: a node of a Redis Cluster; --mode its
+// subscriptionMode). --recovery turns connection state recovery on; --port listens there.
 //
 // The packages come from tests/interop (package.json there; `npm ci` in that directory).
 // Listens on 127.0.0.1, port 0. The first line on stdout is the port; after it, one JSON
@@ -29,6 +36,7 @@
 //   {"ev": "connection", "nsp", "sid", "auth"}  a socket connected to this server
 //   {"ev": "disconnect", "nsp", "sid", "reason"} ... and left
 //   {"ev": "server-side", "event", "args"}    a server-side event from another node
+//   {"ev": "client-connect", "client", "sid", "recovered"}
 //   {"ev": "client-event", "client", "event", "args", "ack"}
 //   {"ev": "client-disconnect", "client", "reason"}
 //   {"ev": "result", "id", ...}               the answer to a command ("error": why it failed)
@@ -37,7 +45,9 @@
 //
 // Commands on stdin, {"id": n, "cmd": ..., ...}; the broadcast ones select sockets with
 // "nsp" (default "/"), "to" and "except" (lists of rooms) and "local"/"volatile" flags:
-//   client {name, auth, ack?, nsp?}           -> {sid} once connected
+//   client {name, auth, ack?, nsp?, url?, reconnect?}
+//                                             -> {sid} once connected (to url: another server,
+//                                                or a proxy; reconnect: every 100 ms)
 //   closeClient {name}                        -> {}
 //   emit {event, args}                        -> {}
 //   emitWithAck {event, args, timeout}        -> {replies} | {timedOut, replies}
@@ -63,8 +73,9 @@ import readline from "node:readline";
 const require = createRequire(new URL("../interop/package.json", import.meta.url));
 const { Server } = require("socket.io");
 const { io: connectClient } = require("socket.io-client");
-const { createAdapter } = require("@socket.io/redis-adapter");
-const { createClient } = require("redis");
+const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter: createStreamsAdapter } = require("@socket.io/redis-streams-adapter");
+const { createClient, createCluster } = require("redis");
 
 function option(name, fallback) {
   const index = process.argv.indexOf(`--${name}`);
@@ -76,6 +87,10 @@ const KEY = option("key", "socket.io");
 const NAME = option("name", "node");
 const REQUESTS_TIMEOUT = Number(option("requests-timeout", "5000"));
 const SPECIFIC = process.argv.includes("--specific-response-channel");
+const ADAPTER = option("adapter", "classic");
+const RECOVERY = process.argv.includes("--recovery");
+const PORT = Number(option("port", "0"));
+const MODE = option("mode", "dynamic");
 
 function describe(value) {
   if (Buffer.isBuffer(value)) return { $bytes: value.toString("hex") };
@@ -122,7 +137,9 @@ function split(args) {
   return [args, null];
 }
 
-const pubClient = createClient({ url: REDIS });
+// --adapter sharded: REDIS is one node of a Redis Cluster
+const pubClient =
+  ADAPTER === "sharded" ? createCluster({ rootNodes: [{ url: REDIS }] }) : createClient({ url: REDIS });
 const subClient = pubClient.duplicate();
 for (const client of [pubClient, subClient]) {
   // without a listener, an error (Redis going away) would end the process
@@ -131,13 +148,24 @@ for (const client of [pubClient, subClient]) {
 await Promise.all([pubClient.connect(), subClient.connect()]);
 
 const httpServer = http.createServer((req, res) => res.writeHead(404).end());
-const io = new Server(httpServer, {
-  serveClient: false,
-  adapter: createAdapter(pubClient, subClient, {
+function makeAdapter() {
+  if (ADAPTER === "streams") {
+    return createStreamsAdapter(pubClient, { streamName: KEY, channelPrefix: KEY });
+  }
+  if (ADAPTER === "sharded") {
+    return createShardedAdapter(pubClient, subClient, { channelPrefix: KEY, subscriptionMode: MODE });
+  }
+  return createAdapter(pubClient, subClient, {
     key: KEY,
     requestsTimeout: REQUESTS_TIMEOUT,
     publishOnSpecificResponseChannel: SPECIFIC,
-  }),
+  });
+}
+const adapter = makeAdapter();
+const io = new Server(httpServer, {
+  serveClient: false,
+  adapter,
+  ...(RECOVERY ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}),
 });
 
 for (const nsp of ["/", "/chat"]) {
@@ -172,15 +200,21 @@ function operator(cmd) {
 
 const clients = new Map();
 
-function startClient({ name, auth, ack, nsp }) {
+function startClient({ name, auth, ack, nsp, url, reconnect }) {
   const port = httpServer.address().port;
-  const socket = connectClient(`http://127.0.0.1:${port}${nsp ?? "/"}`, {
+  const base = url ?? `http://127.0.0.1:${port}`;
+  const socket = connectClient(`${base}${nsp ?? "/"}`, {
     transports: ["websocket"],
     forceNew: true,
-    reconnection: false,
     auth: auth ?? {},
+    ...(reconnect
+      ? { reconnectionDelay: 100, reconnectionDelayMax: 100, randomizationFactor: 0 }
+      : { reconnection: false }),
   });
   clients.set(name, socket);
+  socket.on("connect", () =>
+    log({ ev: "client-connect", client: name, sid: socket.id, recovered: socket.recovered }),
+  );
   socket.onAny((event, ...raw) => {
     const [args, cb] = split(raw);
     log({ ev: "client-event", client: name, event, args, ack: cb !== null });
@@ -287,7 +321,7 @@ async function run(line) {
   }
 }
 
-httpServer.listen(0, "127.0.0.1", () => {
+httpServer.listen(PORT, "127.0.0.1", () => {
   process.stdout.write(`${httpServer.address().port}\n`);
 });
 

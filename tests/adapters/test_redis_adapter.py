@@ -99,7 +99,11 @@ async def test_fetch_sockets_and_remote_sockets(redis_url: str) -> None:
         assert isinstance(remote, RemoteSocket)
         assert remote.rooms == {sid_b, "red"}
         assert remote.data == {"name": "b"}
-        assert remote.handshake["auth"] == {"name": "b", "rooms": ["red"]}
+        # the same typed handshake as a local socket's
+        local = b.main.get_socket(sid_b)
+        assert local is not None
+        assert remote.handshake == local.handshake
+        assert remote.handshake.auth == {"name": "b", "rooms": ["red"]}
         assert [s.id for s in await a.in_("red").fetch_sockets()] == [sid_b]
         await remote.emit("direct", "hi")
         await expect(on_b, '42["direct","hi"]')

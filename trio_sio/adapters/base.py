@@ -8,21 +8,21 @@ same :class:`BroadcastOptions` to the other nodes and delivers locally through t
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from .._emitter import event_data
+from .._handshake import Handshake
 from ..protocol.errors import AckTimeoutError
 from ..protocol.socketio import Packet, PacketType
 
 if TYPE_CHECKING:
-    from ..server.socket import Socket
     from .recovery import ConnectionStateRecovery, RecoveredSession, Session
 
-__all__ = ["Adapter", "BroadcastOptions", "RemoteSocket", "SocketRegistry"]
+__all__ = ["Adapter", "AdapterSocket", "BroadcastOptions", "RemoteSocket", "SocketRegistry"]
 
 #: Sends the reply of a server-side emit that asked for one.
 ReplySender = Callable[[Any], Awaitable[None]]
@@ -49,12 +49,48 @@ class BroadcastOptions:
     compress: bool = True
 
 
+class AdapterSocket(Protocol):
+    """What an adapter may see and do of a socket of this node (``trio_sio.Socket`` is one).
+
+    Adapters know sockets only through this view, so that they depend on no server module.
+    """
+
+    @property
+    def id(self) -> str:
+        """The socket's public id."""
+        ...
+
+    @property
+    def handshake(self) -> Handshake:
+        """What the client sent when it connected."""
+        ...
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms it is in."""
+        ...
+
+    @property
+    def data(self) -> Any:
+        """The application's data of the socket."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """True until it disconnects."""
+        ...
+
+    async def disconnect(self, close: bool = False) -> None:
+        """Disconnect it (and its whole connection if ``close``)."""
+        ...
+
+
 class SocketRegistry(Protocol):
     """What an adapter may ask of its namespace."""
 
     name: str
 
-    def get_socket(self, sid: str) -> Socket | None:
+    def get_socket(self, sid: str) -> AdapterSocket | None:
         """The connected socket with this id on this node, if any."""
         ...
 
@@ -142,7 +178,7 @@ class Adapter(abc.ABC):
             self.sids(options), packet, options.timeout, compress=options.compress
         )
 
-    async def fetch_sockets(self, options: BroadcastOptions) -> list[Socket | RemoteSocket]:
+    async def fetch_sockets(self, options: BroadcastOptions) -> list[AdapterSocket | RemoteSocket]:
         """The selected sockets (on this node, for this adapter)."""
         await trio.lowlevel.checkpoint()
         found = (self.namespace.get_socket(sid) for sid in self.sids(options))
@@ -243,14 +279,15 @@ class RemoteSocket:
 
     Attributes:
         id: the socket id.
-        handshake: the handshake as the other node described it (a dict, JS field names).
+        handshake: the handshake as the other node described it: the same
+            :class:`~trio_sio.Handshake` as a local socket's.
         rooms: its rooms when it was fetched.
         data: its ``data`` when it was fetched.
     """
 
     adapter: Adapter = field(repr=False)
     id: str
-    handshake: Mapping[str, Any]
+    handshake: Handshake
     rooms: frozenset[str]
     data: Any
 

@@ -15,7 +15,6 @@ from weakref import WeakKeyDictionary
 
 import trio
 
-from .._handlers import Handler
 from ..adapters.base import RemoteSocket
 from ..protocol.errors import ConnectionRefused, SocketIOError
 from ..server.broadcast import BroadcastOperator
@@ -108,9 +107,7 @@ class Instrumentation:
             admin.on("join", partial(self._on_rooms, join=True))
             admin.on("leave", partial(self._on_rooms, join=False))
             admin.on("_disconnect", self._on_disconnect)
-        server._admin = self
-        for existing in server.namespaces.values():
-            self.watch(existing)
+        server.add_hook(self)  # watches the namespaces that exist, then each new one
 
     # -- hooks ----------------------------------------------------------------------------
     def watch(self, namespace: Namespace) -> None:
@@ -123,10 +120,6 @@ class Instrumentation:
         if table in self._hooked:
             return  # a child of a parent namespace hooked already
         self._hooked.add(table)
-        # First, as the Node server's prependListener: the socket is known before the
-        # application's connection handlers run.
-        table._lifecycle.setdefault("connection", []).insert(0, Handler(self._socket_connected))
-        table._lifecycle.setdefault("disconnecting", []).append(Handler(self._socket_leaving))
         if table is not self.namespace:
             table.on_any(self._event_received)
             table.on_any_outgoing(self._event_sent)
@@ -142,7 +135,11 @@ class Instrumentation:
             if self.dropped % 1000 == 1:
                 log.warning("admin notifications dropped (%d so far)", self.dropped)
 
-    def _socket_connected(self, socket: Socket) -> None:
+    def socket_connected(self, socket: Socket) -> None:
+        """Called by the server before the application's connection handlers (as the Node
+        server's ``prependListener``): the socket is known to the UI first."""
+        if not self.development:
+            return
         transport = socket.transport
         if isinstance(socket.data, dict):  # for other nodes' fetch_sockets, as in Node
             socket.data[ADMIN_KEY] = {"clientId": client_id(socket), "transport": transport}
@@ -152,7 +149,10 @@ class Instrumentation:
         self._fresh[socket] = copy.deepcopy(found["data"])
         self._queue("socket_connected", found, _now())
 
-    def _socket_leaving(self, socket: Socket, reason: str) -> None:
+    def socket_leaving(self, socket: Socket, reason: str) -> None:
+        """Called by the server after the application's ``disconnecting`` handlers."""
+        if not self.development:
+            return
         self._polling.pop(socket, None)
         self._fresh.pop(socket, None)
         self._queue("socket_disconnected", socket.namespace.name, socket.id, reason, _now())

@@ -16,9 +16,6 @@ __all__ = ["ADMIN_KEY", "client_id", "serialize", "visible_data"]
 #: a socket (``clientId``, ``transport``), as the Node server does.
 ADMIN_KEY = "_admin"
 
-#: The handshake fields the UI shows (``auth`` is left out, as the Node server does).
-_HANDSHAKE_FIELDS = ("headers", "query", "issued", "secure", "time", "url", "xdomain")
-
 
 def client_id(socket: Socket) -> str:
     """A short id of the socket's connection: what groups the sockets of one client.
@@ -48,29 +45,22 @@ def serialize(socket: Socket | RemoteSocket, nsp: str) -> dict[str, Any]:
     """One socket of namespace ``nsp``, local or on another node."""
     client: str | None
     transport: str | None
+    shake = socket.handshake
+    headers = dict(shake.headers)
+    handshake: dict[str, Any] = {
+        "address": _address(headers, shake.address),
+        "headers": headers,
+        "query": dict(shake.query),
+        "issued": shake.issued,
+        "secure": shake.secure,
+        "time": shake.time,
+        "url": shake.url,
+        "xdomain": shake.xdomain,
+    }
+    data = socket.data
     if isinstance(socket, Socket):
-        shake = socket.handshake
-        headers = dict(shake.headers)
-        handshake: dict[str, Any] = {
-            "address": _address(headers, shake.address),
-            "headers": headers,
-            "query": dict(shake.query),
-            "issued": shake.issued,
-            "secure": shake.secure,
-            "time": shake.time,
-            "url": shake.url,
-            "xdomain": shake.xdomain,
-        }
         client, transport = client_id(socket), socket.transport
-        data = socket.data
     else:
-        remote = socket.handshake
-        raw_headers = remote.get("headers")
-        headers = dict(raw_headers) if isinstance(raw_headers, Mapping) else {}
-        handshake = {"address": _address(headers, remote.get("address"))}
-        handshake.update({name: remote.get(name) for name in _HANDSHAKE_FIELDS})
-        handshake["headers"] = headers
-        data = socket.data
         admin = data.get(ADMIN_KEY) if isinstance(data, Mapping) else None
         if not isinstance(admin, Mapping):
             admin = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket as socket_module
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
@@ -261,6 +262,7 @@ async def serve(
     port: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``host:port`` (port 0 picks one) and run ``engine`` until cancelled or
@@ -278,6 +280,9 @@ async def serve(
             ``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)`` with
             ``load_cert_chain(...)``). The TLS handshake happens while the connection
             waits for its first request: it is bounded by ``http_keepalive_timeout``.
+        reuse_port: set ``SO_REUSEPORT`` (Linux, BSD): several processes may listen on the
+            same port, the kernel spreading new connections between them (see the
+            Scaling out page: long-polling then needs a sticky proxy).
 
     Resource handling: on cancellation or shutdown, every session is closed gracefully (a
     CLOSE packet, bounded by ``close_timeout``) before the listeners and connections are.
@@ -285,7 +290,10 @@ async def serve(
     Error handling: a failing connection or session is logged and closed; it never reaches
     this task. A failed TLS handshake is logged at DEBUG.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    if reuse_port:
+        listeners = await _open_reuse_port_listeners(host, port)
+    else:
+        listeners = await trio.open_tcp_listeners(port, host=host)
     served: list[trio.abc.Listener[Any]] = list(listeners)
     if ssl_context is not None:
         served = [trio.SSLListener(tcp, ssl_context, https_compatible=True) for tcp in listeners]
@@ -299,6 +307,40 @@ async def serve(
     async with trio.open_nursery() as nursery:
         await nursery.start(run_engine)
         task_status.started(listeners)
+
+
+async def _open_reuse_port_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
+    """Like ``trio.open_tcp_listeners``, with ``SO_REUSEPORT`` set before binding.
+
+    Raises:
+        OSError: the platform has no ``SO_REUSEPORT``, or binding failed.
+    """
+    option = getattr(trio.socket, "SO_REUSEPORT", None)
+    if option is None:
+        raise OSError("SO_REUSEPORT is not available on this platform")
+    addresses = await trio.socket.getaddrinfo(
+        host, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
+    )
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, kind, proto, _, address in addresses:
+            sock = trio.socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                sock.setsockopt(trio.socket.SOL_SOCKET, option, 1)
+                if family == trio.socket.AF_INET6:
+                    sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(socket_module.SOMAXCONN)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
 
 
 # -- accepting connections --------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._emitter import event_data
 from ..adapters.base import BroadcastOptions, RemoteSocket
@@ -106,7 +106,8 @@ class BroadcastOperator:
 
     async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
         """The selected sockets."""
-        return await self.namespace.adapter.fetch_sockets(self.options)
+        found = await self.namespace.adapter.fetch_sockets(self.options)
+        return cast("list[Socket | RemoteSocket]", found)  # its local sockets are ours
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
         """Make the selected sockets join these rooms."""

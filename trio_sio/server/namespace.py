@@ -196,6 +196,8 @@ class Namespace(_HandlerTable):
             await middleware(socket, auth)
 
     async def _on_connection(self, socket: Socket, auth: dict[str, Any]) -> None:
+        if self.server._admin is not None:
+            self.server._admin.socket_connected(socket)
         for handler in self._all("connection"):
             try:
                 await handler(socket, auth)
@@ -210,6 +212,8 @@ class Namespace(_HandlerTable):
                 await handler(socket, reason)
             except Exception:
                 log.exception("%r: %s handler failed", socket, name)
+        if name == "disconnecting" and self.server._admin is not None:
+            self.server._admin.socket_leaving(socket, reason)
 
     # -- socket registry (the adapter's view) ---------------------------------------------
     def _add(self, socket: Socket) -> None:

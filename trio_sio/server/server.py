@@ -24,6 +24,7 @@ from .socket import Socket
 
 if TYPE_CHECKING:
     from ..admin import Instrumentation, SessionStore
+    from .hooks import ServerHook
 
 __all__ = ["Server"]
 
@@ -116,8 +117,8 @@ class Server:
         )
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
-        #: the Admin UI's instrumentation, once :meth:`instrument` is called
-        self._admin: Instrumentation | None = None
+        #: the observer attached with :meth:`add_hook` (the Admin UI's instrumentation)
+        self._admin: ServerHook | None = None
         self.main = self.of("/")
 
     # -- namespaces -----------------------------------------------------------------------
@@ -274,6 +275,7 @@ class Server:
         port: int,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` and serve until cancelled or :meth:`shutdown`.
@@ -281,6 +283,8 @@ class Server:
         Use as ``listeners = await nursery.start(sio.serve, "127.0.0.1", 3000)``. With
         ``ssl_context`` (a server context holding the certificate chain), it serves
         HTTPS/WSS. To serve inside an ASGI server instead, see :class:`trio_sio.ASGIApp`.
+        With ``reuse_port``, several processes may listen on the same port (``SO_REUSEPORT``;
+        see ``python -m trio_sio serve`` on the Scaling out page).
 
         Resource handling: on cancellation or shutdown every connection is closed (clients
         get a close packet; disconnect handlers run with reason ``"server shutting down"``).
@@ -290,7 +294,12 @@ class Server:
         """
         async with self._adapter_running(), self._admin_running():
             await standalone.serve(
-                self.engine, host, port, ssl_context=ssl_context, task_status=task_status
+                self.engine,
+                host,
+                port,
+                ssl_context=ssl_context,
+                reuse_port=reuse_port,
+                task_status=task_status,
             )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -332,6 +341,20 @@ class Server:
                 yield
             finally:
                 nursery.cancel_scope.cancel()
+
+    def add_hook(self, hook: ServerHook) -> None:
+        """Attach an observer (:class:`~trio_sio.server.hooks.ServerHook`) before serving.
+
+        Raises:
+            RuntimeError: one is attached already, or the server is running.
+        """
+        if self._admin is not None:
+            raise RuntimeError("this server is already instrumented")
+        if self.engine.running:
+            raise RuntimeError("instrument() must be called before serve() or run()")
+        self._admin = hook
+        for namespace in self._namespaces.values():
+            hook.watch(namespace)
 
     def instrument(
         self,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ import trio
 from .._acks import AckRegistry, await_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Ack, Handler, ack_args
+from .._handshake import Handshake
 from .._sync import Slots
 from ..adapters.base import BroadcastOptions
 from ..adapters.recovery import RECOVERABLE_REASONS, Session
@@ -31,36 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["Handshake", "Socket"]
 
 log = logging.getLogger("trio_sio.server")
-
-
-@dataclass(frozen=True, slots=True)
-class Handshake:
-    """What the client sent when it connected.
-
-    Attributes:
-        headers: HTTP headers of the Engine.IO handshake request (lower-case names).
-        query: its query parameters.
-        address: the client's IP address, when known (behind a proxy listed in
-            ``trusted_proxies``, the one ``X-Forwarded-For`` gives).
-        time: when the handshake happened, as JavaScript's ``Date.toString()`` writes it
-            (``"Mon Nov 30 2026 05:26:47 GMT+0000 (Coordinated Universal Time)"``, UTC),
-            like the JS server's.
-        issued: the same, in milliseconds since the epoch.
-        url: the request path with its query string.
-        auth: the ``auth`` payload of the namespace CONNECT packet (``{}`` if none).
-        secure: whether the connection uses TLS (as far as the server can tell).
-        xdomain: whether the request came with an ``Origin`` header.
-    """
-
-    headers: Mapping[str, str]
-    query: Mapping[str, str]
-    address: str | None
-    time: str
-    issued: int
-    url: str
-    auth: dict[str, Any] = field(default_factory=dict)
-    secure: bool = False
-    xdomain: bool = False
 
 
 class Socket:
