@@ -240,6 +240,7 @@ class EngineSocket:
         "close_reason",
         "handler",
         "probe_done",
+        "protocol",
         "request",
         "sid",
         "upgrading",
@@ -291,6 +292,9 @@ class EngineSocket:
         self._upgrade_settled: trio.Event | None = None
         #: the layer above, if one is attached (see :meth:`attach`).
         self.handler: SessionHandler | None = None
+        #: the Engine.IO protocol version the client speaks (3 only with ``allow_eio3``;
+        #: set by the server before the session starts).
+        self.protocol = 4
 
     # -- public API -----------------------------------------------------------------------
     def attach(self, handler: SessionHandler) -> None:
@@ -698,6 +702,9 @@ class EngineSocket:
         # Absolute deadlines from the session's start, so that scheduling delays do not add up.
         config = self._config
         closing = self._close_requested
+        if self.protocol == 3:
+            await self._watch_client_pings()
+            return
         next_ping = self._started_at + config.ping_interval
         while True:
             with trio.move_on_at(next_ping):
@@ -717,6 +724,20 @@ class EngineSocket:
                 self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
                 return
             next_ping = trio.current_time() + config.ping_interval
+
+    async def _watch_client_pings(self) -> None:
+        """Engine.IO v3: the client pings and the server answers; the session closes when
+        no ping comes within ``ping_interval + ping_timeout`` (each ping moves the deadline,
+        see _on_packet). Returns once a close was asked for."""
+        config = self._config
+        with trio.CancelScope(
+            deadline=self._started_at + config.ping_interval + config.ping_timeout
+        ) as scope:
+            self._pong_scope = scope
+            await self._close_requested.wait()
+            return
+        self._pong_scope = None
+        self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
 
     def _ping(self) -> bool:
         """Queue a PING (or write it at once); False if the session is closed."""
@@ -861,10 +882,16 @@ class EngineSocket:
                 return False
         elif ptype is PacketType.PONG:
             scope = self._pong_scope
-            if scope is not None:  # else no ping is outstanding: nothing to do
+            # (Engine.IO v3: that scope is the wait for the client's next ping.)
+            if scope is not None and self.protocol != 3:  # else no ping is outstanding
                 self._pong_scope = None
                 scope.cancel()
         elif ptype is PacketType.PING:
+            if self.protocol == 3 and self._pong_scope is not None:
+                config = self._config
+                self._pong_scope.deadline = (
+                    trio.current_time() + config.ping_interval + config.ping_timeout
+                )
             reply = PONG_PROBE if packet == PING_PROBE else PONG
             with suppress(ConnectionClosed):
                 self._enqueue((reply,), direct=True)

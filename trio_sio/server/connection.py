@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import trio
 
@@ -130,6 +130,14 @@ class Connection:
                 self._started = True
                 if self._ready is not None:
                     self._ready.set()
+                if self.engine.protocol == 3:
+                    # A Socket.IO v2 client (Engine.IO v3) is in "/" from the start, as the
+                    # JS server's allowEIO3 has it: no CONNECT from it, no connect timeout.
+                    nursery.start_soon(self._connect, "/", {})
+                    await self.engine.wait_closing()
+                    self.closing = True
+                    nursery.cancel_scope.cancel()
+                    return
                 # The namespace connect timeout: this scope is cancelled at the first
                 # namespace connection, so that a connected session holds no scope.
                 deadline = trio.current_time() + self.server.connect_timeout
@@ -229,7 +237,12 @@ class Connection:
         elif ptype is PacketType.CONNECT:
             # Middleware may wait (a database, a token check): reading goes on meanwhile,
             # so pongs and other namespaces' packets are not held up.
-            await reader.run_handler(self._connect(packet.namespace, packet.data), _keep, _keep)
+            name, auth = packet.namespace, packet.data
+            if self.engine.protocol == 3:
+                # Socket.IO v2: the auth travels as the namespace's query string.
+                name, _, query = name.partition("?")
+                auth = dict(parse_qsl(query))
+            await reader.run_handler(self._connect(name, auth), _keep, _keep)
         elif ptype is PacketType.DISCONNECT:
             socket = self.sockets.get(packet.namespace)
             if socket is not None:
@@ -257,6 +270,8 @@ class Connection:
         sid = random_id() if session is None else session.sid
         socket = Socket(namespace, self, sid, self._handshake(auth))
         recovery = self.server.connection_state_recovery
+        if recovery is not None and self.engine.protocol == 3:
+            recovery = None  # no recovery in Socket.IO v2
         if recovery is not None:
             socket._pid = random_id() if session is None else session.pid
         if session is not None:
@@ -265,9 +280,11 @@ class Connection:
             if session is None or not (recovery and recovery.skip_middlewares):
                 await namespace._run_middlewares(socket, auth)
         except ConnectionRefused as exc:
-            refusal: dict[str, Any] = {"message": exc.message}
+            refusal: Any = {"message": exc.message}
             if exc.data is not None:
                 refusal["data"] = to_wire((exc.data,))[0]
+            if self.engine.protocol == 3:  # Socket.IO v2: the data, or else the message
+                refusal = refusal.get("data", exc.message)
             await self._refuse(name, refusal)
             return
         except Exception:
@@ -279,7 +296,13 @@ class Connection:
         socket.connected = True
         self.sockets[name] = socket
         namespace._add(socket)
-        reply = {"sid": socket.id} if socket._pid is None else {"sid": sid, "pid": socket._pid}
+        reply: dict[str, Any] | None
+        if self.engine.protocol == 3:
+            reply = None  # Socket.IO v2: a bare CONNECT
+        elif socket._pid is None:
+            reply = {"sid": socket.id}
+        else:
+            reply = {"sid": sid, "pid": socket._pid}
         connect = Packet(PacketType.CONNECT, name, reply)
         if session is None:
             socket._recovery_offset = namespace.adapter.last_offset()
@@ -333,7 +356,7 @@ class Connection:
         group = frames_to_engine(self.server.parser.encode(packet))
         self.send_group_nowait(group, volatile=False, force=True)
 
-    async def _refuse(self, name: str, data: dict[str, Any]) -> None:
+    async def _refuse(self, name: str, data: Any) -> None:
         await self.send_packet(Packet(PacketType.CONNECT_ERROR, name, data))
 
     def _handshake(self, auth: dict[str, Any]) -> Handshake:
