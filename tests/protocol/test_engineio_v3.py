@@ -120,6 +120,14 @@ def test_eio3_requests_only_when_allowed() -> None:
         allow_eio3=True,
     )
     assert v4.protocol == 4
+    with pytest.raises(HandshakeError, match="JSONP"):
+        validate_request(
+            {**query, "j": "0"},
+            method="GET",
+            is_upgrade=False,
+            allowed_transports=transports,
+            allow_eio3=True,
+        )
 
 
 # -- properties -------------------------------------------------------------------------

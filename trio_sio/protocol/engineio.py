@@ -532,6 +532,9 @@ def validate_request(
         protocol = PROTOCOL_VERSION
     else:
         raise HandshakeError(HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION)
+    if protocol == PROTOCOL_VERSION_V3 and "j" in query:
+        # JSONP polling (v3 clients in browsers without CORS): not implemented.
+        raise HandshakeError(HandshakeErrorCode.BAD_REQUEST, "JSONP polling is not supported")
     try:
         transport = Transport(query.get("transport", ""))
     except ValueError:
