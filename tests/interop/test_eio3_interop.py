@@ -3,8 +3,10 @@ server with ``allow_eio3=True``, over polling, WebSocket and the upgrade, on a r
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 import trio
 
 import trio_sio
+from trio_sio.protocol.engineio import Packet, PacketType, decode_payload_v3, encode_payload_v3
 
 HERE = Path(__file__).resolve().parent
 
@@ -149,3 +152,59 @@ async def test_eio3_is_refused_unless_allowed(nursery: trio.Nursery) -> None:
                 "message": "Unsupported protocol version",
             }
         sio.shutdown()
+
+
+# The payload codec against engine.io-parser 2.x, the one socket.io-client 2.x ships (its
+# binary body form is what browsers send and take; the Node client uses base64 text).
+PEER_PACKETS = [
+    Packet(PacketType.MESSAGE, "hello"),
+    Packet(PacketType.MESSAGE, "héllo wörld 😀"),
+    Packet(PacketType.MESSAGE, b"\x00\x01\x02\xff"),
+    Packet(PacketType.PING),
+    Packet(PacketType.MESSAGE, "x" * 300),
+]
+
+
+def _described(packets: list[Packet]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": p.type.name.lower(),
+            "data": {"hex": p.data.hex()} if isinstance(p.data, bytes) else p.data,
+        }
+        for p in packets
+    ]
+
+
+def test_payloads_match_the_js_v3_parser(node_sio_client_v2: str) -> None:
+    encoded = subprocess.run(
+        [node_sio_client_v2, "eio3_parser_peer.mjs", "encode"],
+        cwd=HERE,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    theirs = json.loads(encoded.stdout)
+    binary = base64.b64decode(theirs["binary"])
+    # Byte for byte the same encoding, and each side decodes the other's.
+    assert encode_payload_v3(PEER_PACKETS) == theirs["text"]
+    assert encode_payload_v3(PEER_PACKETS, binary=True) == binary
+    assert decode_payload_v3(theirs["text"]) == PEER_PACKETS
+    assert decode_payload_v3(binary) == PEER_PACKETS
+    ours = encode_payload_v3(PEER_PACKETS, binary=True)
+    assert isinstance(ours, bytes)
+    request = {
+        "text": encode_payload_v3(PEER_PACKETS),
+        "binary": base64.b64encode(ours).decode(),
+    }
+    decoded = subprocess.run(
+        [node_sio_client_v2, "eio3_parser_peer.mjs", "decode"],
+        cwd=HERE,
+        input=json.dumps(request).encode(),
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    assert json.loads(decoded.stdout) == {
+        "text": _described(PEER_PACKETS),
+        "binary": _described(PEER_PACKETS),
+    }
