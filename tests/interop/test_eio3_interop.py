@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 def make_app() -> trio_sio.Server:
     # A short ping interval: the heartbeat scenario lasts several intervals.
-    sio = trio_sio.Server(allow_eio3=True, ping_interval=0.3, ping_timeout=0.5)
+    sio = trio_sio.Server(allow_eio3=True, ping_interval=0.3, ping_timeout=2)
 
     @sio.on("connection")
     async def connected(socket: trio_sio.Socket, auth: Any) -> None:

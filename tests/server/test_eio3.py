@@ -90,6 +90,7 @@ async def test_the_v3_handshake_and_the_implicit_main_namespace(
     assert info["upgrades"] == ["websocket"]
     # Socket.IO v2: the server puts the client in "/" at once, with a bare CONNECT.
     assert await client.get_packets() == ["40"]
+    await trio.testing.wait_all_tasks_blocked()  # the connection handlers run after
     assert connected == [("/", {})]
 
 
