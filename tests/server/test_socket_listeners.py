@@ -223,6 +223,7 @@ async def test_socket_disconnect_and_error_listeners_and_refused_names(
 ) -> None:
     sio = make_server()
     seen: list[tuple[str, Any]] = []
+    sockets: list[trio_sio.Socket] = []
 
     @sio.on("disconnecting")
     def namespace_disconnecting(socket: trio_sio.Socket, reason: str) -> None:
@@ -230,6 +231,7 @@ async def test_socket_disconnect_and_error_listeners_and_refused_names(
 
     @sio.on("connection")
     def connected(socket: trio_sio.Socket, auth: Any) -> None:
+        sockets.append(socket)
         socket.on("disconnecting", lambda reason: seen.append(("disconnecting", reason)))
         socket.on("disconnect", lambda reason: seen.append(("disconnect", reason)))
         socket.on("error", lambda err: seen.append(("error", err)))
@@ -250,6 +252,8 @@ async def test_socket_disconnect_and_error_listeners_and_refused_names(
         ("disconnecting", "client namespace disconnect"),
         ("disconnect", "client namespace disconnect"),
     ]
+    (socket,) = sockets
+    assert socket._own is None  # dropped at the end: no cycle through the closures
 
 
 # -- the any family ------------------------------------------------------------------------

@@ -705,6 +705,9 @@ class Socket:
         if own is not None:
             self._count_outgoing()
             await self._run_own_lifecycle("disconnect", reason)
+            # The listeners are closures over this socket, as a rule: dropping them breaks
+            # the cycle, so that the socket is freed at once rather than by the collector.
+            self._own = None
 
     async def _run_own_lifecycle(self, name: str, reason: str) -> None:
         assert self._own is not None
