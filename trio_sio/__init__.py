@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .server import BroadcastOperator as BroadcastOperator
     from .server import Handshake as Handshake
     from .server import Namespace as Namespace
+    from .server import PacketRefused as PacketRefused
+    from .server import RateLimit as RateLimit
     from .server import Server as Server
     from .server import Socket as Socket
 
@@ -45,6 +47,8 @@ _LAZY = {
     "BroadcastOperator": "server",
     "Handshake": "server",
     "Namespace": "server",
+    "PacketRefused": "server",
+    "RateLimit": "server",
     "Server": "server",
     "Socket": "server",
 }
@@ -75,6 +79,8 @@ __all__ = [
     "ConnectionRefused",
     "Handshake",
     "Namespace",
+    "PacketRefused",
+    "RateLimit",
     "Server",
     "Socket",
     "SocketEmitter",

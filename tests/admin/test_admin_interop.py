@@ -125,7 +125,10 @@ async def test_same_events_and_payloads_as_the_node_server(node_url: str) -> Non
     # the UI listens: it misses it); trio_sio sends it right after CONNECT.
     assert [len(args[0]) for args in from_node["session"]] == [16]
     assert [len(args[0]) for args in ours["session"]] == [16]
-    assert set(ours) == set(from_node)
+    # socket_updated tells of the admin client's own move from polling to WebSocket: whether
+    # it comes depends on whether that upgrade ends before the namespace CONNECT (whose
+    # password check may wait) is done, on either server.
+    assert set(ours) - {"socket_updated"} == set(from_node) - {"socket_updated"}
     assert ours["config"] == from_node["config"]
 
     def user_events(received: dict[str, list[list[Any]]], name: str) -> list[list[Any]]:

@@ -95,3 +95,15 @@ def eio_node_server_factory() -> Iterator[EioServerFactory]:
 def eio_node_server(eio_node_server_factory: EioServerFactory) -> str:
     """The base URL of a Node engine.io echo server with the default heartbeat."""
     return f"http://127.0.0.1:{eio_node_server_factory()}"
+
+
+@pytest.fixture
+def node_sio_client() -> str:
+    """``node``, with socket.io-client 4 installed (skip, or fail under CI, without)."""
+    return _require_node("socket.io-client")
+
+
+@pytest.fixture
+def node_sio_client_v2() -> str:
+    """``node``, with socket.io-client 2 installed as ``socket.io-client-v2``."""
+    return _require_node("socket.io-client-v2")

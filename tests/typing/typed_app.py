@@ -38,11 +38,32 @@ def create_server() -> trio_sio.Server:
         socket.data["user"] = str(auth.get("user", "anonymous"))
 
     chat.use(authenticate)
+    # Packet middleware: a rate limit per socket, and a check of every event's arguments.
+    sio.use_packet(trio_sio.RateLimit(rate=50, burst=100))
+
+    @sio.use_packet
+    def no_empty_messages(
+        socket: trio_sio.Socket, event: str, args: list[object]
+    ) -> trio_sio.PacketRefused | None:
+        if event == "message" and not all(args):
+            return trio_sio.PacketRefused("empty message")
+        return None
 
     @sio.on("connection")
     async def connected(socket: trio_sio.Socket, auth: dict[str, object]) -> None:
         user: str = socket.data["user"]
         socket.join("lobby")
+
+        @socket.on("error")
+        def refused(error: Exception) -> None:
+            socket.data["refused"] = str(error)
+
+        def sent(event: str, *args: object) -> None:
+            socket.data["last sent"] = event
+
+        socket.on_any_outgoing(sent)
+        socket.use(lambda event, args: None)
+        assert socket.listeners_any_outgoing() == [sent]
         await socket.emit("welcome", user)
 
         def pong(error: Exception | None, reply: str | None = None) -> None:

@@ -195,6 +195,8 @@ class EngineConfig:
             ``{"threshold": 1024, "level": 6, "client_no_context_takeover": True}``
             (see :class:`~trio_sio.protocol.deflate.DeflateOptions`). Clients' compressed
             messages are inflated within ``max_http_buffer_size``.
+        allow_eio3: also accept Engine.IO v3 clients (``EIO=3``: socket.io-client 2.x and
+            the SDKs of that time), as the JS ``allowEIO3``; off by default, as there.
     """
 
     ping_interval: float = 25.0
@@ -227,6 +229,7 @@ class EngineConfig:
     max_connections: int | None = None
     http_compression: bool | int | Mapping[str, int] = True
     per_message_deflate: bool | Mapping[str, Any] = False
+    allow_eio3: bool = False
 
     def __post_init__(self) -> None:
         HttpCompression.from_setting(self.http_compression)  # raises if malformed

@@ -27,13 +27,16 @@ from ..protocol.engineio import (
     Packet,
     Transport,
     decode_payload,
+    decode_payload_v3,
     encode_open,
     encode_payload,
+    encode_payload_v3,
     validate_request,
 )
 from ..protocol.errors import RemoteProtocolError
 from ._compression import HttpCompression, compress_poll_response
 from ._edge import HttpEdge
+from ._eio3 import Eio3Channel
 from .config import EngineConfig, HttpResponse, RequestHead
 from .socket import EngineSocket, Handler
 from .transports import PollingTransport, WebSocketChannel, WebSocketTransport
@@ -317,6 +320,8 @@ class EngineServer:
             )
         )
         socket = EngineSocket(sid, transport, config, head, open_packet)
+        if config.allow_eio3 and head.query.get("EIO") == "3":
+            socket.protocol = 3  # before any task of the session runs
         if self._on_open is not None:
             self._on_open(socket)  # before any task of the session runs
         self._sessions[sid] = socket
@@ -369,6 +374,7 @@ class EngineServer:
             method=head.method,
             is_upgrade=is_upgrade,
             allowed_transports=config.transports,
+            allow_eio3=config.allow_eio3,
         )
         if not origin_allowed:
             raise HandshakeError(HandshakeErrorCode.FORBIDDEN, "Origin not allowed")
@@ -486,7 +492,15 @@ class EngineServer:
                 return bad()
             finally:
                 transport.get_active = False
-        body = encode_payload(packets).encode()
+        if socket.protocol == 3:
+            # The client takes binary bodies unless it asked for base64 at the handshake.
+            encoded = encode_payload_v3(packets, binary=not socket.request.query.get("b64"))
+            if isinstance(encoded, bytes):
+                headers = [("Content-Type", "application/octet-stream"), *cors]
+                return HttpResponse(200, headers, encoded)
+            body = encoded.encode()
+        else:
+            body = encode_payload(packets).encode()
         response = HttpResponse(200, [_TEXT, *cors], body)
         return await compress_poll_response(response, head, packets, self._http_compression)
 
@@ -512,7 +526,12 @@ class EngineServer:
         transport.post_active = True
         try:
             data = await _read_limited(body, self.config.max_http_buffer_size, content_length)
-            packets = decode_payload(data, max_packets=self.config.max_packets_per_payload)
+            limit = self.config.max_packets_per_payload
+            if socket.protocol == 3:
+                binary = head.headers.get("content-type", "").startswith("application/octet-stream")
+                packets = decode_payload_v3(data if binary else _utf8(data), max_packets=limit)
+            else:
+                packets = decode_payload(data, max_packets=limit)
             await transport.feed(packets)
         except PayloadTooLarge:
             log.info("session %s: POST body over the size limit", socket.sid)
@@ -569,6 +588,8 @@ class EngineServer:
             if not sid:
                 if not self.accepting:
                     return
+                if self.config.allow_eio3 and head.query.get("EIO") == "3":
+                    channel = Eio3Channel(channel)
                 transport = WebSocketTransport(channel)
                 if self._hosts_current_task():
                     socket = self._new_session(head, transport)
@@ -581,6 +602,8 @@ class EngineServer:
             socket = self._sessions.get(sid)
             if socket is None:
                 return
+            if socket.protocol == 3:
+                channel = Eio3Channel(channel)
             await socket.upgrade(channel)
         except trio.Cancelled:
             if socket is not None and socket.transport is Transport.WEBSOCKET:
@@ -608,6 +631,13 @@ class _Started:
         status, self._status = self._status, None
         if status is not None:
             status.started(value)
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("payload is not valid UTF-8") from None
 
 
 async def _read_limited(body: AsyncIterable[bytes], limit: int, declared: int | None) -> bytes:

@@ -96,15 +96,21 @@ class SessionHandler(Protocol):
     its own).
     """
 
+    def on_started(self) -> None:
+        """The session's tasks are starting: :attr:`EngineSocket.nursery` can be used.
+        Called once, by the session's task. Must not block."""
+        ...
+
     def on_closing(self) -> None:
         """The session started closing (``close_reason`` is set): start no new work. Called
         once, from whatever task asked for the close. Must not block."""
         ...
 
     async def on_closed(self) -> None:
-        """The session is over and its tasks are cancelled: run the layer's own close
-        sequence. Called once, by the session's task, shielded from cancellation; the
-        handler bounds it in time."""
+        """The session is closing (after :meth:`on_closing`): run the layer's own close
+        sequence, before the session flushes its last packets and cancels its tasks.
+        Called once, by the session's task, shielded from cancellation; the handler bounds
+        it in time."""
         ...
 
     async def on_message(self, message: str | bytes, reader: Reader) -> None:
@@ -255,6 +261,7 @@ class EngineSocket:
         "close_reason",
         "handler",
         "probe_done",
+        "protocol",
         "request",
         "sid",
         "upgrading",
@@ -308,6 +315,9 @@ class EngineSocket:
         self._upgrade_settled: trio.Event | None = None
         #: the layer above, if one is attached (see :meth:`attach`).
         self.handler: SessionHandler | None = None
+        #: the Engine.IO protocol version the client speaks (3 only with ``allow_eio3``;
+        #: set by the server before the session starts).
+        self.protocol = 4
 
     # -- public API -----------------------------------------------------------------------
     def attach(self, handler: SessionHandler) -> None:
@@ -636,6 +646,8 @@ class EngineSocket:
                 elif self._transport.name is Transport.POLLING:
                     self._queue()  # every packet waits for a GET: the queue is needed
                 nursery.start_soon(self._receive_loop, self._transport)
+                if self.handler is not None:
+                    self.handler.on_started()
                 if handler is not None:
                     self._handler_running = True
                     nursery.start_soon(self._run_handler, handler)
@@ -643,6 +655,11 @@ class EngineSocket:
                 # The caller's status holds the nursery that start() made and left: drop it.
                 del task_status
                 await self._heartbeat_loop()  # returns once a close was asked for
+                # The layer above closes at once: not after the last packets are flushed
+                # (a client that is gone would hold that up for close_timeout), nor once
+                # every task is gone (a write stuck in a front end that shields it, as
+                # Hypercorn does, would hold that up for ever).
+                await self._tell_closed()
                 # The handler may still read what arrived before the close; then receive()
                 # raises ConnectionClosed and it can finish (bounded by close_timeout).
                 if self._in_send is not None:
@@ -657,9 +674,6 @@ class EngineSocket:
                     with trio.move_on_after(self._config.close_timeout):
                         await self._handler_done.wait()
                 nursery.cancel_scope.cancel()
-                # The layer above closes now, not once every task is gone: a write stuck
-                # in a front end that shields it (Hypercorn) must not hold that up.
-                await self._tell_closed()
         finally:
             if self._state is SessionState.OPEN:  # ended by an exception, not a close
                 self.close_reason = CloseReason.TRANSPORT_ERROR
@@ -751,6 +765,9 @@ class EngineSocket:
         # Absolute deadlines from the session's start, so that scheduling delays do not add up.
         config = self._config
         closing = self._close_requested
+        if self.protocol == 3:
+            await self._watch_client_pings()
+            return
         next_ping = self._started_at + config.ping_interval
         while True:
             with trio.move_on_at(min(next_ping, self._deadline)):
@@ -787,6 +804,20 @@ class EngineSocket:
         log.info("session %s: its close deadline passed", self.sid)
         self._request_close(CloseReason.FORCED_CLOSE, graceful=True)
         return True
+
+    async def _watch_client_pings(self) -> None:
+        """Engine.IO v3: the client pings and the server answers; the session closes when
+        no ping comes within ``ping_interval + ping_timeout`` (each ping moves the deadline,
+        see _on_packet). Returns once a close was asked for."""
+        config = self._config
+        with trio.CancelScope(
+            deadline=self._started_at + config.ping_interval + config.ping_timeout
+        ) as scope:
+            self._pong_scope = scope
+            await self._close_requested.wait()
+            return
+        self._pong_scope = None
+        self._request_close(CloseReason.PING_TIMEOUT, graceful=False)
 
     def _ping(self) -> bool:
         """Queue a PING (or write it at once); False if the session is closed."""
@@ -963,10 +994,16 @@ class EngineSocket:
                 return False
         elif ptype is PacketType.PONG:
             scope = self._pong_scope
-            if scope is not None:  # else no ping is outstanding: nothing to do
+            # (Engine.IO v3: that scope is the wait for the client's next ping.)
+            if scope is not None and self.protocol != 3:  # else no ping is outstanding
                 self._pong_scope = None
                 scope.cancel()
         elif ptype is PacketType.PING:
+            if self.protocol == 3 and self._pong_scope is not None:
+                config = self._config
+                self._pong_scope.deadline = (
+                    trio.current_time() + config.ping_interval + config.ping_timeout
+                )
             reply = PONG_PROBE if packet == PING_PROBE else PONG
             with suppress(ConnectionClosed):
                 self._enqueue((reply,), direct=True)

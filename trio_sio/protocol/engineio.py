@@ -9,6 +9,13 @@ Wire forms (Engine.IO v4):
 - a binary message travels as a binary WebSocket frame holding just the bytes, or inside a
   polling payload as ``"b"`` followed by the base64 of the bytes;
 - a polling payload joins encoded packets with the record separator ``"\\x1e"``.
+
+Engine.IO v3 (for clients such as socket.io-client 2.x, when the server allows them): the
+``*_v3`` functions. A text packet is the same; a binary message is a WebSocket frame of the
+type byte (``4``) then the bytes, or ``"b4"`` and base64 in text; a polling payload is
+``<length>:<packet>`` records (the length counted in UTF-16 code units, as JavaScript counts
+a string), or, for clients that take binary, the binary payload form (records of a kind byte
+``0``/``1``, the length as decimal digit bytes, ``255``, then the packet).
 """
 
 from __future__ import annotations
@@ -44,15 +51,21 @@ __all__ = [
     "decode_open",
     "decode_packet",
     "decode_payload",
+    "decode_payload_v3",
+    "decode_ws_message_v3",
     "encode_open",
     "encode_packet",
     "encode_payload",
+    "encode_payload_v3",
+    "encode_ws_message_v3",
     "mark_uncompressed",
     "may_compress",
     "validate_request",
 ]
 
 PROTOCOL_VERSION: Final = 4
+#: the older protocol a server may accept besides (``allow_eio3``).
+PROTOCOL_VERSION_V3: Final = 3
 RECORD_SEPARATOR: Final = "\x1e"
 
 
@@ -230,6 +243,160 @@ def decode_payload(body: str | bytes, *, max_packets: int | None = None) -> list
     return packets
 
 
+# -- Engine.IO v3 -----------------------------------------------------------------------------
+
+
+def _js_length(text: str) -> int:
+    """The length JavaScript gives ``text``: UTF-16 code units."""
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def _v3_text(packet: Packet) -> str:
+    if isinstance(packet.data, bytes):
+        return f"b{int(packet.type)}" + base64.b64encode(packet.data).decode("ascii")
+    return f"{int(packet.type)}{packet.data}"
+
+
+def _decode_v3_text(record: str) -> Packet:
+    if record[:1] != "b":
+        return decode_packet(record)
+    if record[1:2] != str(int(PacketType.MESSAGE)):
+        raise RemoteProtocolError("a base64 packet must be a MESSAGE")
+    try:
+        data = base64.b64decode(record[2:], validate=True)
+    except (binascii.Error, ValueError):
+        raise RemoteProtocolError("invalid base64 in binary packet") from None
+    return Packet(PacketType.MESSAGE, data)
+
+
+def encode_ws_message_v3(packet: Packet) -> str | bytes:
+    """Encode one packet as an Engine.IO v3 WebSocket message: text as in v4, binary as
+    the type byte followed by the bytes."""
+    if isinstance(packet.data, bytes):
+        return bytes((int(packet.type),)) + packet.data
+    return f"{int(packet.type)}{packet.data}"
+
+
+def decode_ws_message_v3(message: str | bytes | bytearray | memoryview) -> Packet:
+    """Decode one Engine.IO v3 WebSocket message (a binary one starts with its type byte;
+    a text one may be ``"b4"`` and base64).
+
+    Raises:
+        RemoteProtocolError: empty, an unknown type, or binary that is not a MESSAGE.
+    """
+    if isinstance(message, str):
+        return _decode_v3_text(message)
+    data = bytes(message)
+    if data[:1] != bytes((int(PacketType.MESSAGE),)):
+        raise RemoteProtocolError("a binary v3 message must be a MESSAGE")
+    return Packet(PacketType.MESSAGE, data[1:])
+
+
+def encode_payload_v3(packets: Sequence[Packet], *, binary: bool = False) -> str | bytes:
+    """Encode packets as one Engine.IO v3 polling body.
+
+    Args:
+        binary: the client takes binary bodies (it did not ask for ``b64``): a payload
+            holding bytes is then the binary form; otherwise (and for text-only payloads)
+            ``<length>:<packet>`` records, binary data as ``b4`` and base64.
+
+    Returns:
+        ``str`` for a text body, ``bytes`` for a binary one (``application/octet-stream``).
+    """
+    if binary and any(isinstance(p.data, bytes) for p in packets):
+        parts: list[bytes] = []
+        for packet in packets:
+            if isinstance(packet.data, bytes):
+                body, kind = bytes((int(packet.type),)) + packet.data, 1
+            else:
+                body, kind = f"{int(packet.type)}{packet.data}".encode(), 0
+            digits = bytes(int(d) for d in str(len(body)))
+            parts.append(bytes((kind,)) + digits + b"\xff" + body)
+        return b"".join(parts)
+    if not packets:
+        return "0:"
+    records = []
+    for packet in packets:
+        text = _v3_text(packet)
+        records.append(f"{_js_length(text)}:{text}")
+    return "".join(records)
+
+
+def decode_payload_v3(body: str | bytes, *, max_packets: int | None = None) -> list[Packet]:
+    """Decode one Engine.IO v3 polling body.
+
+    Args:
+        body: ``str`` for a text body, ``bytes`` for a binary one (a request with
+            ``Content-Type: application/octet-stream``).
+        max_packets: refuse a body with more packets than this (None: no limit).
+
+    Raises:
+        RemoteProtocolError: a malformed record, a length that does not match, bad UTF-8
+            or base64, an unknown packet type, or too many packets.
+    """
+    packets: list[Packet] = []
+
+    def add(packet: Packet) -> None:
+        packets.append(packet)
+        if max_packets is not None and len(packets) > max_packets:
+            raise RemoteProtocolError(f"payload holds more than {max_packets} packets")
+
+    if isinstance(body, bytes):
+        pos = 0
+        while pos < len(body):
+            kind = body[pos]
+            end = body.find(b"\xff", pos + 1, pos + 12)
+            if kind not in (0, 1) or end < 0 or end == pos + 1:
+                raise RemoteProtocolError("malformed binary payload record")
+            length_digits = body[pos + 1 : end]
+            if any(d > 9 for d in length_digits):
+                raise RemoteProtocolError("malformed binary payload length")
+            length = int("".join(str(d) for d in length_digits))
+            record = body[end + 1 : end + 1 + length]
+            if len(record) != length or not length:
+                raise RemoteProtocolError("binary payload record shorter than its length")
+            pos = end + 1 + length
+            if kind == 1:
+                add(decode_ws_message_v3(record))
+            else:
+                try:
+                    add(_decode_v3_text(record.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise RemoteProtocolError("payload is not valid UTF-8") from None
+        if not packets:
+            raise RemoteProtocolError("empty payload")
+        return packets
+    if not body:
+        raise RemoteProtocolError("empty payload")
+    if body.isascii():
+        units, width = body.encode("ascii"), 1
+    else:
+        # Lengths count UTF-16 code units: cut the records in that form.
+        units, width = body.encode("utf-16-le", "surrogatepass"), 2
+    codec = "ascii" if width == 1 else "utf-16-le"
+    pos, size = 0, len(units) // width
+    while pos < size:
+        header = units[pos * width : (pos + 12) * width].decode(codec, "replace")
+        colon = header.find(":")
+        digits = header[:colon]
+        if colon < 1 or not digits.isdigit() or not digits.isascii():
+            raise RemoteProtocolError("malformed payload record length")
+        start = pos + colon + 1
+        end = start + int(digits)
+        if end > size:
+            raise RemoteProtocolError("payload record shorter than its length")
+        try:
+            text = units[start * width : end * width].decode(codec)
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("payload record cuts a character in two") from None
+        pos = end
+        if text:
+            add(_decode_v3_text(text))
+    return packets
+
+
 @dataclass(frozen=True, slots=True)
 class OpenInfo:
     """The data of the OPEN packet. Times are in milliseconds, as on the wire."""
@@ -340,6 +507,7 @@ class RequestInfo:
 
     transport: Transport
     sid: str | None
+    protocol: int = PROTOCOL_VERSION
 
 
 def validate_request(
@@ -348,6 +516,7 @@ def validate_request(
     method: str,
     is_upgrade: bool,
     allowed_transports: Sequence[Transport],
+    allow_eio3: bool = False,
 ) -> RequestInfo:
     """Check the query of an Engine.IO request, in the order the JS server checks it.
 
@@ -356,15 +525,24 @@ def validate_request(
         method: the HTTP method (``"GET"``, ``"POST"``, ...).
         is_upgrade: True for a WebSocket upgrade request.
         allowed_transports: the transports the server accepts.
+        allow_eio3: accept Engine.IO v3 requests (``EIO=3``) too.
 
     Returns:
-        The transport and the sid (None for a new session).
+        The transport, the sid (None for a new session) and the protocol version.
 
     Raises:
         HandshakeError: with the code and status the JS server would answer with.
     """
-    if query.get("EIO") != str(PROTOCOL_VERSION):
+    version = query.get("EIO")
+    if version == "3" and allow_eio3:
+        protocol = PROTOCOL_VERSION_V3
+    elif version == str(PROTOCOL_VERSION):
+        protocol = PROTOCOL_VERSION
+    else:
         raise HandshakeError(HandshakeErrorCode.UNSUPPORTED_PROTOCOL_VERSION)
+    if protocol == PROTOCOL_VERSION_V3 and "j" in query:
+        # JSONP polling (v3 clients in browsers without CORS): not implemented.
+        raise HandshakeError(HandshakeErrorCode.BAD_REQUEST, "JSONP polling is not supported")
     try:
         transport = Transport(query.get("transport", ""))
     except ValueError:
@@ -378,7 +556,7 @@ def validate_request(
         raise HandshakeError(HandshakeErrorCode.BAD_HANDSHAKE_METHOD)
     if sid is not None and method not in ("GET", "POST"):
         raise HandshakeError(HandshakeErrorCode.BAD_REQUEST)
-    return RequestInfo(transport, sid)
+    return RequestInfo(transport, sid, protocol)
 
 
 class CloseReason(enum.StrEnum):

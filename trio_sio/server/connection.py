@@ -14,7 +14,7 @@ import datetime
 import logging
 import math
 from typing import TYPE_CHECKING, Any, TypeGuard
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import trio
 
@@ -58,8 +58,9 @@ class Connection:
         self.decoder = server.parser.decoder()
         self.sockets: dict[str, Socket] = {}
         # Until a first namespace connects: the connect timeout, kept by the session.
-        self._connect_pending = True
-        engine.close_at(trio.current_time() + server.connect_timeout)
+        self._connect_pending = engine.protocol != 3  # (see on_started)
+        if self._connect_pending:
+            engine.close_at(trio.current_time() + server.connect_timeout)
         self._close_reason: str | None = None
         #: True once the connection is ending: no new handler starts.
         self.closing = False
@@ -120,6 +121,13 @@ class Connection:
         """Where the namespace sockets' tasks run: the session's own nursery (cancelled when
         the session closes). An idle connection holds no task or nursery of its own."""
         return self.engine.nursery
+
+    def on_started(self) -> None:
+        """The session's nursery exists. A Socket.IO v2 client (Engine.IO v3) is in "/"
+        from the start, as the JS server's allowEIO3 has it: no CONNECT from it, and no
+        connect timeout."""
+        if self.engine.protocol == 3:
+            self.nursery.start_soon(self._connect, "/", {})
 
     def on_closing(self) -> None:
         """The session is closing: no new handler starts."""
@@ -208,7 +216,12 @@ class Connection:
         elif ptype is PacketType.CONNECT:
             # Middleware may wait (a database, a token check): reading goes on meanwhile,
             # so pongs and other namespaces' packets are not held up.
-            await reader.run_handler(self._connect(packet.namespace, packet.data))
+            name, auth = packet.namespace, packet.data
+            if self.engine.protocol == 3:
+                # Socket.IO v2: the auth travels as the namespace's query string.
+                name, _, query = name.partition("?")
+                auth = dict(parse_qsl(query))
+            await reader.run_handler(self._connect(name, auth))
         elif ptype is PacketType.DISCONNECT:
             socket = self.sockets.get(packet.namespace)
             if socket is not None:
@@ -236,6 +249,8 @@ class Connection:
         sid = random_id() if session is None else session.sid
         socket = Socket(namespace, self, sid, self._handshake(auth))
         recovery = self.server.connection_state_recovery
+        if recovery is not None and self.engine.protocol == 3:
+            recovery = None  # no recovery in Socket.IO v2
         if recovery is not None:
             socket._pid = random_id() if session is None else session.pid
         if session is not None:
@@ -244,9 +259,11 @@ class Connection:
             if session is None or not (recovery and recovery.skip_middlewares):
                 await namespace._run_middlewares(socket, auth)
         except ConnectionRefused as exc:
-            refusal: dict[str, Any] = {"message": exc.message}
+            refusal: Any = {"message": exc.message}
             if exc.data is not None:
                 refusal["data"] = to_wire((exc.data,))[0]
+            if self.engine.protocol == 3:  # Socket.IO v2: the data, or else the message
+                refusal = refusal.get("data", exc.message)
             await self._refuse(name, refusal)
             return
         except Exception:
@@ -258,7 +275,13 @@ class Connection:
         socket.connected = True
         self.sockets[name] = socket
         namespace._add(socket)
-        reply = {"sid": socket.id} if socket._pid is None else {"sid": sid, "pid": socket._pid}
+        reply: dict[str, Any] | None
+        if self.engine.protocol == 3:
+            reply = None  # Socket.IO v2: a bare CONNECT
+        elif socket._pid is None:
+            reply = {"sid": socket.id}
+        else:
+            reply = {"sid": sid, "pid": socket._pid}
         connect = Packet(PacketType.CONNECT, name, reply)
         if session is None:
             socket._recovery_offset = namespace.adapter.last_offset()
@@ -312,7 +335,7 @@ class Connection:
         group = frames_to_engine(self.server.parser.encode(packet))
         self.send_group_nowait(group, volatile=False, force=True)
 
-    async def _refuse(self, name: str, data: dict[str, Any]) -> None:
+    async def _refuse(self, name: str, data: Any) -> None:
         await self.send_packet(Packet(PacketType.CONNECT_ERROR, name, data))
 
     def _handshake(self, auth: dict[str, Any]) -> Handshake:

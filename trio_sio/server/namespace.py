@@ -18,6 +18,7 @@ from ..protocol.engineio import PacketType as EnginePacketType
 from ..protocol.engineio import mark_uncompressed
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.socketio import Packet
+from ._listeners import remove_handler
 from .broadcast import BroadcastOperator
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class _HandlerTable:
         self._middlewares: list[Handler] = []
         self._incoming_hooks: list[Handler] = []
         self._outgoing_hooks: list[Handler] = []
+        self._packet_middlewares: list[Handler] = []
         self._ordered: set[str] = set()
         self._server_side: dict[str, Handler] = {}
         #: handle this namespace's events strictly one at a time, in order, per socket
@@ -118,14 +120,61 @@ class _HandlerTable:
         return register
 
     def on_any(self, handler: F) -> F:
-        """Call ``handler(socket, event, *args)`` for every incoming event, first."""
+        """Call ``handler(socket, event, *args)`` for every incoming event, first (before
+        the sockets' own any-listeners and the packet middleware). If it raises, the event
+        is dropped (and the error logged)."""
         self._incoming_hooks.append(Handler(handler))
         return handler
 
+    def prepend_any(self, handler: F) -> F:
+        """Like :meth:`on_any`, called before the other any-listeners."""
+        self._incoming_hooks.insert(0, Handler(handler))
+        return handler
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove an any-listener (its first registration; every one if None)."""
+        remove_handler(self._incoming_hooks, handler)
+
+    def listeners_any(self) -> list[Callable[..., Any]]:
+        """The any-listeners, in calling order."""
+        return [hook.fn for hook in self._incoming_hooks]
+
     def on_any_outgoing(self, handler: F) -> F:
-        """Call ``handler(socket, event, *args)`` for every event emitted to one socket."""
+        """Call ``handler(socket, event, *args)`` for every event sent to one socket: its
+        own emits and the broadcasts reaching it, with or without acks."""
         self._outgoing_hooks.append(Handler(handler))
         return handler
+
+    def prepend_any_outgoing(self, handler: F) -> F:
+        """Like :meth:`on_any_outgoing`, called before the other outgoing listeners."""
+        self._outgoing_hooks.insert(0, Handler(handler))
+        return handler
+
+    def off_any_outgoing(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove an outgoing any-listener (its first registration; every one if None)."""
+        remove_handler(self._outgoing_hooks, handler)
+
+    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
+        """The outgoing any-listeners, in calling order."""
+        return [hook.fn for hook in self._outgoing_hooks]
+
+    def use_packet(self, middleware: F) -> F:
+        """Add a packet middleware for every socket of this namespace (of every child, on a
+        parent): ``middleware(socket, event, args)``, sync or async, for every event
+        received, before the sockets' own (:meth:`Socket.use <trio_sio.Socket.use>`).
+
+        It returns None to pass the event on, a list or tuple to replace its arguments
+        (the next middleware and the handlers get those), or an exception to refuse the
+        event; raising refuses too. A refused event runs no handler and sends no ack; the
+        error goes to the socket's ``"error"`` listeners (``socket.on("error", fn)``),
+        logged at INFO if it has none. Middlewares run in order of registration.
+        """
+        self._packet_middlewares.append(Handler(middleware))
+        self._refresh_packet_chain()
+        return middleware
+
+    def _refresh_packet_chain(self) -> None:
+        """Recompute the packet middleware chains this table's middlewares are part of."""
 
     def use(self, middleware: F) -> F:
         """Add connection middleware: ``middleware(socket, auth)``, sync or async.
@@ -153,6 +202,11 @@ class Namespace(_HandlerTable):
         self.parent = parent
         self.sockets: dict[str, Socket] = {}
         self._pid_sockets: dict[str, Socket] = {}  # by private session id (recovery)
+        # Sockets with outgoing listeners of their own (see Socket._count_outgoing).
+        self._own_outgoing = 0
+        #: the namespace-wide packet middleware, the parent's first (empty: none)
+        self._packet_chain: tuple[Handler, ...] = ()
+        self._refresh_packet_chain()
         self.adapter = server.adapter_factory(self)
         if server.connection_state_recovery is not None:
             self.adapter.enable_recovery(server.connection_state_recovery)
@@ -179,6 +233,12 @@ class Namespace(_HandlerTable):
             if table is not None and table.ordered_handlers is not None:
                 return table.ordered_handlers
         return self.server.ordered_handlers
+
+    def _refresh_packet_chain(self) -> None:
+        chain = self._packet_middlewares
+        if self.parent is not None:
+            chain = self.parent._packet_middlewares + chain
+        self._packet_chain = tuple(chain)
 
     def _all(self, name: str) -> list[Handler]:
         mine = self._lifecycle.get(name, [])
@@ -221,6 +281,8 @@ class Namespace(_HandlerTable):
         if socket._pid is not None:
             self._pid_sockets[socket._pid] = socket
         self.adapter.add_all(socket.id, (socket.id,))
+        if socket._own is not None:
+            socket._count_outgoing()  # outgoing listeners added by a middleware
 
     def _remove(self, socket: Socket) -> None:
         self.adapter.delete_all(socket.id)
@@ -251,12 +313,12 @@ class Namespace(_HandlerTable):
         group = frames_to_engine(self.server.parser.encode(packet), compress)
         hooks = self._outgoing_hooks
         sockets = self.sockets
-        if hooks or volatile or self.server._admin is not None:
+        if hooks or self._own_outgoing or volatile or self.server._admin is not None:
             for sid in sids:
                 socket = sockets.get(sid)
                 if socket is None or not socket.connected:
                     continue
-                if hooks:
+                if hooks or self._own_outgoing:
                     await socket._notify_outgoing(packet.data)
                 socket._connection.send_group_nowait(group, volatile=volatile, force=not volatile)
         else:
@@ -292,6 +354,7 @@ class Namespace(_HandlerTable):
         async def one(socket: Socket) -> None:
             nonlocal missing
             try:
+                await socket._notify_outgoing(packet.data)
                 reply = await socket._emit_with_ack_packet(packet, False, compress)
             except (ConnectionClosed, AckTimeoutError):
                 return
@@ -442,6 +505,10 @@ class ParentNamespace(_HandlerTable):
         if not isinstance(verdict, bool):
             verdict = await verdict
         return bool(verdict)
+
+    def _refresh_packet_chain(self) -> None:
+        for child in self.children.values():
+            child._refresh_packet_chain()
 
     def _forget(self, namespace: Namespace) -> None:
         if self.children.get(namespace.name) is namespace:

@@ -187,6 +187,34 @@ class Server:
         """Catch-all for outgoing events on ``"/"``."""
         return self.main.on_any_outgoing(handler)
 
+    def prepend_any(self, handler: F) -> F:
+        """Catch-all for incoming events on ``"/"``, called before the others."""
+        return self.main.prepend_any(handler)
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove a catch-all for incoming events on ``"/"`` (every one if None)."""
+        self.main.off_any(handler)
+
+    def listeners_any(self) -> list[Callable[..., Any]]:
+        """The catch-alls for incoming events on ``"/"``."""
+        return self.main.listeners_any()
+
+    def prepend_any_outgoing(self, handler: F) -> F:
+        """Catch-all for outgoing events on ``"/"``, called before the others."""
+        return self.main.prepend_any_outgoing(handler)
+
+    def off_any_outgoing(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove a catch-all for outgoing events on ``"/"`` (every one if None)."""
+        self.main.off_any_outgoing(handler)
+
+    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
+        """The catch-alls for outgoing events on ``"/"``."""
+        return self.main.listeners_any_outgoing()
+
+    def use_packet(self, middleware: F) -> F:
+        """Add packet middleware to ``"/"``; see :meth:`Namespace.use_packet`."""
+        return self.main.use_packet(middleware)
+
     def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         """Sockets of ``"/"`` in any of these rooms."""
         return self.main.to(*rooms)

@@ -7,7 +7,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
@@ -21,6 +21,7 @@ from ..adapters.recovery import RECOVERABLE_REASONS, Session
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
+from ._listeners import SOCKET_LIFECYCLE, SocketListeners, remove_handler, run_middlewares
 from .broadcast import BroadcastOperator
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["Handshake", "Socket"]
 
 log = logging.getLogger("trio_sio.server")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Names a socket's own ``on`` refuses: the socket is connected already.
+_NOT_SOCKET_EVENTS = frozenset({"connect", "connection", "connect_error"})
 
 
 class Socket:
@@ -74,6 +80,8 @@ class Socket:
         self._ordered_send: trio.MemorySendChannel[Packet] | None = None
         # Cancelled when the socket disconnects: created with the first (see _track).
         self._background_scopes: set[trio.CancelScope] | None = None
+        # The socket's own listeners and middleware: made at the first registration.
+        self._own: SocketListeners | None = None
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} on {self.namespace.name}>"
@@ -89,6 +97,137 @@ class Socket:
     def transport(self) -> str:
         """The connection's current transport: ``"polling"`` or ``"websocket"``."""
         return str(self._connection.engine.transport)
+
+    # -- the socket's own listeners --------------------------------------------------------
+    def _listeners(self) -> SocketListeners:
+        own = self._own
+        if own is None:
+            own = self._own = SocketListeners()
+        return own
+
+    @overload
+    def on(self, event: str, handler: None = None) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Add a listener of this socket only: ``socket.on("event", fn)`` or
+        ``@socket.on("event")``. Does not block.
+
+        An event listener gets the event's arguments, ``fn(*args)`` (no socket: it is this
+        one), and runs after the namespace's handler for the event, in the same task and
+        under the same rules (concurrency bound, ordering); its return value is the ack
+        unless an earlier handler acknowledged, or it takes a keyword-only ``ack``.
+        Listeners of one event run in order of registration.
+
+        Three names are not events: ``"error"`` gets ``fn(err)`` when a packet middleware
+        refuses an event; ``"disconnecting"`` and ``"disconnect"`` get ``fn(reason)`` after
+        the namespace's handlers of the same name.
+
+        Raises:
+            ValueError: ``event`` is ``"connect"``, ``"connection"`` or ``"connect_error"``.
+        """
+        return self._register(event, handler, once=False)
+
+    @overload
+    def once(self, event: str, handler: None = None) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, handler: F) -> F: ...
+    def once(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Like :meth:`on`, for the next event of that name only."""
+        return self._register(event, handler, once=True)
+
+    def _register(self, event: str, handler: F | None, once: bool) -> F | Callable[[F], F]:
+        if event in _NOT_SOCKET_EVENTS:
+            raise ValueError(f"a socket is connected already: no {event!r} listener")
+
+        def register(fn: F) -> F:
+            self._listeners().add(event, fn, once)
+            return fn
+
+        if handler is not None:
+            return register(handler)
+        return register
+
+    def off(self, event: str | None = None, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler`` (its first registration) from ``event``'s listeners, every
+        listener of ``event`` if no handler is given, or every event listener of this socket
+        if no event is given. The namespace's handlers are not touched. Does not block."""
+        if self._own is not None:
+            self._own.remove(event, handler)
+
+    def listeners(self, event: str) -> list[Callable[..., Any]]:
+        """This socket's own listeners of ``event``, in calling order."""
+        return [] if self._own is None else self._own.functions(event)
+
+    def on_any(self, handler: F) -> F:
+        """Call ``handler(event, *args)`` for every event this socket receives, after the
+        namespace's ``on_any`` listeners and before the packet middleware. If it raises,
+        the event is dropped (and the error logged)."""
+        self._listeners().incoming.append(Handler(handler))
+        return handler
+
+    def prepend_any(self, handler: F) -> F:
+        """Like :meth:`on_any`, called before this socket's other any-listeners."""
+        self._listeners().incoming.insert(0, Handler(handler))
+        return handler
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove an any-listener of this socket (every one if ``handler`` is None)."""
+        if self._own is not None:
+            remove_handler(self._own.incoming, handler)
+
+    def listeners_any(self) -> list[Callable[..., Any]]:
+        """This socket's own any-listeners, in calling order."""
+        return [] if self._own is None else [h.fn for h in self._own.incoming]
+
+    def on_any_outgoing(self, handler: F) -> F:
+        """Call ``handler(event, *args)`` for every event sent to this socket: its own
+        emits (with or without ack) and broadcasts reaching it (with or without acks).
+        Called after the namespace's outgoing listeners, before the packet is queued; if
+        it raises on an emit of this socket, the emit raises and nothing is sent (on a
+        broadcast the error is logged and the packet sent)."""
+        self._listeners().outgoing.append(Handler(handler))
+        self._count_outgoing()
+        return handler
+
+    def prepend_any_outgoing(self, handler: F) -> F:
+        """Like :meth:`on_any_outgoing`, called before this socket's other ones."""
+        self._listeners().outgoing.insert(0, Handler(handler))
+        self._count_outgoing()
+        return handler
+
+    def off_any_outgoing(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove an outgoing any-listener of this socket (every one if None)."""
+        if self._own is not None:
+            remove_handler(self._own.outgoing, handler)
+            self._count_outgoing()
+
+    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
+        """This socket's own outgoing any-listeners, in calling order."""
+        return [] if self._own is None else [h.fn for h in self._own.outgoing]
+
+    def use(self, middleware: F) -> F:
+        """Add a packet middleware of this socket: ``middleware(event, args)``, sync or
+        async, for every event received, after the namespace's (``Namespace.use_packet``).
+
+        It returns None to pass the event on, a list or tuple to replace its arguments, or
+        an exception to refuse it; raising refuses too. A refused event runs no handler
+        and sends no ack; the error goes to the socket's ``"error"`` listeners (logged at
+        INFO if there are none), which decide what the client is told, if anything.
+        """
+        self._listeners().middlewares.append(Handler(middleware))
+        return middleware
+
+    def _count_outgoing(self) -> None:
+        """Keep the namespace's count of sockets with outgoing listeners (broadcasts look
+        at each recipient only when some socket has them)."""
+        own = self._own
+        if own is None:
+            return
+        wanted = bool(own.outgoing) and self.connected
+        if wanted != own.counted:
+            own.counted = wanted
+            self.namespace._own_outgoing += 1 if wanted else -1
 
     # -- rooms ----------------------------------------------------------------------------
     @property
@@ -210,8 +349,7 @@ class Socket:
         compress: bool = True,
     ) -> Any:
         data = event_data(event, args)
-        for hook in self.namespace._outgoing_hooks:
-            await hook(self, event, *args)
+        await self._outgoing(event, args)
         packet = Packet(PacketType.EVENT, self.namespace.name, data)
         if timeout is None:
             return await self._emit_with_ack_packet(packet, volatile, compress)
@@ -241,8 +379,7 @@ class Socket:
         volatile: bool,
         compress: bool = True,
     ) -> None:
-        for hook in self.namespace._outgoing_hooks:
-            await hook(self, event, *args)
+        await self._outgoing(event, args)
         if self._pid is not None and packet.id is None and not volatile:
             # Kept for recovery, as a broadcast to this socket's room would be.
             self._check_connected()
@@ -250,14 +387,30 @@ class Socket:
             packet = await self.namespace.adapter.record_packet(packet, only_me)
         await self._connection.send_packet(packet, volatile=volatile, compress=compress)
 
+    async def _outgoing(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
+        """Call the outgoing any-listeners (the namespace's, then this socket's)."""
+        for hook in self.namespace._outgoing_hooks:
+            await hook(self, event, *args)
+        own = self._own
+        if own is not None and own.outgoing:
+            for hook in tuple(own.outgoing):
+                await hook(event, *args)
+
     async def _notify_outgoing(self, data: list[Any]) -> None:
-        """Call the outgoing catch-all listeners for a broadcast reaching this socket."""
+        """Call the outgoing any-listeners for a broadcast reaching this socket."""
         event, *args = data
         for hook in self.namespace._outgoing_hooks:
             try:
                 await hook(self, event, *args)
             except Exception:
                 log.exception("%r: outgoing listener failed", self)
+        own = self._own
+        if own is not None and own.outgoing:
+            for hook in tuple(own.outgoing):
+                try:
+                    await hook(event, *args)
+                except Exception:
+                    log.exception("%r: outgoing listener failed", self)
 
     def _check_connected(self) -> None:
         if not self.connected:
@@ -395,10 +548,27 @@ class Socket:
     async def _dispatch(self, packet: Packet) -> None:
         event, *args = packet.data
         event = str(event)
+        namespace = self.namespace
+        own = self._own
         try:
-            for hook in self.namespace._incoming_hooks:
+            for hook in namespace._incoming_hooks:
                 await hook(self, event, *args)
-            handler: Handler | None = self.namespace._handler(event)
+            if own is not None:
+                for hook in tuple(own.incoming):
+                    await hook(event, *args)
+                if own.middlewares or namespace._packet_chain:
+                    args = await self._filter(event, args)
+                    if args is None:
+                        return
+                listeners = own.take(event) if event not in SOCKET_LIFECYCLE else None
+                if listeners:
+                    await self._dispatch_all(event, args, packet.id, listeners)
+                    return
+            elif namespace._packet_chain:
+                args = await self._filter(event, args)
+                if args is None:
+                    return
+            handler: Handler | None = namespace._handler(event)
             if handler is None:
                 log.debug("%r: no handler for %r", self, event)
                 return
@@ -417,6 +587,61 @@ class Socket:
                 await self._send_ack(packet.id, ack_args(result))
             except (TypeError, ValueError):
                 log.exception("%r: the ack of %r cannot be sent", self, event)
+
+    async def _filter(self, event: str, args: list[Any]) -> list[Any] | None:
+        """Pass an event through the packet middleware: the namespace's, then this
+        socket's. Returns its arguments, or None if it was refused (the error then went
+        to the ``"error"`` listeners)."""
+        try:
+            chain = self.namespace._packet_chain
+            if chain:
+                args = await run_middlewares(chain, (self,), event, args)
+            own = self._own
+            if own is not None and own.middlewares:
+                args = await run_middlewares(tuple(own.middlewares), (), event, args)
+        except ConnectionClosed:
+            raise
+        except Exception as exc:
+            await self._refused(event, exc)
+            return None
+        return args
+
+    async def _refused(self, event: str, error: Exception) -> None:
+        """Hand a packet middleware's refusal to the ``"error"`` listeners."""
+        listeners = [] if self._own is None else self._own.take("error")
+        if not listeners:
+            log.info("%r: event %r refused: %r (no error listener)", self, event, error)
+            return
+        for listener in listeners:
+            await listener(error)
+
+    async def _dispatch_all(
+        self, event: str, args: list[Any], ack_id: int | None, listeners: list[Handler]
+    ) -> None:
+        """Run the namespace's handler (if any), then this socket's listeners, in order.
+
+        The first to acknowledge wins: an ``ack`` parameter called, or a return value that
+        is not None. If no handler takes an ``ack`` parameter and none returned a value,
+        the ack is sent without arguments once they all ran (as with one handler)."""
+        ack = Ack(None if ack_id is None else partial(self._send_ack, ack_id))
+        handler = self.namespace._handler(event)
+        calls: list[tuple[Handler, tuple[Any, ...]]] = [(h, ()) for h in listeners]
+        if handler is not None:
+            calls.insert(0, (handler, (self,)))
+        deferred = False
+        for fn, leading in calls:
+            if fn.takes_ack:
+                deferred = True
+                await fn(*leading, *args, ack=ack)
+                continue
+            result = await fn(*leading, *args)
+            if result is not None and not ack.sent:
+                try:
+                    await ack(*ack_args(result))
+                except (TypeError, ValueError):
+                    log.exception("%r: the ack of %r cannot be sent", self, event)
+        if ack_id is not None and not deferred and not ack.sent:
+            await ack()
 
     async def _send_ack(self, ack_id: int, args: tuple[Any, ...]) -> None:
         data = to_wire(args)
@@ -438,6 +663,8 @@ class Socket:
             return
         self.connected = False
         await self.namespace._run_lifecycle("disconnecting", self, reason)
+        if self._own is not None:
+            await self._run_own_lifecycle("disconnecting", reason)
         rooms = self.rooms
         self.namespace._remove(self)
         self._connection.forget(self)
@@ -454,6 +681,21 @@ class Socket:
             except Exception:
                 log.exception("%r: the session could not be kept for recovery", self)
         await self.namespace._run_lifecycle("disconnect", self, reason)
+        own = self._own
+        if own is not None:
+            self._count_outgoing()
+            await self._run_own_lifecycle("disconnect", reason)
+            # The listeners are closures over this socket, as a rule: dropping them breaks
+            # the cycle, so that the socket is freed at once rather than by the collector.
+            self._own = None
+
+    async def _run_own_lifecycle(self, name: str, reason: str) -> None:
+        assert self._own is not None
+        for listener in self._own.take(name):
+            try:
+                await listener(reason)
+            except Exception:
+                log.exception("%r: %s listener failed", self, name)
 
 
 async def _log_failure(socket: Socket, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
