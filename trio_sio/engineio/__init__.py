@@ -12,6 +12,8 @@ from .server import EngineConnectionError as EngineConnectionError
 from .server import EngineServer as EngineServer
 from .server import HeadersHook as HeadersHook
 from .socket import EngineSocket as EngineSocket
+from .socket import Reader as Reader
+from .socket import SessionHandler as SessionHandler
 from .socket import SessionState as SessionState
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "EngineSocket",
     "HeadersHook",
     "HttpResponse",
+    "Reader",
     "RequestHead",
+    "SessionHandler",
     "SessionState",
 ]

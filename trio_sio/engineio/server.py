@@ -89,8 +89,9 @@ class EngineServer:
             nursery; it is cancelled when the session closes, and the session closes when it
             returns.
         config: settings; or pass them as keyword arguments.
-        on_open: called with each new session before its tasks start (to set its
-            ``message_handler``, for instance).
+        on_open: called with each new session before its tasks start (to
+            :meth:`~trio_sio.engineio.EngineSocket.attach` a
+            :class:`~trio_sio.engineio.SessionHandler`, for instance).
 
     :meth:`run` hosts the sessions; a front end brings the requests: listen on a TCP port
     with :func:`trio_sio.frontends.standalone.serve`, or mount
