@@ -13,7 +13,6 @@ from typing import Any
 
 import trio
 
-from .._handshake import handshake_from_wire
 from ..protocol.socketio import Packet
 from ._redis_adapter import ClusterTimeoutError, _AckRequest, _describe, _Pending, _selection
 from ._redis_factory import RedisConnection
@@ -132,25 +131,13 @@ class ClusterMessageAdapter(InMemoryAdapter):
                 await pending.done.wait()
         finally:
             del self._requests[request_id]
-        remote = [self._remote(item) for item in pending.results]
+        remote = [RemoteSocket.from_wire(self, item) for item in pending.results]
         sockets = found + [socket for socket in remote if socket is not None]
         if not pending.done.is_set():
             raise ClusterTimeoutError(
                 "timeout reached while waiting for fetchSockets response", sockets
             )
         return sockets
-
-    def _remote(self, item: Any) -> RemoteSocket | None:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            return None
-        rooms = item.get("rooms")
-        return RemoteSocket(
-            adapter=self,
-            id=item["id"],
-            handshake=handshake_from_wire(item.get("handshake")),
-            rooms=frozenset(str(r) for r in rooms) if isinstance(rooms, list) else frozenset(),
-            data=item.get("data"),
-        )
 
     def add_sockets_nowait(self, options: BroadcastOptions, rooms: Iterable[str]) -> None:
         rooms = list(rooms)

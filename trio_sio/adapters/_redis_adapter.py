@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._handshake import handshake_from_wire, handshake_to_wire
+from .._handshake import handshake_to_wire
 from ..protocol.errors import SocketIOError
 from ..protocol.socketio import Packet
 from ._redis_wire import (
@@ -164,7 +164,7 @@ class RedisAdapter(InMemoryAdapter):
             return found
         body = {"type": int(RequestType.REMOTE_FETCH), "opts": _selection(options)}
         pending = await self._ask(body, others)
-        remote = [self._remote(item) for item in pending.results]
+        remote = [RemoteSocket.from_wire(self, item) for item in pending.results]
         sockets = found + [socket for socket in remote if socket is not None]
         if not pending.done.is_set():
             raise ClusterTimeoutError(
@@ -197,18 +197,6 @@ class RedisAdapter(InMemoryAdapter):
         finally:
             del self._requests[request_id]
         return pending
-
-    def _remote(self, item: Any) -> RemoteSocket | None:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            return None
-        rooms = item.get("rooms")
-        return RemoteSocket(
-            adapter=self,
-            id=item["id"],
-            handshake=handshake_from_wire(item.get("handshake")),
-            rooms=frozenset(str(r) for r in rooms) if isinstance(rooms, list) else frozenset(),
-            data=item.get("data"),
-        )
 
     def add_sockets_nowait(self, options: BroadcastOptions, rooms: Iterable[str]) -> None:
         rooms = list(rooms)

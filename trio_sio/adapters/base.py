@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from .._emitter import event_data
-from .._handshake import Handshake
+from .._handshake import Handshake, handshake_from_wire
 from ..protocol.errors import AckTimeoutError
 from ..protocol.socketio import Packet, PacketType
 
@@ -290,6 +290,21 @@ class RemoteSocket:
     handshake: Handshake
     rooms: frozenset[str]
     data: Any
+
+    @classmethod
+    def from_wire(cls, adapter: Adapter, item: Any) -> RemoteSocket | None:
+        """The socket another node described (``fetchSockets``' wire form, JavaScript field
+        names); None when ``item`` is not such a description."""
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return None
+        rooms = item.get("rooms")
+        return cls(
+            adapter=adapter,
+            id=item["id"],
+            handshake=handshake_from_wire(item.get("handshake")),
+            rooms=frozenset(str(r) for r in rooms) if isinstance(rooms, list) else frozenset(),
+            data=item.get("data"),
+        )
 
     def _only_me(self) -> BroadcastOptions:
         return BroadcastOptions(rooms=frozenset({self.id}))
