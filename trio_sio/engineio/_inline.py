@@ -29,7 +29,7 @@ import trio
 
 T = TypeVar("T")
 
-__all__ = ["PATIENCE", "CORK", "Cork", "Corkable", "emit_checkpoint", "run_inline"]
+__all__ = ["LOCAL", "PATIENCE", "Cork", "Corkable", "emit_checkpoint", "run_inline"]
 
 
 def schedule_point_trap() -> object:
@@ -69,9 +69,9 @@ class Corkable(Protocol):
         blocks, never checkpoints."""
 
 
-class Cork(threading.local):
-    """Per thread: whether a corked coroutine is being stepped, and the writers holding
-    corked frames.
+class Cork:
+    """Per thread (see :data:`LOCAL`): whether a corked coroutine is being stepped, and the
+    writers holding corked frames.
 
     Attributes:
         depth: how many drivers of :func:`run_inline` are inside a step (0: writes go out
@@ -84,6 +84,8 @@ class Cork(threading.local):
         keep: set by a corked coroutine just before it returns, when its caller goes on
             corked at once, without yielding (the next driver writes it all).
     """
+
+    __slots__ = ("depth", "dirty", "frames", "holder", "keep", "slice")
 
     def __init__(self) -> None:
         self.depth = 0
@@ -122,8 +124,14 @@ class Cork(threading.local):
             self.holder = None
 
 
-#: the cork of the current thread.
-CORK = Cork()
+class _Local(threading.local):
+    def __init__(self) -> None:
+        self.cork = Cork()
+
+
+#: ``LOCAL.cork`` is the current thread's :class:`Cork` (read it once per call: an
+#: attribute of a thread-local object costs more than one of a plain object).
+LOCAL = _Local()
 
 
 async def emit_checkpoint(frames: int = 1) -> None:
@@ -134,7 +142,7 @@ async def emit_checkpoint(frames: int = 1) -> None:
     :data:`SLICE_FRAMES` corked frames it yields (and the yield writes them), so that a long
     burst does not hold the loop.
     """
-    cork = CORK
+    cork = LOCAL.cork
     if not cork.depth:
         await trio.lowlevel.checkpoint()
         return
@@ -165,7 +173,7 @@ def _drive(
     context: contextvars.Context,
     on_wait: Callable[[], None] | None,
 ) -> Generator[Any, Any, T]:
-    cork = CORK
+    cork = LOCAL.cork
     schedule_points = 0
     send: Any = None
     thrown: BaseException | None = None

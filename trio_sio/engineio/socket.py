@@ -51,7 +51,7 @@ from ..protocol.engineio import (
     decode_packet,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
-from ._inline import CORK, run_inline
+from ._inline import LOCAL, run_inline
 from .config import EngineConfig, RequestHead
 from .transports import Batch, PollingTransport, WebSocketChannel, WebSocketTransport
 
@@ -424,7 +424,7 @@ class EngineSocket:
                 self._room = trio.Event()
             await self._room.wait()
         self._enqueue(packets, direct=True)
-        cork = CORK
+        cork = LOCAL.cork
         if not cork.depth:
             await trio.lowlevel.cancel_shielded_checkpoint()
         elif cork.count(len(packets)):
@@ -914,21 +914,28 @@ class EngineSocket:
         self, reader: Reader, transport: AnyTransport, packets: Sequence[Packet], index: int
     ) -> None:
         # Waiting for the network happens here, outside the cork (an idle session's task
-        # holds no more than this frame); what was read is dispatched corked, so that all
-        # it causes to be written goes out before the next wait (see _inline).
+        # holds no more than this frame); when one read brought several messages, they are
+        # dispatched corked, so that all they cause to be written goes out together before
+        # the next wait (see _inline).
         while True:
             if packets:  # (even when all were dispatched: the transport may hold more)
-                outcome = await run_inline(
-                    self._dispatch_read(reader, transport, packets, index), None
-                )
-                CORK.keep = False
+                dispatch = self._dispatch_read(reader, transport, packets, index)
+                if transport.message_ready():
+                    # More messages are read already: corked, their replies share writes.
+                    outcome = await run_inline(dispatch, None)
+                else:
+                    # One message (the common case at low load): its handler's own driver
+                    # corks what it writes; a driver here would only cost time.
+                    outcome = await dispatch
+                LOCAL.cork.keep = False
                 if outcome is False:
                     return
                 if outcome is not True:  # the reader wants a scope of its own from here on
                     await self._read_scoped(reader, transport, *outcome)
                     return
-            if CORK.dirty and not CORK.depth:  # kept for this reader's scope: write it now
-                CORK.flush()
+            cork = LOCAL.cork
+            if cork.dirty and not cork.depth:  # kept for this reader's scope: write it now
+                cork.flush()
             received = await self._receive(transport)
             if received is None:
                 return
@@ -967,7 +974,7 @@ class EngineSocket:
                     if reader._retired or not dispatched:
                         return False  # another task reads now, from where this one was
                     if reader._wants_scope and reader._scope is None:
-                        CORK.keep = True  # corked on at once, in the reader's scope
+                        LOCAL.cork.keep = True  # corked on at once, in the reader's scope
                         return packets, index
             finally:
                 if not reader._retired:

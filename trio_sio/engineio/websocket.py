@@ -32,7 +32,7 @@ from ..protocol.websocket import (
     encode_close,
     encode_frame,
 )
-from ._inline import CORK
+from ._inline import LOCAL
 
 __all__ = ["NativeWebSocket"]
 
@@ -279,12 +279,12 @@ class NativeWebSocket:
             return None
         if not self._send_lock.value:  # a write is under way (or waits)
             return None
-        if cork and CORK.depth:
+        if cork and (state := LOCAL.cork).depth:
             corked = self._corked
             if corked is None:
                 self._corked = corked = []
                 self._on_unsent = on_unsent
-                CORK.dirty.append(self)
+                state.dirty.append(self)
             corked.extend(frames)
             self._corked_bytes += sum(map(len, frames)) if len(frames) > 1 else len(frames[0])
             if self._corked_bytes >= CORK_BYTES:
