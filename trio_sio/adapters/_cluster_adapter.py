@@ -14,7 +14,14 @@ from typing import Any
 import trio
 
 from ..protocol.socketio import Packet
-from ._redis_adapter import ClusterTimeoutError, _AckRequest, _describe, _Pending, _selection
+from ._redis_adapter import (
+    ClusterTimeoutError,
+    _AckRequest,
+    _describe,
+    _Pending,
+    _selection,
+    collect_acks,
+)
 from ._redis_factory import RedisConnection
 from ._redis_wire import (
     new_id,
@@ -81,36 +88,16 @@ class ClusterMessageAdapter(InMemoryAdapter):
         if options.local:
             return await super().broadcast_with_ack(packet, options)
         count = await self.factory.server_count(self.public_channel)
-        others = 0 if count is None else count - 1
-        request_id = new_id()
-        pending = _AckRequest(servers=others)
-        self._ack_requests[request_id] = pending
-        local: list[Any] = []
-        local_complete = False
 
-        async def here() -> None:
-            nonlocal local_complete
-            assert options.timeout is not None
-            _, local_complete = await self.namespace.deliver_with_ack(
-                self.sids(options), packet, options.timeout, local.append, compress=options.compress
-            )
+        def ask(request_id: str) -> None:
+            data = {
+                "packet": packet_to_wire(packet),
+                "requestId": request_id,
+                "opts": options_to_wire(options),
+            }
+            self._send(MessageType.BROADCAST, data)
 
-        try:
-            if others:
-                data = {
-                    "packet": packet_to_wire(packet),
-                    "requestId": request_id,
-                    "opts": options_to_wire(options),
-                }
-                self._send(MessageType.BROADCAST, data)
-            with trio.move_on_after(options.timeout):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(here)
-                    while not pending.complete:
-                        await pending.changed.wait()
-        finally:
-            del self._ack_requests[request_id]
-        return local + pending.replies, local_complete and pending.complete and count is not None
+        return await collect_acks(self, self._ack_requests, packet, options, count=count, ask=ask)
 
     async def fetch_sockets(self, options: BroadcastOptions) -> list[AdapterSocket | RemoteSocket]:
         found = await super().fetch_sockets(options)

@@ -4,7 +4,7 @@ the cluster's Redis (the connection: ``_redis_factory``; the messages: ``_redis_
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,50 @@ class _AckRequest:
         self.changed = trio.Event()
 
 
+async def collect_acks(
+    adapter: InMemoryAdapter,
+    requests: dict[str, _AckRequest],
+    packet: Packet,
+    options: BroadcastOptions,
+    *,
+    count: int | None,
+    ask: Callable[[str], None],
+) -> tuple[list[Any], bool]:
+    """A broadcast with acks across the cluster: deliver to this node's sockets and, when
+    ``count`` (the nodes, None if unknown) says there are others, ``ask(request_id)`` them;
+    collect replies until all came or ``options.timeout`` passed.
+
+    Returns the replies (this node's as they came: those that came are kept when the
+    timeout cuts the local delivery short) and whether every one came.
+    """
+    assert options.timeout is not None
+    timeout = options.timeout
+    others = 0 if count is None else count - 1  # unknown: this node's replies only
+    request_id = new_id()
+    pending = _AckRequest(servers=others)
+    requests[request_id] = pending
+    local: list[Any] = []
+    local_complete = False
+
+    async def here() -> None:
+        nonlocal local_complete
+        _, local_complete = await adapter.namespace.deliver_with_ack(
+            adapter.sids(options), packet, timeout, local.append, compress=options.compress
+        )
+
+    try:
+        if others:
+            ask(request_id)
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(here)
+                while not pending.complete:
+                    await pending.changed.wait()
+    finally:
+        del requests[request_id]
+    return local + pending.replies, local_complete and pending.complete and count is not None
+
+
 class RedisAdapter(InMemoryAdapter):
     """One namespace's rooms, with broadcasts and requests shared through Redis."""
 
@@ -118,40 +162,18 @@ class RedisAdapter(InMemoryAdapter):
         if options.local:
             return await super().broadcast_with_ack(packet, options)
         count = await self.factory.server_count(self.channels.request)
-        others = 0 if count is None else count - 1  # unknown: this node's replies only
-        request_id = new_id()
-        pending = _AckRequest(servers=others)
-        self._ack_requests[request_id] = pending
-        # this node's replies as they come: those that came are kept when the timeout
-        # cuts the local delivery short (a silent local client)
-        local: list[Any] = []
-        local_complete = False
 
-        async def here() -> None:
-            nonlocal local_complete
-            assert options.timeout is not None
-            _, local_complete = await self.namespace.deliver_with_ack(
-                self.sids(options), packet, options.timeout, local.append, compress=options.compress
-            )
+        def ask(request_id: str) -> None:
+            message = {
+                "uid": self.uid,
+                "requestId": request_id,
+                "type": int(RequestType.BROADCAST),
+                "packet": packet_to_wire(packet),
+                "opts": options_to_wire(options),
+            }
+            self.factory.publish(self.channels.request, encode_msgpack(message))
 
-        try:
-            if others:
-                message = {
-                    "uid": self.uid,
-                    "requestId": request_id,
-                    "type": int(RequestType.BROADCAST),
-                    "packet": packet_to_wire(packet),
-                    "opts": options_to_wire(options),
-                }
-                self.factory.publish(self.channels.request, encode_msgpack(message))
-            with trio.move_on_after(options.timeout):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(here)
-                    while not pending.complete:
-                        await pending.changed.wait()
-        finally:
-            del self._ack_requests[request_id]
-        return local + pending.replies, local_complete and pending.complete and count is not None
+        return await collect_acks(self, self._ack_requests, packet, options, count=count, ask=ask)
 
     async def fetch_sockets(self, options: BroadcastOptions) -> list[AdapterSocket | RemoteSocket]:
         found = await super().fetch_sockets(options)
