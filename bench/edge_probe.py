@@ -25,6 +25,12 @@ Cases:
   the server's peak RSS growth.
 - ``json-alloc``: what decoding 1 MB of ``[{}, {}, ...]`` allocates (in this process).
 - ``msgpack-alloc``: the same for 0.9 MB of msgpack holding 900,000 empty maps.
+- ``handshakes``: ``-n`` (2,000) polling handshakes, each on a connection of its own, never
+  followed by another request; reports the server's RSS growth per handshake, measured
+  after a garbage collection once every connection has closed. ``--peer node`` runs the
+  same against the official Node server (bench/node_modules, ``npm ci --prefix bench``),
+  ``--peer pysio`` against python-socketio on uvicorn (bench/requirements.txt); both on
+  their defaults, trio_sio with the pings of the other cases (25 s, 20 s).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import argparse
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -68,8 +75,19 @@ def gone(socket, reason):
 def came(socket, auth):
     print("connection", socket.id, time.monotonic(), flush=True)
 
+async def measure():
+    # SIGUSR1: collect garbage, then print the resident memory (the handshakes case).
+    import gc, signal
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            gc.collect()
+            with open("/proc/self/statm") as statm:
+                pages = int(statm.read().split()[1])
+            print("rss", pages * os.sysconf("SC_PAGE_SIZE"), flush=True)
+
 async def main():
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(measure)
         if sys.argv[2] == "hypercorn":
             from hypercorn.config import Config
             from hypercorn.trio import serve
@@ -405,6 +423,127 @@ def case_parked(server: Server) -> dict[str, Any]:
     return {"noticed_after_s": round(float(line[-1]) - closed, 3), "reason": " ".join(line[1:-1])}
 
 
+NODE_PEER = r"""
+import { createServer } from "node:http";
+import { Server } from "socket.io";
+import { createInterface } from "node:readline";
+const httpServer = createServer();
+new Server(httpServer, { serveClient: false });
+httpServer.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => {
+  process.stdout.write(`ready ${httpServer.address().port}\n`);
+});
+createInterface({ input: process.stdin }).on("line", () => {
+  global.gc();
+  const usage = process.memoryUsage();
+  process.stdout.write(`rss ${usage.rss} ${usage.heapUsed + usage.external}\n`);
+});
+"""
+
+PYSIO_PEER = r"""
+import asyncio, gc, os, socket, sys
+import socketio, uvicorn
+
+async def main():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    server = uvicorn.Server(uvicorn.Config(
+        socketio.ASGIApp(socketio.AsyncServer(async_mode="asgi")),
+        lifespan="off", log_level="warning", access_log=False,
+    ))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    print("ready", sock.getsockname()[1], flush=True)
+    loop = asyncio.get_running_loop()
+    while await loop.run_in_executor(None, sys.stdin.readline):
+        gc.collect()
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        print("rss", pages * os.sysconf("SC_PAGE_SIZE"), flush=True)
+    await serving
+
+asyncio.run(main())
+"""
+
+
+class Peer:
+    """A Node or python-socketio server on its defaults, for the handshakes case: it prints
+    ``ready PORT``, then answers each line of its stdin with ``rss BYTES`` after a garbage
+    collection."""
+
+    def __init__(self, kind: str) -> None:
+        if kind == "node":
+            command = ["node", "--expose-gc", "--input-type=module", "-e", NODE_PEER]
+        else:
+            command = [sys.executable, "-c", PYSIO_PEER]
+        self.proc = subprocess.Popen(
+            command, cwd=HERE, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        ready = self.proc.stdout.readline().split()
+        assert ready and ready[0] == "ready", ready
+        self.port = int(ready[1])
+
+    def rss(self) -> tuple[int, int | None]:
+        """(resident memory, Node's heap in use plus its external memory, if Node)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("rss\n")
+        self.proc.stdin.flush()
+        fields = self.proc.stdout.readline().split()
+        return int(fields[1]), int(fields[2]) if len(fields) > 2 else None
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def server_rss(server: Server) -> int:
+    """The trio_sio server's resident memory after a garbage collection (see ``measure``)."""
+    server.proc.send_signal(signal.SIGUSR1)
+    while True:
+        line = server.line().split()
+        if line and line[0] == "rss":
+            return int(line[1])
+
+
+def open_only(port: int) -> None:
+    """One handshake, whatever the framing of the answer (uvicorn answers chunked)."""
+    with connect(port) as sock:
+        sock.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b'"sid"' not in data or b"}" not in data.partition(b'"sid"')[2]:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+
+
+def case_handshakes(server: Server | Peer, count: int) -> dict[str, Any]:
+    """``count`` polling handshakes never followed up; the server's RSS growth per handshake
+    (after a garbage collection), and the handshakes' pace."""
+
+    def rss() -> tuple[int, int | None]:
+        time.sleep(1.0)  # every connection closed on the server's side too
+        return server.rss() if isinstance(server, Peer) else (server_rss(server), None)
+
+    for _ in range(50):  # first-use costs (imports, caches, pools) are not counted
+        open_only(server.port)
+    before = rss()
+    started = time.perf_counter()
+    for _ in range(count):
+        open_only(server.port)
+    seconds = time.perf_counter() - started
+    after = rss()
+    out: dict[str, Any] = {
+        "handshakes": count,
+        "handshakes_per_s": round(count / seconds),
+        "rss_growth_bytes_each": round((after[0] - before[0]) / count),
+    }
+    if after[1] is not None and before[1] is not None:
+        out["js_heap_growth_bytes_each"] = round((after[1] - before[1]) / count)
+    return out
+
+
 def case_json_alloc(_: Any) -> dict[str, Any]:
     from trio_sio.protocol.socketio import Decoder  # noqa: PLC0415 (from --server-path)
 
@@ -467,6 +606,7 @@ CASES: dict[str, Any] = {
     "json-alloc": case_json_alloc,
     "msgpack-alloc": case_msgpack_alloc,
     "amplify": case_amplify,
+    "handshakes": case_handshakes,
 }
 
 
@@ -476,7 +616,19 @@ def main() -> None:
     parser.add_argument("--server-path", default=None)
     parser.add_argument("--front-end", choices=["standalone", "hypercorn"], default="standalone")
     parser.add_argument("--parser", choices=["json", "msgpack"], default="json")
+    parser.add_argument("-n", type=int, default=2000, help="handshakes (that case)")
+    parser.add_argument("--peer", choices=["trio_sio", "node", "pysio"], default="trio_sio")
     args = parser.parse_args()
+    if args.peer != "trio_sio":
+        if args.case != "handshakes":
+            parser.error("--peer is for the handshakes case")
+        peer = Peer(args.peer)
+        try:
+            result = case_handshakes(peer, args.n)
+            print(json.dumps({"case": args.case, "peer": args.peer, **result}))
+        finally:
+            peer.close()
+        return
     if args.case.endswith("-alloc"):
         sys.path.insert(0, args.server_path or str(ROOT))
         print(json.dumps({"case": args.case, **CASES[args.case](None)}))
@@ -485,6 +637,8 @@ def main() -> None:
     try:
         if args.case == "amplify":
             result = case_amplify(server, args.parser)
+        elif args.case == "handshakes":
+            result = case_handshakes(server, args.n)
         else:
             result = CASES[args.case](server)
         print(json.dumps({"case": args.case, "parser": args.parser, **result}))
