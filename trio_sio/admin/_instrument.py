@@ -261,14 +261,14 @@ class Instrumentation:
     # -- running --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """This node's ``server_stats`` (taking the traffic counted since the last call)."""
-        sessions = self.server.engine.sessions.values()
+        engine = self.server.engine  # (counted: reading its sessions would start them all)
         return {
             "serverId": self.server_id,
             "hostname": self.hostname,
             "pid": os.getpid(),
             "uptime": time.monotonic() - self._started,
-            "clientsCount": len(sessions),
-            "pollingClientsCount": sum(1 for s in sessions if s.transport == "polling"),
+            "clientsCount": engine.session_count,
+            "pollingClientsCount": engine.polling_session_count,
             "aggregatedEvents": self.traffic.take(),
             "namespaces": [
                 {"name": ns.name, "socketsCount": len(ns.sockets)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, overload
@@ -96,6 +97,16 @@ class EngineServer:
     :meth:`run` hosts the sessions; a front end brings the requests: listen on a TCP port
     with :func:`trio_sio.frontends.standalone.serve`, or mount
     :class:`trio_sio.ASGIApp` in an ASGI server.
+
+    A session opened by a polling handshake starts when its client comes back: the
+    handshake is answered with the OPEN packet and leaves only a small record (its sid,
+    request and time); the first request naming that sid (a GET, a POST or the WebSocket
+    of an upgrade) starts the session, as if it had started at the handshake (its
+    heartbeat counts from then). A record never claimed is forgotten ``ping_interval +
+    ping_timeout`` seconds after the handshake, when the session would have timed out,
+    by one timer for all of them. So a handshake that is never followed up costs no task
+    and no queue, and ``on_open`` and ``handler`` are not called for it. Engine.IO v3
+    handshakes (``allow_eio3``) and WebSocket ones start their session at once.
     """
 
     def __init__(
@@ -117,6 +128,12 @@ class EngineServer:
         self._handler = handler
         self._on_open = on_open
         self._sessions: dict[str, EngineSocket] = {}
+        # Polling handshakes not followed up yet (see the class's docstring), and their
+        # (deadline, sid) in the order they came: oldest first, which is the order in
+        # which they expire (one lifetime for all), kept by one task while there are any.
+        self._pending: dict[str, _Pending] = {}
+        self._expiries: deque[tuple[float, str]] = deque()
+        self._expiring = False
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
         self._stopped = trio.Event()
@@ -273,6 +290,10 @@ class EngineServer:
         await self._stopped.wait()
 
     async def _close_sessions(self) -> None:
+        # Handshakes not followed up: nothing runs for them, so forgetting them is their
+        # close (their client's next request gets "Session ID unknown").
+        self._pending.clear()
+        self._expiries.clear()
         sessions = list(self._sessions.values())
         for socket in sessions:
             socket.close(CloseReason.SERVER_SHUTDOWN)
@@ -282,8 +303,27 @@ class EngineServer:
 
     @property
     def sessions(self) -> dict[str, EngineSocket]:
-        """The open sessions by sid (a copy)."""
+        """The open sessions by sid (a copy).
+
+        Polling handshakes not followed up yet are sessions too: reading this starts them
+        (with their memory and tasks, see the class's docstring). To count sessions
+        without that, use :attr:`session_count`.
+        """
+        for record in list(self._pending.values()):
+            self._claim_soon(record)
         return dict(self._sessions)
+
+    @property
+    def session_count(self) -> int:
+        """How many sessions are open, handshakes not followed up yet included."""
+        return len(self._sessions) + len(self._pending)
+
+    @property
+    def polling_session_count(self) -> int:
+        """How many open sessions are on long-polling (handshakes not followed up yet
+        included)."""
+        polling = sum(1 for s in self._sessions.values() if s.transport is Transport.POLLING)
+        return polling + len(self._pending)
 
     # -- sessions -------------------------------------------------------------------------
     async def _open_session(
@@ -297,21 +337,43 @@ class EngineServer:
         return socket
 
     def _new_session(
-        self, head: RequestHead, transport: PollingTransport | WebSocketTransport
+        self,
+        head: RequestHead,
+        transport: PollingTransport | WebSocketTransport,
+        claimed: _Pending | None = None,
     ) -> EngineSocket:
-        """Create and register a session (not started)."""
+        """Create and register a session (not started): a new one, or the one of a polling
+        handshake answered already (``claimed``)."""
         if self._nursery is None:
             raise RuntimeError("the server is not running: start run() (or a front end)")
         config = self.config
-        sid = random_id()  # 120 random bits
+        if claimed is None:
+            sid = random_id()  # 120 random bits
+            open_packet = self._open_packet(sid, transport.name)
+            socket = EngineSocket(sid, transport, config, head, open_packet)
+        else:
+            socket = EngineSocket(
+                claimed.sid, transport, config, head, None, opened_at=claimed.opened
+            )
+        sid = socket.sid
+        if config.allow_eio3 and head.query.get("EIO") == "3":
+            socket.protocol = 3  # before any task of the session runs
+        if self._on_open is not None:
+            self._on_open(socket)  # before any task of the session runs
+        self._sessions[sid] = socket
+        return socket
+
+    def _open_packet(self, sid: str, transport: Transport) -> Packet:
+        """The OPEN packet of a new session."""
+        config = self.config
         upgrades: tuple[str, ...] = ()
         if (
-            transport.name is Transport.POLLING
+            transport is Transport.POLLING
             and config.allow_upgrades
             and Transport.WEBSOCKET in config.transports
         ):
             upgrades = ("websocket",)
-        open_packet = encode_open(
+        return encode_open(
             OpenInfo(
                 sid=sid,
                 upgrades=upgrades,
@@ -320,12 +382,64 @@ class EngineServer:
                 max_payload=config.max_http_buffer_size,
             )
         )
-        socket = EngineSocket(sid, transport, config, head, open_packet)
-        if config.allow_eio3 and head.query.get("EIO") == "3":
-            socket.protocol = 3  # before any task of the session runs
-        if self._on_open is not None:
-            self._on_open(socket)  # before any task of the session runs
-        self._sessions[sid] = socket
+
+    # -- polling handshakes not followed up yet ---------------------------------------------
+    def _record_handshake(self, head: RequestHead) -> tuple[str, Packet]:
+        """Answer a polling handshake with a record instead of a session (see the class's
+        docstring); returns its sid and OPEN packet."""
+        nursery = self._nursery
+        if nursery is None:
+            raise RuntimeError("the server is not running: start run() (or a front end)")
+        sid = random_id()  # 120 random bits
+        now = trio.current_time()
+        self._pending[sid] = _Pending(sid, head, now)
+        config = self.config
+        self._expiries.append((now + config.ping_interval + config.ping_timeout, sid))
+        if not self._expiring:
+            self._expiring = True
+            nursery.start_soon(self._expire_pending)
+        log.debug("handshake %s answered; its session starts when the client comes back", sid)
+        return sid, self._open_packet(sid, Transport.POLLING)
+
+    async def _expire_pending(self) -> None:
+        """The one timer of the handshakes not followed up: forget each at its deadline.
+        Runs while there are any (in the sessions nursery)."""
+        expiries = self._expiries
+        try:
+            while expiries:
+                await trio.sleep_until(expiries[0][0])
+                now = trio.current_time()
+                while expiries and expiries[0][0] <= now:
+                    _, sid = expiries.popleft()
+                    if self._pending.pop(sid, None) is not None:
+                        log.debug("handshake %s was never followed up: forgotten", sid)
+        finally:
+            self._expiring = False
+
+    def _claim_soon(self, record: _Pending) -> EngineSocket:
+        """Start the session of a recorded handshake, in a task that starts soon."""
+        socket = self._claimed(record)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_session, socket)
+        return socket
+
+    def _claimed(self, record: _Pending) -> EngineSocket:
+        del self._pending[record.sid]
+        socket = self._new_session(record.head, PollingTransport(), record)
+        log.info("session %s opened over polling", socket.sid)
+        return socket
+
+    async def _claim(self, sid: str) -> EngineSocket | None:
+        """The session ``sid``: started now if it is a recorded handshake, None if unknown."""
+        socket = self._sessions.get(sid)
+        if socket is not None:
+            return socket
+        record = self._pending.get(sid)
+        if record is None or not self.accepting:
+            return None
+        socket = self._claimed(record)  # registered before this yields: claimed once
+        assert self._nursery is not None
+        await self._nursery.start(self._run_session, socket)
         return socket
 
     def _hosts_current_task(self) -> bool:
@@ -367,8 +481,9 @@ class EngineServer:
 
     async def _check(
         self, head: RequestHead, *, is_upgrade: bool, origin_allowed: bool
-    ) -> str | None:
-        """Validate a request; return its sid (None for a handshake). Raises HandshakeError."""
+    ) -> EngineSocket | None:
+        """Validate a request; return its session (None for a handshake), started if it was
+        a recorded handshake. Raises HandshakeError."""
         config = self.config
         info = validate_request(
             head.query,
@@ -390,11 +505,16 @@ class EngineServer:
                     raise HandshakeError(HandshakeErrorCode.FORBIDDEN)
             return None
         socket = self._sessions.get(info.sid)
+        if socket is None:
+            record = self._pending.get(info.sid)
+            if record is not None and not is_upgrade and info.transport is not Transport.POLLING:
+                raise HandshakeError(HandshakeErrorCode.BAD_REQUEST, "Transport mismatch")
+            socket = await self._claim(info.sid)
         if socket is None or not socket.accepts_requests:
             raise HandshakeError(HandshakeErrorCode.UNKNOWN_SID)
         if not is_upgrade and socket.transport is not info.transport:
             raise HandshakeError(HandshakeErrorCode.BAD_REQUEST, "Transport mismatch")
-        return info.sid
+        return socket
 
     def _refuse(
         self, head: RequestHead, exc: HandshakeError, cors: list[tuple[str, str]] | None
@@ -439,24 +559,28 @@ class EngineServer:
         if head.method == "OPTIONS":
             return self._edge.preflight(head, cors is not None)
         try:
-            sid = await self._check(head, is_upgrade=False, origin_allowed=cors is not None)
+            socket = await self._check(head, is_upgrade=False, origin_allowed=cors is not None)
         except HandshakeError as exc:
             return self._refuse(head, exc, cors)
         assert cors is not None
-        if sid is None:
+        if socket is None:
             if not self.accepting:
                 return self._unavailable(cors)
-            socket = await self._open_session(head, PollingTransport())
-            response = await self._poll(socket, head, cors)
-            cookie = self._edge.cookie
-            if cookie is not None and response.status == 200:
-                response.headers.append(("Set-Cookie", cookie.header(socket.sid)))
-        else:
-            socket = self._sessions[sid]
-            if head.method == "GET":
+            if self.config.allow_eio3 and head.query.get("EIO") == "3":
+                # Engine.IO v3: the Socket.IO layer connects "/" at once (see on_started).
+                socket = await self._open_session(head, PollingTransport())
+                sid = socket.sid
                 response = await self._poll(socket, head, cors)
             else:
-                response = await self._post(socket, head, body, content_length, cors)
+                sid, open_packet = self._record_handshake(head)
+                response = await self._answer((open_packet,), 4, head, cors)
+            cookie = self._edge.cookie
+            if cookie is not None and response.status == 200:
+                response.headers.append(("Set-Cookie", cookie.header(sid)))
+        elif head.method == "GET":
+            response = await self._poll(socket, head, cors)
+        else:
+            response = await self._post(socket, head, body, content_length, cors)
         if response.status == 200:
             self._success_headers(response.headers, head)
         return response
@@ -493,9 +617,22 @@ class EngineServer:
                 return bad()
             finally:
                 transport.get_active = False
-        if socket.protocol == 3:
+        return await self._answer(packets, socket.protocol, head, cors, socket.request)
+
+    async def _answer(
+        self,
+        packets: Sequence[Packet],
+        protocol: int,
+        head: RequestHead,
+        cors: list[tuple[str, str]],
+        handshake: RequestHead | None = None,
+    ) -> HttpResponse:
+        """The response of a GET carrying ``packets`` (``handshake``: the session's first
+        request, if not ``head``)."""
+        if protocol == 3:
             # The client takes binary bodies unless it asked for base64 at the handshake.
-            encoded = encode_payload_v3(packets, binary=not socket.request.query.get("b64"))
+            query = (handshake or head).query
+            encoded = encode_payload_v3(packets, binary=not query.get("b64"))
             if isinstance(encoded, bytes):
                 headers = [("Content-Type", "application/octet-stream"), *cors]
                 return HttpResponse(200, headers, encoded)
@@ -559,10 +696,10 @@ class EngineServer:
         """
         allowed = await self._edge.origin_allowed(head)
         try:
-            sid = await self._check(head, is_upgrade=True, origin_allowed=allowed)
+            socket = await self._check(head, is_upgrade=True, origin_allowed=allowed)
         except HandshakeError as exc:
             return self._refuse(head, exc, None)
-        if sid is None and not self.accepting:
+        if socket is None and not self.accepting:
             return self._unavailable(None)
         return None
 
@@ -600,7 +737,7 @@ class EngineServer:
                 socket = await self._open_session(head, transport)
                 await socket.wait_closed()
                 return
-            socket = self._sessions.get(sid)
+            socket = await self._claim(sid)  # (check_websocket started it already)
             if socket is None:
                 return
             if socket.protocol == 3:
@@ -617,6 +754,17 @@ class EngineServer:
         """The longest a graceful close of one session takes: the CLOSE packet and the
         handler, ``close_timeout`` each, then the closing handshake."""
         return 2 * self.config.close_timeout + 1.0
+
+
+class _Pending:
+    """A polling handshake not followed up yet: what its session needs to start."""
+
+    __slots__ = ("head", "opened", "sid")
+
+    def __init__(self, sid: str, head: RequestHead, opened: float) -> None:
+        self.sid = sid
+        self.head = head
+        self.opened = opened  # Trio time: when the handshake was answered
 
 
 class _Started:

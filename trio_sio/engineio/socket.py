@@ -273,7 +273,9 @@ class EngineSocket:
         transport: AnyTransport,
         config: EngineConfig,
         request: RequestHead,
-        open_packet: Packet,
+        open_packet: Packet | None,
+        *,
+        opened_at: float | None = None,
     ) -> None:
         self.sid = sid
         self.request = request
@@ -296,8 +298,10 @@ class EngineSocket:
         self._in_send: trio.MemorySendChannel[str | bytes] | None = None
         self._in_recv: trio.MemoryReceiveChannel[str | bytes] | None = None
         self._nursery: trio.Nursery | None = None
-        self._enqueue((open_packet,), direct=True)
-        self._started_at = trio.current_time()
+        if open_packet is not None:  # (None: the handshake's answer carried it already)
+            self._enqueue((open_packet,), direct=True)
+        # When the handshake was answered: the heartbeat counts from there.
+        self._started_at = trio.current_time() if opened_at is None else opened_at
         self._deadline = math.inf  # see close_at
         self._told_closed = False  # the handler's on_closed ran (see _tell_closed)
         # While a ping waits for its pong: the deadline of that wait (a pong cancels it).
@@ -344,6 +348,11 @@ class EngineSocket:
         again before then; ``math.inf``: never. Costs no task: the session's own task keeps
         the deadline with its heartbeat. Never blocks."""
         self._deadline = deadline
+
+    @property
+    def opened_at(self) -> float:
+        """When the handshake was answered (Trio time): the heartbeat counts from there."""
+        return self._started_at
 
     @property
     def state(self) -> SessionState:
@@ -645,6 +654,10 @@ class EngineSocket:
                     nursery.start_soon(self._send_loop)
                 elif self._transport.name is Transport.POLLING:
                     self._queue()  # every packet waits for a GET: the queue is needed
+                if self._over_since is not None and not self._watching:
+                    # Over its bound before it started (sent to as soon as it existed).
+                    self._watching = True
+                    nursery.start_soon(self._watch_slow_consumer)
                 nursery.start_soon(self._receive_loop, self._transport)
                 if self.handler is not None:
                     self.handler.on_started()

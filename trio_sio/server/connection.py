@@ -57,10 +57,12 @@ class Connection:
         self.engine = engine
         self.decoder = server.parser.decoder()
         self.sockets: dict[str, Socket] = {}
-        # Until a first namespace connects: the connect timeout, kept by the session.
+        # Until a first namespace connects: the connect timeout, kept by the session and
+        # counted from the handshake (a polling session starts only when its client comes
+        # back after the handshake: see EngineServer).
         self._connect_pending = engine.protocol != 3  # (see on_started)
         if self._connect_pending:
-            engine.close_at(trio.current_time() + server.connect_timeout)
+            engine.close_at(engine.opened_at + server.connect_timeout)
         self._close_reason: str | None = None
         #: True once the connection is ending: no new handler starts.
         self.closing = False
