@@ -313,6 +313,11 @@ class EngineServer:
             self._claim_soon(record)
         return dict(self._sessions)
 
+    def started_session(self, sid: str) -> EngineSocket | None:
+        """The session ``sid`` if it has started (None for an unknown sid, or a polling
+        handshake not followed up yet: this does not start it). Does not block."""
+        return self._sessions.get(sid)
+
     @property
     def session_count(self) -> int:
         """How many sessions are open, handshakes not followed up yet included."""
@@ -439,7 +444,8 @@ class EngineServer:
             return None
         socket = self._claimed(record)  # registered before this yields: claimed once
         assert self._nursery is not None
-        await self._nursery.start(self._run_session, socket)
+        with trio.CancelScope(shield=True):  # (started() comes without a wait)
+            await self._nursery.start(self._run_session, socket)
         return socket
 
     def _hosts_current_task(self) -> bool:

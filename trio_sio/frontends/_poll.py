@@ -65,7 +65,7 @@ async def answer_poll(
         response = await server.handle_http(head, body, content_length)
         nursery.cancel_scope.cancel()
     if gone and response is None:
-        socket = server.sessions.get(head.query["sid"])
+        socket = server.started_session(head.query["sid"])
         if socket is not None and socket.transport is Transport.POLLING:
             log.debug("session %s: its parked GET's connection closed", socket.sid)
             socket._request_close(CloseReason.TRANSPORT_CLOSE, graceful=False)
