@@ -115,3 +115,17 @@ async def test_the_admin_counts_include_handshakes_not_followed_up(
     assert await post(sio, other, "40") == (200, "ok")
     stats = admin.stats()
     assert (stats["clientsCount"], stats["pollingClientsCount"]) == (2, 2)
+
+
+async def test_a_handshake_not_followed_up_within_the_connect_timeout_is_forgotten(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server(connect_timeout=10)
+    await nursery.start(sio.run)
+    start = trio.current_time()
+    sid = await handshake(sio)
+    await trio.sleep_until(start + 10)
+    await trio.testing.wait_all_tasks_blocked()
+    # As its session would have been closed by the connect timeout: the sid is unknown.
+    assert sio.engine.session_count == 0
+    assert (await get(sio, sid))[0] == 400

@@ -104,9 +104,15 @@ class EngineServer:
     of an upgrade) starts the session, as if it had started at the handshake (its
     heartbeat counts from then). A record never claimed is forgotten ``ping_interval +
     ping_timeout`` seconds after the handshake, when the session would have timed out,
-    by one timer for all of them. So a handshake that is never followed up costs no task
-    and no queue, and ``on_open`` and ``handler`` are not called for it. Engine.IO v3
-    handshakes (``allow_eio3``) and WebSocket ones start their session at once.
+    by one timer for all of them (or after :attr:`claim_timeout`, if shorter). So a
+    handshake that is never followed up costs no task and no queue, and ``on_open`` and
+    ``handler`` are not called for it. Engine.IO v3 handshakes (``allow_eio3``) and
+    WebSocket ones start their session at once.
+
+    Attributes:
+        claim_timeout: the longest a polling handshake not followed up is kept, in
+            seconds, if shorter than ``ping_interval + ping_timeout`` (None: that). The
+            Socket.IO server sets its ``connect_timeout``, which would end such a session.
     """
 
     def __init__(
@@ -134,6 +140,7 @@ class EngineServer:
         self._pending: dict[str, _Pending] = {}
         self._expiries: deque[tuple[float, str]] = deque()
         self._expiring = False
+        self.claim_timeout: float | None = None
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
         self._stopped = trio.Event()
@@ -399,7 +406,10 @@ class EngineServer:
         now = trio.current_time()
         self._pending[sid] = _Pending(sid, head, now)
         config = self.config
-        self._expiries.append((now + config.ping_interval + config.ping_timeout, sid))
+        lifetime = config.ping_interval + config.ping_timeout
+        if self.claim_timeout is not None:
+            lifetime = min(lifetime, self.claim_timeout)
+        self._expiries.append((now + lifetime, sid))
         if not self._expiring:
             self._expiring = True
             nursery.start_soon(self._expire_pending)

@@ -115,6 +115,9 @@ class Server:
             EngineConfig(path=path, **engine_options),
             on_open=self._attach,
         )
+        # A polling handshake not followed up within the connect timeout is forgotten then,
+        # as its session would have been closed.
+        self.engine.claim_timeout = connect_timeout
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         #: the observer attached with :meth:`add_hook` (the Admin UI's instrumentation)
