@@ -102,7 +102,7 @@ class EngineServer:
     handshake is answered with the OPEN packet and leaves only a small record (its sid,
     request and time); the first request naming that sid (a GET, a POST or the WebSocket
     of an upgrade) starts the session, as if it had started at the handshake (its
-    heartbeat counts from then). A record never claimed is forgotten ``ping_interval +
+    heartbeat counts from the handshake). A record never claimed is forgotten ``ping_interval +
     ping_timeout`` seconds after the handshake, when the session would have timed out,
     by one timer for all of them (or after :attr:`claim_timeout`, if shorter). So a
     handshake that is never followed up costs no task and no queue, and ``on_open`` and
