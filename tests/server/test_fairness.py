@@ -25,6 +25,8 @@ from trio_sio.protocol import socketio as socketio_module
 from trio_sio.testing import open_raw_client
 
 Q = "/socket.io/?EIO=4&transport=polling"
+#: makes a message large enough to be measured (the handlers ignore the extra argument)
+PAD = ',"' + "x" * socket_module.HEAVY_BYTES + '"'
 
 
 class Cpu:
@@ -72,13 +74,29 @@ async def test_a_handler_that_held_the_loop_pauses_its_sessions_reading(
     await nursery.start(sio.run)
     async with open_raw_client(sio) as raw:
         await raw.connect()
-        await raw.send('421["work","heavy",0.05]')
+        await raw.send(f'421["work","heavy",0.05{PAD}]')
         await raw.send('422["work","next",0]')
         await raw.expect('431["heavy"]')
         await raw.expect('432["next"]')
     (heavy, at), (name, next_at) = started
     assert (heavy, name) == ("heavy", "next")
     assert next_at - at == pytest.approx(0.05)
+
+
+async def test_a_small_message_is_not_measured(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, cpu: Cpu
+) -> None:
+    """Below HEAVY_BYTES, one message per read costs nothing for fairness (an echo's path):
+    even a handler that computes at length then goes unnoticed."""
+    started: list[tuple[str, float]] = []
+    sio = timed_server(cpu, started)
+    await nursery.start(sio.run)
+    async with open_raw_client(sio) as raw:
+        await raw.connect()
+        for i in range(3):
+            await raw.send(f'42{i}["work","w{i}",0.05]')
+            await raw.expect(f'43{i}["w{i}"]')
+    assert {at for _, at in started} == {started[0][1]}
 
 
 async def test_quick_steps_never_pause(
@@ -90,7 +108,7 @@ async def test_quick_steps_never_pause(
     async with open_raw_client(sio) as raw:
         await raw.connect()
         for i in range(20):  # 9 ms each, one read each: below SLOW_STEP
-            await raw.send(f'42{i}["work","w{i}",0.009]')
+            await raw.send(f'42{i}["work","w{i}",0.009{PAD}]')
             await raw.expect(f'43{i}["w{i}"]')
     assert {at for _, at in started} == {started[0][1]}
 
@@ -139,7 +157,7 @@ async def test_the_pause_is_capped(
     await nursery.start(sio.run)
     async with open_raw_client(sio) as raw:
         await raw.connect()
-        await raw.send('421["work","huge",3]')
+        await raw.send(f'421["work","huge",3{PAD}]')
         await raw.send('422["work","next",0]')
         await raw.expect('431["huge"]')
         await raw.expect('432["next"]')
@@ -155,8 +173,8 @@ async def test_other_sessions_go_first_while_one_pauses(
     async with open_raw_client(sio) as heavy, open_raw_client(sio) as light:
         await heavy.connect()
         await light.connect()
-        await heavy.send('421["work","heavy",0.1]')
-        await heavy.send('422["work","heavy again",0.1]')
+        await heavy.send(f'421["work","heavy",0.1{PAD}]')
+        await heavy.send(f'422["work","heavy again",0.1{PAD}]')
         await heavy.expect('431["heavy"]')
         # The heavy session is pausing now: a new connection and the light session's
         # events are served meanwhile, before its next message.
@@ -202,6 +220,6 @@ async def test_decoding_that_held_the_loop_pauses_before_the_handler(
     async with open_raw_client(sio) as raw:
         await raw.connect()
         sent_at = trio.current_time()
-        await raw.send('421["work","big",0]')
+        await raw.send(f'421["work","big",0{PAD}]')
         await raw.expect('431["big"]')
     assert started[0][1] - sent_at == pytest.approx(0.03)

@@ -79,17 +79,21 @@ class SessionState(enum.Enum):
 
 _CATCH_UP_ROUNDS = 8
 
-#: Fairness between sessions (seconds of the event loop). A session whose reading held the
-#: loop this long in one go (decoding and inline handlers: a JSON message of a megabyte
-#: takes tens of milliseconds, in C, without a chance to yield) stops reading for as long
-#: as it held the loop, at most :data:`MAX_PAUSE`: while others are waiting, it gets about
-#: half of the loop, and a new connection waits for one such step at most, not for all
-#: that the session sent.
+#: Fairness between sessions (seconds of the event loop's CPU time). A session whose reading
+#: held the loop this long in one go (decoding a large message: a megabyte of JSON takes
+#: tens of milliseconds, in C, without a chance to yield; or the inline handlers of a read
+#: that brought many messages) stops reading for as long as it held the loop, at most
+#: :data:`MAX_PAUSE`: while others are waiting, it gets about half of the loop, and a new
+#: connection waits for one such step at most, not for all that the session sent.
 SLOW_STEP = 0.01
 MAX_PAUSE = 0.25
-#: what the reading's time is measured with (real time: the steps it measures never yield,
-#: so this is their CPU time; tests replace it).
-_clock = time.perf_counter
+#: a read that brought one message shorter than this is not measured (an echo then pays
+#: nothing for fairness): below it, decoding and answering take well under SLOW_STEP.
+HEAVY_BYTES = 16384
+#: what the reading's time is measured with: the CPU time of the thread running the loop,
+#: so that a process the system set aside for a while does not count it against the step
+#: it was in (tests replace it).
+_clock = time.thread_time
 
 Handler = Callable[["EngineSocket"], Awaitable[None]]
 
@@ -97,6 +101,13 @@ Handler = Callable[["EngineSocket"], Awaitable[None]]
 #: for long: sharing one costs nothing, while an event per session would).
 _SETTLED = trio.Event()
 _SETTLED.set()
+
+
+def _heavy(packets: Sequence[Packet], index: int) -> bool:
+    """Whether dispatching ``packets[index:]`` may take long enough to be measured: more
+    than one packet, or one of :data:`HEAVY_BYTES` or more."""
+    left = len(packets) - index
+    return left > 1 or (left == 1 and len(packets[index].data) >= HEAVY_BYTES)
 
 
 class _Rest(NamedTuple):
@@ -176,8 +187,8 @@ class Reader:
         # memory); that first handler gets a scope of its own.
         self._scope: trio.CancelScope | None = None
         self._wants_scope = False
-        # When this task last came back to the loop (see pace).
-        self._started = 0.0
+        # When (see _clock) this task's current step of reading began; None: not measured.
+        self._started: float | None = None
 
     @property
     def handed_over(self) -> bool:
@@ -189,7 +200,8 @@ class Reader:
         """Whether what this task did since it last read or paused held the event loop for
         :data:`SLOW_STEP` or more (decoding a large message, say): then it should
         :meth:`pause` before it goes on. Never blocks."""
-        return _clock() - self._started >= SLOW_STEP
+        started = self._started
+        return started is not None and _clock() - started >= SLOW_STEP
 
     async def pause(self) -> None:
         """Let other sessions and new connections have the loop for as long as this task
@@ -197,8 +209,10 @@ class Reader:
 
         Blocks: that long (a sleep, cancelled with the session).
         """
-        await trio.sleep(min(_clock() - self._started, MAX_PAUSE))
-        self._started = _clock()
+        started = self._started
+        if started is not None:
+            await trio.sleep(min(_clock() - started, MAX_PAUSE))
+            self._started = _clock()
 
     async def run_handler(
         self,
@@ -933,7 +947,6 @@ class EngineSocket:
         (what a reader that handed over had not dispatched yet: see :class:`Reader`), in a
         scope of the reader's own if ``scoped``."""
         reader = Reader(self, transport)
-        reader._started = _clock()
         try:
             if scoped:
                 reader._wants_scope = True
@@ -966,17 +979,24 @@ class EngineSocket:
                 slices = cork.slices
                 dispatch = self._dispatch_read(reader, transport, packets, index)
                 if transport.message_ready():
-                    # More messages are read already: corked, their replies share writes.
+                    # More messages are read already: corked, their replies share writes
+                    # (and their time is measured: see SLOW_STEP).
+                    if reader._started is None:
+                        reader._started = _clock()
                     outcome = await run_inline(dispatch, None)
                 else:
                     # One message (the common case at low load): its handler's own driver
-                    # corks what it writes; a driver here would only cost time.
+                    # corks what it writes; a driver here would only cost time. Measured
+                    # only if it is large (or one of several, from a polling POST).
+                    if reader._started is None and _heavy(packets, index):
+                        reader._started = _clock()
                     outcome = await dispatch
                 cork.keep = False
                 if outcome is False:
                     return
                 if cork.slices != slices:  # a burst that yielded in slices: not charged
-                    reader._started = _clock()
+                    if reader._started is not None:
+                        reader._started = _clock()
                 elif reader.should_pause():
                     # The step held the loop: let the others have as long, what it wrote
                     # written first.
@@ -995,7 +1015,7 @@ class EngineSocket:
             received = await self._receive(transport)
             if received is None:
                 return
-            reader._started = _clock()
+            reader._started = None  # a new step: measured if it needs to be (see above)
             packets, index = received, 0
 
     async def _receive(self, transport: AnyTransport) -> Sequence[Packet] | None:
