@@ -117,8 +117,14 @@ def test_the_limit_is_configurable() -> None:
     frame = wire(MsgpackParser(), ["echo", [[] for _ in range(500)]])
     with pytest.raises(RemoteProtocolError):
         decode(MsgpackParser(max_containers=400), frame)
-    with pytest.raises(ValueError):
-        JsonParser(max_containers=MAX_DEPTH - 1).decoder()
+    assert len(decode(MsgpackParser(max_containers=600), frame).data[1]) == 500
+    frame = wire(CborParser(), ["echo", [[] for _ in range(500)]])
+    with pytest.raises(RemoteProtocolError):
+        decode(CborParser(max_containers=400), frame)
+    assert len(decode(CborParser(max_containers=600), frame).data[1]) == 500
+    for parser in (JsonParser, MsgpackParser, CborParser):
+        with pytest.raises(ValueError):
+            parser(max_containers=MAX_DEPTH - 1).decoder()
 
 
 def test_to_wire_refuses_cycles_and_extreme_depth_with_a_type_error() -> None:

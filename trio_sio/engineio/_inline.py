@@ -81,11 +81,12 @@ class Cork:
         slice: frames corked since the corking task last yielded (see :data:`SLICE_FRAMES`).
         holder: the task that yields in the middle of a burst without writing what it
             corked (any other task's yield writes it all).
+        slices: how many times a burst yielded so far (see :meth:`slice_yield`).
         keep: set by a corked coroutine just before it returns, when its caller goes on
             corked at once, without yielding (the next driver writes it all).
     """
 
-    __slots__ = ("depth", "dirty", "frames", "holder", "keep", "slice")
+    __slots__ = ("depth", "dirty", "frames", "holder", "keep", "slice", "slices")
 
     def __init__(self) -> None:
         self.depth = 0
@@ -94,6 +95,7 @@ class Cork:
         self.slice = 0
         self.holder: trio.lowlevel.Task | None = None
         self.keep = False
+        self.slices = 0
 
     def flush(self) -> None:
         """Write everything corked, one write per writer. Never blocks."""
@@ -117,6 +119,7 @@ class Cork:
         """Let other tasks run without writing what this task corked (any other task's
         yield writes it, and so does this task's next real wait)."""
         self.slice = 0
+        self.slices += 1
         self.holder = trio.lowlevel.current_task()
         try:
             await trio.lowlevel.cancel_shielded_checkpoint()

@@ -31,9 +31,10 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import trio
 
@@ -78,12 +79,46 @@ class SessionState(enum.Enum):
 
 _CATCH_UP_ROUNDS = 8
 
+#: Fairness between sessions (seconds of the event loop's CPU time). A session whose reading
+#: held the loop this long in one go (decoding a large message: a megabyte of JSON takes
+#: tens of milliseconds, in C, without a chance to yield; or the inline handlers of a read
+#: that brought many messages) stops reading for as long as it held the loop, at most
+#: :data:`MAX_PAUSE`: while others are waiting, it gets about half of the loop, and a new
+#: connection waits for one such step at most, not for all that the session sent.
+SLOW_STEP = 0.01
+MAX_PAUSE = 0.25
+#: a read that brought one message shorter than this is not measured (an echo then pays
+#: nothing for fairness): below it, decoding and answering take well under SLOW_STEP.
+HEAVY_BYTES = 16384
+#: what the reading's time is measured with: the CPU time of the thread running the loop,
+#: so that a process the system set aside for a while does not count it against the step
+#: it was in (tests replace it).
+_clock = time.thread_time
+
 Handler = Callable[["EngineSocket"], Awaitable[None]]
 
 #: what :attr:`EngineSocket.upgrade_settled` is while no upgrade runs (set, never waited on
 #: for long: sharing one costs nothing, while an event per session would).
 _SETTLED = trio.Event()
 _SETTLED.set()
+
+
+def _heavy(packets: Sequence[Packet], index: int) -> bool:
+    """Whether dispatching ``packets[index:]`` may take long enough to be measured: more
+    than one packet, or one of :data:`HEAVY_BYTES` or more."""
+    left = len(packets) - index
+    return left > 1 or (left == 1 and len(packets[index].data) >= HEAVY_BYTES)
+
+
+class _Rest(NamedTuple):
+    """Where a dispatch stopped before all that was read (see ``EngineSocket._read``)."""
+
+    packets: Sequence[Packet]
+    #: the index in ``packets`` of the next one to dispatch.
+    next: int
+    #: True: the reader goes on in a cancel scope of its own (see :class:`Reader`); False:
+    #: the dispatch held the loop for :data:`SLOW_STEP` and the reading pauses first.
+    scoped: bool
 
 
 class SessionHandler(Protocol):
@@ -135,6 +170,7 @@ class Reader:
         "_retired",
         "_scope",
         "_session",
+        "_started",
         "_transport",
         "_wants_scope",
     )
@@ -151,12 +187,32 @@ class Reader:
         # memory); that first handler gets a scope of its own.
         self._scope: trio.CancelScope | None = None
         self._wants_scope = False
+        # When (see _clock) this task's current step of reading began; None: not measured.
+        self._started: float | None = None
 
     @property
     def handed_over(self) -> bool:
         """True once another task reads in this one's place (what this task was given to
         dispatch after the current message is the new reader's)."""
         return self._retired
+
+    def should_pause(self) -> bool:
+        """Whether what this task did since it last read or paused held the event loop for
+        :data:`SLOW_STEP` or more (decoding a large message, say): then it should
+        :meth:`pause` before it goes on. Never blocks."""
+        started = self._started
+        return started is not None and _clock() - started >= SLOW_STEP
+
+    async def pause(self) -> None:
+        """Let other sessions and new connections have the loop for as long as this task
+        held it since it last read or paused (at most :data:`MAX_PAUSE`).
+
+        Blocks: that long (a sleep, cancelled with the session).
+        """
+        started = self._started
+        if started is not None:
+            await trio.sleep(min(_clock() - started, MAX_PAUSE))
+            self._started = _clock()
 
     async def run_handler(
         self,
@@ -932,26 +988,47 @@ class EngineSocket:
         # the next wait (see _inline).
         while True:
             if packets:  # (even when all were dispatched: the transport may hold more)
+                cork = LOCAL.cork
+                slices = cork.slices
                 dispatch = self._dispatch_read(reader, transport, packets, index)
                 if transport.message_ready():
-                    # More messages are read already: corked, their replies share writes.
+                    # More messages are read already: corked, their replies share writes
+                    # (and their time is measured: see SLOW_STEP).
+                    if reader._started is None:
+                        reader._started = _clock()
                     outcome = await run_inline(dispatch, None)
                 else:
                     # One message (the common case at low load): its handler's own driver
-                    # corks what it writes; a driver here would only cost time.
+                    # corks what it writes; a driver here would only cost time. Measured
+                    # only if it is large (or one of several, from a polling POST).
+                    if reader._started is None and _heavy(packets, index):
+                        reader._started = _clock()
                     outcome = await dispatch
-                LOCAL.cork.keep = False
+                cork.keep = False
                 if outcome is False:
                     return
-                if outcome is not True:  # the reader wants a scope of its own from here on
-                    await self._read_scoped(reader, transport, *outcome)
-                    return
+                if cork.slices != slices:  # a burst that yielded in slices: not charged
+                    if reader._started is not None:
+                        reader._started = _clock()
+                elif reader.should_pause():
+                    # The step held the loop: let the others have as long, what it wrote
+                    # written first.
+                    if cork.dirty and not cork.depth:
+                        cork.flush()
+                    await reader.pause()
+                if outcome is not True:
+                    if outcome.scoped:  # the reader wants a scope of its own from here on
+                        await self._read_scoped(reader, transport, outcome.packets, outcome.next)
+                        return
+                    packets, index = outcome.packets, outcome.next
+                    continue  # dispatch the rest of what was read
             cork = LOCAL.cork
             if cork.dirty and not cork.depth:  # kept for this reader's scope: write it now
                 cork.flush()
             received = await self._receive(transport)
             if received is None:
                 return
+            reader._started = None  # a new step: measured if it needs to be (see above)
             packets, index = received, 0
 
     async def _receive(self, transport: AnyTransport) -> Sequence[Packet] | None:
@@ -968,12 +1045,19 @@ class EngineSocket:
         return None
 
     async def _dispatch_read(
-        self, reader: Reader, transport: AnyTransport, packets: Sequence[Packet], index: int
-    ) -> bool | tuple[Sequence[Packet], int]:
+        self,
+        reader: Reader,
+        transport: AnyTransport,
+        packets: Sequence[Packet],
+        index: int,
+    ) -> bool | _Rest:
         """Dispatch ``packets[index:]``, then the messages the transport already holds
         (a WebSocket read that brought several). Returns True to read on, False to stop, or
-        where to go on in a scope of the reader's own (see :class:`Reader`)."""
+        where to go on (see :class:`_Rest`): in a scope of the reader's own (see
+        :class:`Reader`), or after a pause once the reader held the loop for
+        :data:`SLOW_STEP`."""
         while True:
+            rest: _Rest | None = None
             try:
                 while index < len(packets):
                     # Nothing is read once the session closes, not even the rest of
@@ -988,14 +1072,20 @@ class EngineSocket:
                         return False  # another task reads now, from where this one was
                     if reader._wants_scope and reader._scope is None:
                         LOCAL.cork.keep = True  # corked on at once, in the reader's scope
-                        return packets, index
+                        rest = _Rest(packets, index, True)
+                        return rest
+                    if index < len(packets) and reader.should_pause():
+                        rest = _Rest(packets, index, False)
+                        return rest
             finally:
-                if not reader._retired:
+                if not reader._retired and (rest is None or index >= len(packets)):
                     done = getattr(packets, "done", None)
                     if done is not None:
                         done.set()
             if not transport.message_ready():
                 return True
+            if reader.should_pause():
+                return _Rest(packets, index, False)
             received = await self._receive(transport)
             if received is None:
                 return False

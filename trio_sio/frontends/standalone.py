@@ -440,8 +440,9 @@ async def _serve(server: EngineServer, c: _Connection) -> None:
         else:
             declared = _content_length(event)
             started = trio.current_time()
-            if is_poll(head) and type(c.stream) is trio.SocketStream:
-                gone = partial(_client_gone, c)
+            if is_poll(head):
+                watch = _client_gone if type(c.stream) is trio.SocketStream else _tls_client_gone
+                gone = partial(watch, c)
                 polled = await answer_poll(server, head, _body(c), declared, gone)
                 if polled is None:
                     return  # the client closed the connection: its session is closed
@@ -491,6 +492,24 @@ async def _client_gone(c: _Connection) -> bool:
             return True
         c.h11.receive_data(data)  # a pipelined request: h11 holds it for its turn
         return False
+
+
+async def _tls_client_gone(c: _Connection) -> bool:
+    """:func:`_client_gone` for a TLS stream: the records are read and decrypted (a
+    close_notify alert or an EOF is the client closing, a reset breaks the stream).
+
+    Blocks: until the client closes or sends more. Cancellation stops the watch and loses
+    nothing: the TLS handshake is over, and Trio's TLS stream then only ever hands over
+    what it decrypted from a completed read.
+    """
+    try:
+        data = await c.stream.receive_some(READ_SIZE)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return True
+    if not data:
+        return True
+    c.h11.receive_data(bytes(data))  # a pipelined request: h11 holds it for its turn
+    return False
 
 
 def _head(request: h11.Request, client: tuple[str, int] | None) -> RequestHead:

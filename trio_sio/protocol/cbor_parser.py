@@ -25,13 +25,22 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import cbor2
 
 from ._frame_decoder import WholeFrameDecoder
 from .errors import LocalProtocolError, RemoteProtocolError
-from .socketio import MAX_ACK_ID, MAX_CONTAINERS, Packet, PacketType, check_payload, shape_problem
+from .socketio import (
+    MAX_ACK_ID,
+    MAX_CONTAINERS,
+    MAX_DEPTH,
+    Packet,
+    PacketType,
+    check_payload,
+    shape_problem,
+)
 
 __all__ = ["CborDecoder", "CborParser"]
 
@@ -78,7 +87,7 @@ def _data_problem(data: Any) -> str | None:
     return None
 
 
-def _decode_frame(frame: bytes) -> Packet:
+def _decode_frame(frame: bytes, max_containers: int = MAX_CONTAINERS) -> Packet:
     stream = io.BytesIO(frame)
     try:
         decoder = cbor2.CBORDecoder(
@@ -106,7 +115,7 @@ def _decode_frame(frame: bytes) -> Packet:
         raise RemoteProtocolError("invalid ack id")
     data = obj.get("data")
     # (each container takes a byte at least: the frame's length bounds their number)
-    problem = shape_problem(data, len(frame), MAX_CONTAINERS)
+    problem = shape_problem(data, len(frame), max_containers)
     problem = problem or _data_problem(data) or check_payload(ptype, data)
     if problem is not None:
         raise RemoteProtocolError(f"invalid payload: {problem}")
@@ -121,13 +130,23 @@ class CborDecoder(WholeFrameDecoder):
 
     __slots__ = ()
 
-    def __init__(self) -> None:
-        super().__init__(_decode_frame, "CBOR")
+    def __init__(self, max_containers: int = MAX_CONTAINERS) -> None:
+        if max_containers < MAX_DEPTH:
+            raise ValueError(f"max_containers must be at least {MAX_DEPTH}")
+        super().__init__(partial(_decode_frame, max_containers=max_containers), "CBOR")
 
 
 @dataclass(frozen=True, slots=True)
 class CborParser:
-    """Socket.IO parser that sends every packet as one CBOR-encoded binary frame."""
+    """Socket.IO parser that sends every packet as one CBOR-encoded binary frame.
+
+    Attributes:
+        max_containers: refuse a packet whose data holds more lists and maps (counted once
+            cbor2 has decoded the frame, whose length bounds them); data nested deeper than
+            :data:`~trio_sio.protocol.socketio.MAX_DEPTH` is refused too.
+    """
+
+    max_containers: int = MAX_CONTAINERS
 
     def encode(self, packet: Packet) -> list[str | bytes]:
         """Encode one packet as a single binary frame.
@@ -154,4 +173,4 @@ class CborParser:
 
     def decoder(self) -> CborDecoder:
         """Return a new :class:`CborDecoder`."""
-        return CborDecoder()
+        return CborDecoder(self.max_containers)

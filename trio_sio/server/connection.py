@@ -152,8 +152,9 @@ class Connection:
         """Decode one Engine.IO message and route its packets (called by the receive task
         ``reader``: see ``SessionHandler``).
 
-        Blocks while the target socket's event queue is full, or while the events being
-        handled came in more than ``max_inflight_bytes`` (backpressure on the reading).
+        Blocks while the target socket's event queue is full, while the events being
+        handled came in more than ``max_inflight_bytes`` (backpressure on the reading), or
+        for a while after decoding a message held the event loop (see ``Reader.pause``).
         An event's handler runs here, in the reading task, until it waits for something;
         reading then goes on in another task (see ``Reader.run_handler``) and this call
         returns once the handler is done.
@@ -163,6 +164,8 @@ class Connection:
         decoder = self.decoder
         try:
             decoder.feed(message)
+            if reader.should_pause():  # decoding a large message held the loop
+                await reader.pause()
             while not self.closing:
                 packet = decoder.next_packet()
                 if packet is NEED_DATA:
