@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._handlers import Ack, Handler, ack_args
+from .._handlers import AckRoute, Handler, run_event_handler
 from ..protocol.errors import ConnectionClosed
 from ._queues import EventQueue, Incoming
 from ._reader import OnWait, run_inline
@@ -37,8 +37,8 @@ log = logging.getLogger("trio_sio.client")
 #: Names of the lifecycle handlers of a namespace socket.
 LIFECYCLE = frozenset({"connect", "disconnect", "connect_error"})
 
-#: Makes the Ack of a received event: ``make_ack(packet id, link)``.
-AckFactory = Callable[[int | None, "Link | None"], Ack]
+#: Where the acks of events received on a namespace connection go: ``ack_route(link)``.
+AckRouteFactory = Callable[["Link | None"], AckRoute]
 
 
 @dataclass(slots=True)
@@ -52,17 +52,17 @@ class Dispatcher:
 
     Args:
         name: for log messages (the socket's repr).
-        make_ack: builds the :class:`Ack` of an event.
+        ack_route: where the acks of events received on a namespace connection go.
         queue_size: server events that may wait to be started.
         limit: handlers in flight at once (``max_concurrent_handlers``).
         ordered: every handler in the ordered lane (``ordered_handlers``).
     """
 
     def __init__(
-        self, name: str, make_ack: AckFactory, *, queue_size: int, limit: int, ordered: bool
+        self, name: str, ack_route: AckRouteFactory, *, queue_size: int, limit: int, ordered: bool
     ) -> None:
         self.name = name
-        self._make_ack = make_ack
+        self._ack_route = ack_route
         self.queue: EventQueue[Link] = EventQueue(queue_size)
         self.ordered = ordered
         self._handlers: dict[str, _Registered] = {}
@@ -264,18 +264,12 @@ class Dispatcher:
             return  # nobody listens: no ack either, as with the JS client
         if ticket is not None and ticket[0] is not None:
             await ticket[0].wait()
-        handler = registered.handler
-        ack = self._make_ack(packet.id, item.link)
-        try:
-            if handler.takes_ack:
-                await handler(*args, ack=ack)
-                return
-            result = await handler(*args)
-        except Exception:
-            log.exception("%s: handler for %r failed", self.name, event)
-            return
-        if packet.id is not None:
-            try:
-                await ack(*ack_args(result))
-            except (TypeError, ValueError):
-                log.exception("%s: the ack of %r cannot be sent", self.name, event)
+        await run_event_handler(
+            registered.handler,
+            tuple(args),
+            self._ack_route(item.link),
+            packet.id,
+            logger=log,
+            owner=self.name,
+            event=event,
+        )

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
-from .._acks import AckRegistry, await_callback, unpack_ack
+from .._acks import AckRegistry, emit_with_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
-from .._handlers import Ack, Handler, ack_args
+from .._handlers import Ack, Handler, ack_args, run_event_handler
 from .._handshake import Handshake
 from .._sync import Slots
 from ..adapters.base import BroadcastOptions
@@ -331,14 +331,19 @@ class Socket:
     ) -> None:
         data = event_data(event, args)
         self._check_connected()
-        ack_id = None
-        if callback is not None:
-            ack_id, slot = self._acks.new()
-            self._connection.nursery.start_soon(
-                await_callback, self._acks, ack_id, slot.wait, callback, timeout
+        name = self.namespace.name
+        if callback is None:
+            await self._send_event(
+                Packet(PacketType.EVENT, name, data), event, args, volatile, compress
             )
-        packet = Packet(PacketType.EVENT, self.namespace.name, data, ack_id)
-        await self._send_event(packet, event, args, volatile, compress)
+            return
+
+        async def send(ack_id: int) -> bool:
+            packet = Packet(PacketType.EVENT, name, data, ack_id)
+            return await self._send_event(packet, event, args, volatile, compress)
+
+        start_soon = self._connection.nursery.start_soon
+        await emit_with_callback(self._acks, send, start_soon, callback, timeout)
 
     async def _emit_with_ack(
         self,
@@ -378,14 +383,16 @@ class Socket:
         args: tuple[Any, ...],
         volatile: bool,
         compress: bool = True,
-    ) -> None:
+    ) -> bool:
+        """Queue an event packet (after the outgoing listeners); whether it went (False: a
+        volatile packet was dropped)."""
         await self._outgoing(event, args)
         if self._pid is not None and packet.id is None and not volatile:
             # Kept for recovery, as a broadcast to this socket's room would be.
             self._check_connected()
             only_me = BroadcastOptions(rooms=frozenset((self.id,)))
             packet = await self.namespace.adapter.record_packet(packet, only_me)
-        await self._connection.send_packet(packet, volatile=volatile, compress=compress)
+        return await self._connection.send_packet(packet, volatile=volatile, compress=compress)
 
     async def _outgoing(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
         """Call the outgoing any-listeners (the namespace's, then this socket's)."""
@@ -568,25 +575,18 @@ class Socket:
                 args = await self._filter(event, args)
                 if args is None:
                     return
-            handler: Handler | None = namespace._handler(event)
-            if handler is None:
-                log.debug("%r: no handler for %r", self, event)
-                return
-            if handler.takes_ack:
-                sender = None if packet.id is None else partial(self._send_ack, packet.id)
-                await handler(self, *args, ack=Ack(sender))
-                return
-            result = await handler(self, *args)
         except ConnectionClosed:
             return
         except Exception:
             log.exception("%r: handler for %r failed", self, event)
             return
-        if packet.id is not None:
-            try:
-                await self._send_ack(packet.id, ack_args(result))
-            except (TypeError, ValueError):
-                log.exception("%r: the ack of %r cannot be sent", self, event)
+        handler: Handler | None = namespace._handler(event)
+        if handler is None:
+            log.debug("%r: no handler for %r", self, event)
+            return
+        await run_event_handler(
+            handler, (self, *args), self, packet.id, logger=log, owner=self, event=event
+        )
 
     async def _filter(self, event: str, args: list[Any]) -> list[Any] | None:
         """Pass an event through the packet middleware: the namespace's, then this
