@@ -1,6 +1,7 @@
 """One set of rules for running a received event's handler and for an emit with a callback,
 checked in both directions: the server handling what a client sent, and the client handling
-what the server sent (both sides share ``run_event_handler`` and ``emit_with_callback``).
+what the server sent (both sides share ``run_event_handler``, ``emit_with_callback`` and the
+bound and ordered lane of ``Lanes``).
 
 In memory, in virtual time.
 """
@@ -33,7 +34,7 @@ class Side:
     on_any_outgoing: Callable[[Callable[..., Any]], Any]
 
 
-Pair = Callable[[], Any]  # an async context manager giving (receiver, sender)
+Pair = Callable[..., Any]  # pair(**options): an async context manager, (receiver, sender)
 
 
 @pytest.fixture(params=["server-handles", "client-handles"])
@@ -41,8 +42,8 @@ def pair(
     request: pytest.FixtureRequest, sio_serve: SioServe, sio_client: SioClient
 ) -> Callable[[], Any]:
     @asynccontextmanager
-    async def open_pair() -> AsyncIterator[tuple[Side, Side]]:
-        sio = trio_sio.Server()
+    async def open_pair(**options: Any) -> AsyncIterator[tuple[Side, Side]]:
+        sio = trio_sio.Server(**options)
         sockets: list[trio_sio.Socket] = []
         sio.on("connection", lambda socket, auth: sockets.append(socket))
 
@@ -53,7 +54,7 @@ def pair(
                 sio.on(event, lambda socket, *args: fn(*args))
 
         network = await sio_serve(sio)
-        client = sio_client(network)
+        client = sio_client(network, **options)
         async with client:
             while not sockets:
                 await trio.sleep(0.01)
@@ -166,3 +167,48 @@ def trio_sio_timeout(side: Side) -> Callable[..., Awaitable[None]]:
     owner = side.emit.__self__  # type: ignore[attr-defined]
     emit: Callable[..., Awaitable[None]] = owner.timeout(5).emit
     return emit
+
+
+async def test_ordered_handlers_run_one_at_a_time_in_arrival_order(
+    pair: Pair, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with pair(ordered_handlers=True) as (receiver, sender):
+        log: list[str] = []
+
+        async def step(name: str, pause: float) -> None:
+            log.append(f"start {name}")
+            await trio.sleep(pause)
+            log.append(f"end {name}")
+
+        receiver.on("step", step)
+        for name, pause in (("a", 3), ("b", 1), ("c", 2)):
+            await sender.emit("step", name, pause)
+        await trio.sleep(10)
+        assert log == ["start a", "end a", "start b", "end b", "start c", "end c"]
+
+
+async def test_at_most_max_concurrent_handlers_run_and_the_rest_wait(
+    pair: Pair, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with pair(max_concurrent_handlers=2) as (receiver, sender):
+        running: list[int] = []
+        peak = 0
+        release = trio.Event()
+
+        async def hold(n: int) -> int:
+            nonlocal peak
+            running.append(n)
+            peak = max(peak, len(running))
+            await release.wait()
+            running.remove(n)
+            return n
+
+        receiver.on("hold", hold)
+        replies: list[int] = []
+        for n in range(5):
+            await sender.emit("hold", n, callback=replies.append)
+        await trio.sleep(5)
+        assert sorted(running) == [0, 1]  # the others wait, unread
+        release.set()
+        await trio.sleep(5)
+        assert (peak, sorted(replies)) == (2, [0, 1, 2, 3, 4])

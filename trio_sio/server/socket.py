@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -15,7 +14,7 @@ from .._acks import AckRegistry, emit_with_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Ack, Handler, ack_args, run_event_handler
 from .._handshake import Handshake
-from .._sync import Slots
+from .._lanes import Lanes, Turn
 from ..adapters.base import BroadcastOptions
 from ..adapters.recovery import RECOVERABLE_REASONS, Session
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -73,11 +72,11 @@ class Socket:
         self._connection = connection
         self._engine = connection.engine
         self._acks = AckRegistry(namespace.server.max_pending_acks)
-        # Events in flight (running, or waiting for their turn); reading pauses at the bound.
-        self._in_flight = Slots(namespace.server.max_concurrent_handlers)
+        # Events in flight (running, or waiting for their turn in the ordered lane); reading
+        # pauses at the bound (the same rules as the client's: see _lanes).
+        self._in_flight = Lanes(namespace.server.max_concurrent_handlers)
         # Events that came before the connection handlers finished, in order.
         self._early: list[Packet] | None = []
-        self._ordered_send: trio.MemorySendChannel[Packet] | None = None
         # Cancelled when the socket disconnects: created with the first (see _track).
         self._background_scopes: set[trio.CancelScope] | None = None
         # The socket's own listeners and middleware: made at the first registration.
@@ -491,36 +490,30 @@ class Socket:
                 in_flight.release()
 
     async def _start(self, packet: Packet) -> None:
-        """Start handling one event: in a task of its own, begun before this returns (so
-        handlers start in arrival order), or queued for the socket's ordered task."""
+        """Start handling one event in a task of its own, begun before this returns (so
+        handlers start in arrival order); an ordered one first waits for its turn."""
         if not self.connected or self._connection.closing:
             self._in_flight.release()
             return
-        if self.namespace._is_ordered(str(packet.data[0])):
-            if self._ordered_send is None:
-                self._ordered_send, receive = trio.open_memory_channel[Packet](math.inf)
-                self._connection.nursery.start_soon(self._guarded, self._ordered_loop, receive)
-            self._ordered_send.send_nowait(packet)
-        else:
-            await self._connection.nursery.start(self._handler_task, packet)
+        ordered = self.namespace._is_ordered(str(packet.data[0]))
+        turn = self._in_flight.turn() if ordered else None
+        await self._connection.nursery.start(self._handler_task, packet, turn)
 
-    async def _handler_task(self, packet: Packet, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _handler_task(
+        self, packet: Packet, turn: Turn | None, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         with trio.CancelScope() as scope:
             self._track(scope)
             task_status.started()
             try:
+                if turn is not None:
+                    await turn.wait()
                 await self._dispatch(packet)
             finally:
+                if turn is not None:
+                    turn.end()
                 self._untrack(scope)
                 self._in_flight.release()
-
-    async def _ordered_loop(self, receive: trio.MemoryReceiveChannel[Packet]) -> None:
-        async with receive:
-            async for packet in receive:
-                try:
-                    await self._dispatch(packet)
-                finally:
-                    self._in_flight.release()
 
     async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` until it returns or the socket disconnects."""
@@ -670,8 +663,6 @@ class Socket:
         self._connection.forget(self)
         self._acks.close(reason)
         self._early = None
-        if self._ordered_send is not None:
-            self._ordered_send.close()
         for scope in list(self._background_scopes or ()):
             scope.cancel()
         if self._pid is not None and reason in RECOVERABLE_REASONS:
