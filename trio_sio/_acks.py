@@ -17,7 +17,7 @@ from ._handlers import Handler
 from .protocol.errors import AckTimeoutError, ConnectionClosed, LocalProtocolError
 from .protocol.socketio import MAX_ACK_ID
 
-__all__ = ["AckRegistry", "AckSlot", "await_callback", "unpack_ack"]
+__all__ = ["AckRegistry", "AckSlot", "await_callback", "emit_with_callback", "unpack_ack"]
 
 log = logging.getLogger("trio_sio")
 
@@ -158,3 +158,59 @@ async def await_callback(
         log.exception("ack callback failed")
     finally:
         acks.discard(ack_id)
+
+
+async def emit_with_callback(
+    acks: AckRegistry,
+    send: Callable[[int], Awaitable[bool]],
+    start_soon: Callable[..., object],
+    callback: Callable[..., Any],
+    timeout: float | None,
+    *,
+    forget: Callable[[int], None] | None = None,
+) -> None:
+    """Send an event that asks for an ack, and have ``callback`` called with the ack, by the
+    rules the server and the client share:
+
+    - ``send(ack_id)`` hands the event over (queues or writes it) with a fresh ack id and
+      says whether it went (False: a volatile event was dropped);
+    - the wait for the ack starts only once the event was handed over: an emit that raises
+      (an outgoing listener, an argument that cannot be sent, a closed socket, cancellation)
+      raises here and never calls ``callback`` as well;
+    - a dropped volatile event calls ``callback`` only if there is a ``timeout``, with
+      :class:`AckTimeoutError` once it expires (no ack can come);
+    - the callback runs in a task of its own (``start_soon``), so an emit never waits for
+      the peer; its failure is logged.
+
+    ``forget(ack_id)`` (if given) is called once the ack id is no longer pending.
+
+    Raises:
+        ConnectionClosed: the socket is disconnected (from ``acks.new()`` or ``send``).
+        LocalProtocolError: too many acks are pending.
+        Whatever ``send`` raises.
+
+    Blocks: as long as ``send`` does.
+    """
+    ack_id, slot = acks.new()
+
+    def done() -> None:
+        acks.discard(ack_id)
+        if forget is not None:
+            forget(ack_id)
+
+    try:
+        sent = await send(ack_id)
+    except BaseException:
+        done()
+        raise
+    if not sent and timeout is None:
+        done()
+        return
+
+    async def wait_and_call() -> None:
+        try:
+            await await_callback(acks, ack_id, slot.wait, callback, timeout)
+        finally:
+            done()
+
+    start_soon(wait_and_call)

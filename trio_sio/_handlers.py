@@ -1,15 +1,21 @@
 """Event handlers, normalised once at registration: sync or async, any arity, and the
-:class:`Ack` a handler may take to acknowledge on its own terms."""
+:class:`Ack` a handler may take to acknowledge on its own terms; and how a received event's
+handler is run and answered (:func:`run_event_handler`), the same on the server and on the
+client."""
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, final
+from functools import partial
+from typing import Any, Protocol, final
 
 import trio
 
-__all__ = ["Ack", "Handler", "ack_args"]
+from .protocol.errors import ConnectionClosed
+
+__all__ = ["Ack", "AckRoute", "Handler", "ack_args", "run_event_handler"]
 
 #: Sends an ack's arguments (already checked by :func:`ack_args`).
 AckSender = Callable[[tuple[Any, ...]], Awaitable[None]]
@@ -126,3 +132,60 @@ def ack_args(result: Any) -> tuple[Any, ...]:
     if isinstance(result, tuple):
         return result
     return (result,)
+
+
+class AckRoute(Protocol):
+    """Where the acks of received events go: a server socket, or a client namespace
+    connection."""
+
+    async def _send_ack(self, ack_id: int, args: tuple[Any, ...]) -> None:
+        """Send the ACK of event ``ack_id`` with ``args`` (checked by :func:`ack_args`'s
+        caller's serializer). Dropped silently once the connection is gone.
+
+        Raises:
+            TypeError, ValueError: an argument cannot be sent.
+        """
+        ...
+
+
+async def run_event_handler(
+    handler: Handler,
+    args: tuple[Any, ...],
+    route: AckRoute,
+    ack_id: int | None,
+    *,
+    logger: logging.Logger,
+    owner: object,
+    event: str,
+) -> None:
+    """Run one received event's handler and answer it, by the rules the server and the
+    client share:
+
+    - a handler with an ``ack`` parameter gets an :class:`Ack` and answers on its own terms
+      (or not at all); otherwise what it returns is the ack, if the peer asked for one
+      (None: an ack without arguments, a tuple: several);
+    - a handler that raises is logged (``"<owner>: handler for '<event>' failed"``) and gets
+      no ack; one that raises ``ConnectionClosed`` (it emitted after the connection went) is
+      not logged: there is nobody left to answer;
+    - a return value that cannot be sent is logged, and no ack goes.
+
+    ``args`` are the handler's positional arguments (the server's socket first, on the
+    server). Blocks: as long as the handler runs, then while the ack is queued.
+    Cancellation: as the handler's.
+    """
+    try:
+        if handler.takes_ack:
+            sender = None if ack_id is None else partial(route._send_ack, ack_id)
+            await handler(*args, ack=Ack(sender))
+            return
+        result = await handler(*args)
+    except ConnectionClosed:
+        return
+    except Exception:
+        logger.exception("%s: handler for %r failed", owner, event)
+        return
+    if ack_id is not None:
+        try:
+            await route._send_ack(ack_id, ack_args(result))
+        except (TypeError, ValueError):
+            logger.exception("%s: the ack of %r cannot be sent", owner, event)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._handlers import Ack, Handler, ack_args
+from .._handlers import AckRoute, Handler, run_event_handler
+from .._lanes import Lanes, Turn
 from ..protocol.errors import ConnectionClosed
 from ._queues import EventQueue, Incoming
 from ._reader import OnWait, run_inline
@@ -37,8 +38,8 @@ log = logging.getLogger("trio_sio.client")
 #: Names of the lifecycle handlers of a namespace socket.
 LIFECYCLE = frozenset({"connect", "disconnect", "connect_error"})
 
-#: Makes the Ack of a received event: ``make_ack(packet id, link)``.
-AckFactory = Callable[[int | None, "Link | None"], Ack]
+#: Where the acks of events received on a namespace connection go: ``ack_route(link)``.
+AckRouteFactory = Callable[["Link | None"], AckRoute]
 
 
 @dataclass(slots=True)
@@ -52,26 +53,24 @@ class Dispatcher:
 
     Args:
         name: for log messages (the socket's repr).
-        make_ack: builds the :class:`Ack` of an event.
+        ack_route: where the acks of events received on a namespace connection go.
         queue_size: server events that may wait to be started.
         limit: handlers in flight at once (``max_concurrent_handlers``).
         ordered: every handler in the ordered lane (``ordered_handlers``).
     """
 
     def __init__(
-        self, name: str, make_ack: AckFactory, *, queue_size: int, limit: int, ordered: bool
+        self, name: str, ack_route: AckRouteFactory, *, queue_size: int, limit: int, ordered: bool
     ) -> None:
         self.name = name
-        self._make_ack = make_ack
+        self._ack_route = ack_route
         self.queue: EventQueue[Link] = EventQueue(queue_size)
         self.ordered = ordered
         self._handlers: dict[str, _Registered] = {}
         self._lifecycle: dict[str, list[Handler]] = {}
         self._incoming_hooks: list[Handler] = []
         self._waiters: dict[str, list[trio.MemorySendChannel[tuple[Any, ...]]]] = {}
-        self._limit = limit
-        self._slots = trio.Semaphore(limit)
-        self._lane_tail: trio.Event | None = None  # set when the last ordered handler ends
+        self._lanes = Lanes(limit)
         self._lifecycle_running = 0
         self._lifecycle_idle = trio.Event()
         self._lifecycle_idle.set()
@@ -80,7 +79,7 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         """Handler tasks running (or waiting for their turn in the ordered lane)."""
-        return self._limit - self._slots.value
+        return self._lanes.in_flight
 
     # -- registration ---------------------------------------------------------------------
     def register(self, event: str, fn: Callable[..., Any], ordered: bool) -> None:
@@ -116,7 +115,7 @@ class Dispatcher:
         """After the client ended: a fresh queue, for its next run."""
         self.queue = EventQueue(self.queue.size)
         self.done = trio.Event()
-        self._lane_tail = None
+        self._lanes.reset()
 
     def close_waiters(self) -> None:
         for waiters in self._waiters.values():
@@ -151,11 +150,11 @@ class Dispatcher:
             while (item := await self.queue.get()) is not None:
                 if item.kind == "event" and not self._wanted(item):
                     continue
-                await self._slots.acquire()
+                await self._lanes.acquire()
                 try:
-                    await nursery.start(self._task, item, self._ticket(item))
+                    await nursery.start(self._task, item, self._turn(item))
                 except BaseException:
-                    self._slots.release()
+                    self._lanes.release()
                     raise
         finally:
             self.done.set()
@@ -168,10 +167,10 @@ class Dispatcher:
 
         Blocks: as long as the handler runs. Cancellation: as the handler's.
         """
-        if len(self.queue) or self._ticket_needed(item):
+        if len(self.queue) or self._ordered(item):
             return False
         try:
-            self._slots.acquire_nowait()
+            self._lanes.acquire_nowait()
         except trio.WouldBlock:
             return False
         try:
@@ -180,10 +179,10 @@ class Dispatcher:
             else:
                 await trio.lowlevel.checkpoint()
         finally:
-            self._slots.release()
+            self._lanes.release()
         return True
 
-    def _ticket_needed(self, item: Incoming[Link]) -> bool:
+    def _ordered(self, item: Incoming[Link]) -> bool:
         assert item.packet is not None
         registered = self._handlers.get(str(item.packet.data[0]))
         return registered is not None and (self.ordered or registered.ordered)
@@ -193,24 +192,16 @@ class Dispatcher:
         event = str(item.packet.data[0])
         return bool(event in self._handlers or self._incoming_hooks or self._waiters.get(event))
 
-    def _ticket(self, item: Incoming[Link]) -> tuple[trio.Event | None, trio.Event] | None:
-        """A place in the ordered lane: (the event to wait for, the one to set when done)."""
-        if item.kind == "event":
-            assert item.packet is not None
-            registered = self._handlers.get(str(item.packet.data[0]))
-            ordered = registered is not None and (self.ordered or registered.ordered)
-        else:
-            ordered = self.ordered
-        if not ordered:
-            return None
-        previous, mine = self._lane_tail, trio.Event()
-        self._lane_tail = mine
-        return previous, mine
+    def _turn(self, item: Incoming[Link]) -> Turn | None:
+        """A place in the ordered lane, for an ordered handler (lifecycle handlers are
+        ordered only with ``ordered_handlers``)."""
+        ordered = self._ordered(item) if item.kind == "event" else self.ordered
+        return self._lanes.turn() if ordered else None
 
     async def _task(
         self,
         item: Incoming[Link],
-        ticket: tuple[trio.Event | None, trio.Event] | None,
+        turn: Turn | None,
         *,
         task_status: trio.TaskStatus[None],
     ) -> None:
@@ -221,32 +212,28 @@ class Dispatcher:
             self._lifecycle_idle = trio.Event()
         try:
             if lifecycle:
-                await self._run_lifecycle(item, ticket)
+                await self._run_lifecycle(item, turn)
             else:
-                await self._run_event(item, ticket)
+                await self._run_event(item, turn)
         finally:
-            if ticket is not None:
-                ticket[1].set()
-            self._slots.release()
+            if turn is not None:
+                turn.end()
+            self._lanes.release()
             if lifecycle:
                 self._lifecycle_running -= 1
                 if not self._lifecycle_running:
                     self._lifecycle_idle.set()
 
-    async def _run_lifecycle(
-        self, item: Incoming[Link], ticket: tuple[trio.Event | None, trio.Event] | None
-    ) -> None:
-        if ticket is not None and ticket[0] is not None:
-            await ticket[0].wait()
+    async def _run_lifecycle(self, item: Incoming[Link], turn: Turn | None) -> None:
+        if turn is not None:
+            await turn.wait()
         for handler in self._lifecycle.get(item.kind, []):
             try:
                 await handler(*item.args)
             except Exception:
                 log.exception("%s: %s handler failed", self.name, item.kind)
 
-    async def _run_event(
-        self, item: Incoming[Link], ticket: tuple[trio.Event | None, trio.Event] | None
-    ) -> None:
+    async def _run_event(self, item: Incoming[Link], turn: Turn | None) -> None:
         packet = item.packet
         assert packet is not None
         event, *args = packet.data
@@ -262,20 +249,14 @@ class Dispatcher:
         registered = self._handlers.get(event)
         if registered is None:
             return  # nobody listens: no ack either, as with the JS client
-        if ticket is not None and ticket[0] is not None:
-            await ticket[0].wait()
-        handler = registered.handler
-        ack = self._make_ack(packet.id, item.link)
-        try:
-            if handler.takes_ack:
-                await handler(*args, ack=ack)
-                return
-            result = await handler(*args)
-        except Exception:
-            log.exception("%s: handler for %r failed", self.name, event)
-            return
-        if packet.id is not None:
-            try:
-                await ack(*ack_args(result))
-            except (TypeError, ValueError):
-                log.exception("%s: the ack of %r cannot be sent", self.name, event)
+        if turn is not None:
+            await turn.wait()
+        await run_event_handler(
+            registered.handler,
+            tuple(args),
+            self._ack_route(item.link),
+            packet.id,
+            logger=log,
+            owner=self.name,
+            event=event,
+        )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._acks import AckRegistry, AckSlot
-from .._handlers import Ack
+from .._handlers import AckRoute
 from ..protocol.errors import ConnectionClosed, ConnectionRefused
 from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
@@ -60,7 +60,7 @@ class NamespaceState:
         self.namespace = namespace
         self._dispatcher = Dispatcher(
             f"<ClientSocket {namespace}>",
-            self._make_ack,
+            self._ack_route,
             queue_size=options.event_queue_size,
             limit=options.max_concurrent_handlers,
             ordered=options.ordered_handlers,
@@ -214,24 +214,10 @@ class NamespaceState:
     def _lifecycle_event(self, name: str, *args: Any) -> None:
         self._dispatcher.lifecycle(name, *args)
 
-    def _make_ack(self, ack_id: int | None, link: Link | None) -> Ack:
-        """The Ack of an event received on ``link``: it answers on that namespace connection
-        only, and is dropped silently once that connection is gone."""
-        if ack_id is None:
-            return Ack(None)
-
-        async def send(args: tuple[Any, ...]) -> None:
-            data = to_wire(args)
-            if link is None or link.closed.is_set():
-                await trio.lowlevel.checkpoint()
-                return
-            frames = self._manager.encode(Packet(PacketType.ACK, self.namespace, data, ack_id))
-            try:
-                await link.send(frames)
-            except ConnectionClosed:
-                pass
-
-        return Ack(send)
+    def _ack_route(self, link: Link | None) -> AckRoute:
+        """Where the acks of events received on ``link`` go: that namespace connection
+        only (dropped silently once it is gone)."""
+        return _LinkAcks(self, link)
 
     async def _say_goodbye(self) -> bool:
         """Send DISCONNECT on the current namespace connection; False if the session is
@@ -394,3 +380,26 @@ class NamespaceState:
         self._notify()
         if was_connected:
             self._lifecycle_event("disconnect", reason)
+
+
+class _LinkAcks:
+    """The acks of events received on one namespace connection (see ``AckRoute``)."""
+
+    __slots__ = ("_link", "_state")
+
+    def __init__(self, state: NamespaceState, link: Link | None) -> None:
+        self._state = state
+        self._link = link
+
+    async def _send_ack(self, ack_id: int, args: tuple[Any, ...]) -> None:
+        data = to_wire(args)
+        link = self._link
+        if link is None or link.closed.is_set():
+            await trio.lowlevel.checkpoint()
+            return
+        state = self._state
+        frames = state._manager.encode(Packet(PacketType.ACK, state.namespace, data, ack_id))
+        try:
+            await link.send(frames)
+        except ConnectionClosed:
+            pass

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
-from .._acks import AckRegistry, AckSlot, await_callback, unpack_ack
+from .._acks import AckRegistry, emit_with_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Handler
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -209,22 +209,20 @@ class ClientSocket(NamespaceState):
                 await self._put(packet)
             return
         nursery = self._manager.running_nursery()
-        ack_id, slot = self._new_ack()
-        packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
-        if volatile:
-            if not self._send_volatile(packet) and timeout is None:
-                self._ack_done(ack_id)  # never acknowledged: the callback is not called
+
+        async def send(ack_id: int) -> bool:
+            self._pending.add(ack_id)
+            packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
+            if volatile:
+                sent = self._send_volatile(packet)
                 await trio.lowlevel.checkpoint()
-                return
-            await trio.lowlevel.checkpoint()
-        else:
-            try:
-                await self._put(packet)
-            except BaseException:
-                self._ack_done(ack_id)
-                raise
-        # Started once queued: a refused emit raises, and does not call the callback too.
-        nursery.start_soon(self._await_callback, ack_id, slot, callback, timeout)
+                return sent
+            await self._put(packet)
+            return True
+
+        await emit_with_callback(
+            self._acks, send, nursery.start_soon, callback, timeout, forget=self._ack_done
+        )
 
     async def _emit_with_ack(
         self,
@@ -308,14 +306,6 @@ class ClientSocket(NamespaceState):
             await self._retry_send.send((tuple(data), callback, result))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ConnectionClosed("client is closed") from None
-
-    async def _await_callback(
-        self, ack_id: int, slot: AckSlot, callback: Callback, timeout: float | None
-    ) -> None:
-        try:
-            await await_callback(self._acks, ack_id, slot.wait, callback, timeout)
-        finally:
-            self._ack_done(ack_id)
 
     # -- background tasks (started by the client) ---------------------------------------
     def _start_tasks(self, nursery: trio.Nursery) -> None:

@@ -78,18 +78,19 @@ class Connection:
     # -- sending --------------------------------------------------------------------------
     async def send_packet(
         self, packet: Packet, *, volatile: bool = False, compress: bool = True
-    ) -> None:
+    ) -> bool:
         """Encode and queue one packet (its frames stay together); ``compress=False`` sends
-        it uncompressed.
+        it uncompressed. Returns whether it was queued: always, but for a ``volatile``
+        packet that the connection could not take right away (dropped).
 
         Raises:
             ConnectionClosed: the connection is closed (not for volatile packets).
         """
         group = frames_to_engine(self.server.parser.encode(packet), compress)
         if volatile:
-            self.send_group_nowait(group, volatile=True)
-        else:
-            await self.send_group(group)
+            return self.send_group_nowait(group, volatile=True)
+        await self.send_group(group)
+        return True
 
     async def send_group(self, group: tuple[EnginePacket, ...]) -> None:
         """Queue already encoded frames; waits while the send queue is full."""

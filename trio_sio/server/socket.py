@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -11,11 +10,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 
-from .._acks import AckRegistry, await_callback, unpack_ack
+from .._acks import AckRegistry, emit_with_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
-from .._handlers import Ack, Handler, ack_args
+from .._handlers import Ack, Handler, ack_args, run_event_handler
 from .._handshake import Handshake
-from .._sync import Slots
+from .._lanes import Lanes, Turn
 from ..adapters.base import BroadcastOptions
 from ..adapters.recovery import RECOVERABLE_REASONS, Session
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
@@ -73,11 +72,11 @@ class Socket:
         self._connection = connection
         self._engine = connection.engine
         self._acks = AckRegistry(namespace.server.max_pending_acks)
-        # Events in flight (running, or waiting for their turn); reading pauses at the bound.
-        self._in_flight = Slots(namespace.server.max_concurrent_handlers)
+        # Events in flight (running, or waiting for their turn in the ordered lane); reading
+        # pauses at the bound (the same rules as the client's: see _lanes).
+        self._in_flight = Lanes(namespace.server.max_concurrent_handlers)
         # Events that came before the connection handlers finished, in order.
         self._early: list[Packet] | None = []
-        self._ordered_send: trio.MemorySendChannel[Packet] | None = None
         # Cancelled when the socket disconnects: created with the first (see _track).
         self._background_scopes: set[trio.CancelScope] | None = None
         # The socket's own listeners and middleware: made at the first registration.
@@ -331,14 +330,19 @@ class Socket:
     ) -> None:
         data = event_data(event, args)
         self._check_connected()
-        ack_id = None
-        if callback is not None:
-            ack_id, slot = self._acks.new()
-            self._connection.nursery.start_soon(
-                await_callback, self._acks, ack_id, slot.wait, callback, timeout
+        name = self.namespace.name
+        if callback is None:
+            await self._send_event(
+                Packet(PacketType.EVENT, name, data), event, args, volatile, compress
             )
-        packet = Packet(PacketType.EVENT, self.namespace.name, data, ack_id)
-        await self._send_event(packet, event, args, volatile, compress)
+            return
+
+        async def send(ack_id: int) -> bool:
+            packet = Packet(PacketType.EVENT, name, data, ack_id)
+            return await self._send_event(packet, event, args, volatile, compress)
+
+        start_soon = self._connection.nursery.start_soon
+        await emit_with_callback(self._acks, send, start_soon, callback, timeout)
 
     async def _emit_with_ack(
         self,
@@ -378,14 +382,16 @@ class Socket:
         args: tuple[Any, ...],
         volatile: bool,
         compress: bool = True,
-    ) -> None:
+    ) -> bool:
+        """Queue an event packet (after the outgoing listeners); whether it went (False: a
+        volatile packet was dropped)."""
         await self._outgoing(event, args)
         if self._pid is not None and packet.id is None and not volatile:
             # Kept for recovery, as a broadcast to this socket's room would be.
             self._check_connected()
             only_me = BroadcastOptions(rooms=frozenset((self.id,)))
             packet = await self.namespace.adapter.record_packet(packet, only_me)
-        await self._connection.send_packet(packet, volatile=volatile, compress=compress)
+        return await self._connection.send_packet(packet, volatile=volatile, compress=compress)
 
     async def _outgoing(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
         """Call the outgoing any-listeners (the namespace's, then this socket's)."""
@@ -484,36 +490,30 @@ class Socket:
                 in_flight.release()
 
     async def _start(self, packet: Packet) -> None:
-        """Start handling one event: in a task of its own, begun before this returns (so
-        handlers start in arrival order), or queued for the socket's ordered task."""
+        """Start handling one event in a task of its own, begun before this returns (so
+        handlers start in arrival order); an ordered one first waits for its turn."""
         if not self.connected or self._connection.closing:
             self._in_flight.release()
             return
-        if self.namespace._is_ordered(str(packet.data[0])):
-            if self._ordered_send is None:
-                self._ordered_send, receive = trio.open_memory_channel[Packet](math.inf)
-                self._connection.nursery.start_soon(self._guarded, self._ordered_loop, receive)
-            self._ordered_send.send_nowait(packet)
-        else:
-            await self._connection.nursery.start(self._handler_task, packet)
+        ordered = self.namespace._is_ordered(str(packet.data[0]))
+        turn = self._in_flight.turn() if ordered else None
+        await self._connection.nursery.start(self._handler_task, packet, turn)
 
-    async def _handler_task(self, packet: Packet, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _handler_task(
+        self, packet: Packet, turn: Turn | None, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         with trio.CancelScope() as scope:
             self._track(scope)
             task_status.started()
             try:
+                if turn is not None:
+                    await turn.wait()
                 await self._dispatch(packet)
             finally:
+                if turn is not None:
+                    turn.end()
                 self._untrack(scope)
                 self._in_flight.release()
-
-    async def _ordered_loop(self, receive: trio.MemoryReceiveChannel[Packet]) -> None:
-        async with receive:
-            async for packet in receive:
-                try:
-                    await self._dispatch(packet)
-                finally:
-                    self._in_flight.release()
 
     async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` until it returns or the socket disconnects."""
@@ -568,25 +568,18 @@ class Socket:
                 args = await self._filter(event, args)
                 if args is None:
                     return
-            handler: Handler | None = namespace._handler(event)
-            if handler is None:
-                log.debug("%r: no handler for %r", self, event)
-                return
-            if handler.takes_ack:
-                sender = None if packet.id is None else partial(self._send_ack, packet.id)
-                await handler(self, *args, ack=Ack(sender))
-                return
-            result = await handler(self, *args)
         except ConnectionClosed:
             return
         except Exception:
             log.exception("%r: handler for %r failed", self, event)
             return
-        if packet.id is not None:
-            try:
-                await self._send_ack(packet.id, ack_args(result))
-            except (TypeError, ValueError):
-                log.exception("%r: the ack of %r cannot be sent", self, event)
+        handler: Handler | None = namespace._handler(event)
+        if handler is None:
+            log.debug("%r: no handler for %r", self, event)
+            return
+        await run_event_handler(
+            handler, (self, *args), self, packet.id, logger=log, owner=self, event=event
+        )
 
     async def _filter(self, event: str, args: list[Any]) -> list[Any] | None:
         """Pass an event through the packet middleware: the namespace's, then this
@@ -670,8 +663,6 @@ class Socket:
         self._connection.forget(self)
         self._acks.close(reason)
         self._early = None
-        if self._ordered_send is not None:
-            self._ordered_send.close()
         for scope in list(self._background_scopes or ()):
             scope.cancel()
         if self._pid is not None and reason in RECOVERABLE_REASONS:
