@@ -915,8 +915,8 @@ class EngineSocket:
     ) -> None:
         # Waiting for the network happens here, outside the cork (an idle session's task
         # holds no more than this frame); when one read brought several messages, they are
-        # dispatched corked, so that all they cause to be written goes out together before
-        # the next wait (see _inline).
+        # dispatched corked, so that all they cause to be written goes out together when the
+        # scheduler next polls (see _inline).
         while True:
             if packets:  # (even when all were dispatched: the transport may hold more)
                 dispatch = self._dispatch_read(reader, transport, packets, index)
@@ -927,15 +927,11 @@ class EngineSocket:
                     # One message (the common case at low load): its handler's own driver
                     # corks what it writes; a driver here would only cost time.
                     outcome = await dispatch
-                LOCAL.cork.keep = False
                 if outcome is False:
                     return
                 if outcome is not True:  # the reader wants a scope of its own from here on
                     await self._read_scoped(reader, transport, *outcome)
                     return
-            cork = LOCAL.cork
-            if cork.dirty and not cork.depth:  # kept for this reader's scope: write it now
-                cork.flush()
             received = await self._receive(transport)
             if received is None:
                 return
@@ -974,8 +970,7 @@ class EngineSocket:
                     if reader._retired or not dispatched:
                         return False  # another task reads now, from where this one was
                     if reader._wants_scope and reader._scope is None:
-                        LOCAL.cork.keep = True  # corked on at once, in the reader's scope
-                        return packets, index
+                        return packets, index  # corked on at once, in the reader's scope
             finally:
                 if not reader._retired:
                     done = getattr(packets, "done", None)

@@ -260,7 +260,7 @@ class NativeWebSocket:
     ) -> int | None:
         """Write already encoded frames now, without waiting, if no other write is under
         way; inside a corked coroutine (see ``engineio._inline``), gather them instead: they
-        go out, together, before the coroutine's task yields.
+        go out, together, before the scheduler next polls for I/O.
 
         What the socket does not take at once is kept and written first by the next write
         (:meth:`send_frames` with ``b""`` writes just that); when a corked write leaves
@@ -284,7 +284,7 @@ class NativeWebSocket:
             if corked is None:
                 self._corked = corked = []
                 self._on_unsent = on_unsent
-                state.dirty.append(self)
+                state.add(self)
             corked.extend(frames)
             self._corked_bytes += sum(map(len, frames)) if len(frames) > 1 else len(frames[0])
             if self._corked_bytes >= CORK_BYTES:
