@@ -227,6 +227,21 @@ class Packet:
             raise LocalProtocolError(problem)
 
 
+_new_object: Final = object.__new__
+_set_slot: Final = object.__setattr__
+
+
+def checked_packet(ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> Packet:
+    """A :class:`Packet` from fields already known to pass its checks (a decoder's, or an
+    ack's reply to a decoded packet), built without checking them again. Never raises."""
+    packet: Packet = _new_object(Packet)
+    _set_slot(packet, "type", ptype)
+    _set_slot(packet, "namespace", namespace)
+    _set_slot(packet, "data", data)
+    _set_slot(packet, "id", ack_id)
+    return packet
+
+
 def _packet_problem(ptype: Any, namespace: Any, data: Any, ack_id: Any) -> str | None:
     if type(ptype) is not PacketType or ptype >= _BINARY_EVENT:
         return f"a packet's type must be CONNECT … CONNECT_ERROR, not {ptype!r}"
@@ -596,11 +611,8 @@ class Decoder:
         self._emit(pending.type, pending.namespace, pending.data, pending.ack_id)
 
     def _emit(self, ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> None:
-        try:
-            packet = Packet(ptype, namespace, data, ack_id)
-        except LocalProtocolError as exc:  # pragma: no cover - checked above already
-            raise RemoteProtocolError(str(exc)) from None
-        self._ready.append(packet)
+        # Every field was checked as it was decoded (the payload by check_payload).
+        self._ready.append(checked_packet(ptype, namespace, data, ack_id))
 
 
 # --------------------------------------------------------------------------------------------
