@@ -27,6 +27,7 @@ import trio_sio
 from trio_sio.engineio import _inline as inline_module
 from trio_sio.engineio import websocket as websocket_module
 from trio_sio.engineio._inline import SLICE_FRAMES, schedule_point_trap
+from trio_sio.engineio.transports import WebSocketTransport
 from trio_sio.protocol.websocket import FrameDecoder
 from trio_sio.server.connection import Connection
 
@@ -71,6 +72,9 @@ class Raw:
                 if size == 126:
                     (size,) = struct.unpack("!H", self.buffer[2:4])
                     start = 4
+                elif size == 127:
+                    (size,) = struct.unpack("!Q", self.buffer[2:10])
+                    start = 10
                 if len(self.buffer) >= start + size:
                     payload = bytes(self.buffer[start : start + size])
                     del self.buffer[: start + size]
@@ -274,6 +278,37 @@ async def test_replies_to_reads_ready_together_are_written_after_all_of_them(
         for i, client in enumerate(clients):
             assert await trio.to_thread.run_sync(client.frame) == f"43{i}[{i}]"
         assert order == ["read"] * count + ["write"] * count
+
+
+async def test_a_corked_reply_the_socket_does_not_take_at_once_is_written_on() -> None:
+    """The rest of a corked write that the socket took only in part is written by the
+    connection's send task, woken from the scheduler's hook: the poll that follows must not
+    wait for other traffic (or a deadline) before that task runs."""
+    sio = trio_sio.Server()
+    big = "x" * 200_000  # under the cork's bound (one write, at the poll)...
+    assert len(big) < websocket_module.CORK_BYTES
+
+    @sio.on("big")
+    def on_big(socket: trio_sio.Socket) -> str:
+        return big
+
+    async with served(sio, 1) as (client,):
+        # ... and over what small socket buffers take at once
+        client.sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 8192)
+        (engine,) = sio.engine.sessions.values()
+        transport = engine._transport
+        assert isinstance(transport, WebSocketTransport)
+        channel = transport.channel
+        assert isinstance(channel, websocket_module.NativeWebSocket)
+        server_socket = channel._socket
+        assert server_socket is not None
+        server_socket.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 8192)
+        # Sent from this task (a small frame: the socket takes it at once), so that
+        # nothing but the server's own hook can wake the loop until the reply is read.
+        client.send('421["big"]')
+        with trio.fail_after(10):  # (without the wake-up: the next ping, 25 s away)
+            reply = await trio.to_thread.run_sync(client.frame)
+        assert reply == f'431["{big}"]'
 
 
 async def test_a_handler_that_waits_flushes_before_it_waits() -> None:

@@ -70,9 +70,10 @@ FLUSH_FRAMES = 65536
 class Corkable(Protocol):
     """A writer that can gather frames while corked (a server WebSocket)."""
 
-    def flush_cork(self) -> None:
-        """Write what was gathered (what the socket does not take is queued). Never
-        blocks, never checkpoints."""
+    def flush_cork(self) -> bool:
+        """Write what was gathered (what the socket does not take is queued, and a task
+        woken to write it); return whether something was queued so. Never blocks, never
+        checkpoints."""
 
 
 class Cork:
@@ -105,22 +106,26 @@ class Cork:
         """Note that ``writer`` holds corked frames (call once, when it corks its first):
         it is written before the scheduler next polls for I/O. Never blocks."""
         if not self.dirty and not _ARMED.get():
-            trio.lowlevel.add_instrument(_FlushBeforePoll(self))
+            trio.lowlevel.add_instrument(_FlushBeforePoll(self, trio.lowlevel.current_trio_token()))
             _ARMED.set(True)
         self.dirty.append(writer)
 
-    def flush(self) -> None:
-        """Write everything corked, one write per writer. Never blocks, never raises."""
+    def flush(self) -> bool:
+        """Write everything corked, one write per writer; return whether a writer kept
+        something its socket did not take (a task was then woken to write it). Never
+        blocks, never raises."""
         dirty = self.dirty
         if not dirty:
-            return
+            return False
         self.dirty = []
         self.frames = 0
+        kept = False
         for writer in dirty:
             try:
-                writer.flush_cork()
+                kept = writer.flush_cork() or kept
             except Exception:  # a bug: the others are written all the same
                 log.exception("writing corked frames to %r failed", writer)
+        return kept
 
     def count(self, frames: int) -> bool:
         """Count ``frames`` just corked: write everything every :data:`FLUSH_FRAMES`; return
@@ -147,22 +152,32 @@ class Cork:
 class _FlushBeforePoll(trio.abc.Instrument):
     """Writes what is corked each time the scheduler is about to poll for I/O (once per
     pass, after every ready task ran); drops it when the run ends (its sockets are gone).
-    Installed in a run by the first corked write (see :meth:`Cork.add`)."""
+    Installed in a run by the first corked write (see :meth:`Cork.add`).
 
-    def __init__(self, cork: Cork) -> None:
+    The scheduler chose how long to wait before this hook runs: when a write woke a task
+    (to write what a socket did not take), the poll is cut short through the run's wake-up
+    channel (``run_sync_soon``), or that task would wait for the next I/O or deadline."""
+
+    def __init__(self, cork: Cork, token: trio.lowlevel.TrioToken) -> None:
         self._cork = cork
+        self._token = token
 
     def before_io_wait(self, timeout: float) -> None:
         cork = self._cork
-        if cork.holder is None or cork.urgent:
+        if (cork.holder is None or cork.urgent) and cork.dirty:
             cork.urgent = False
-            cork.flush()
+            if cork.flush() and timeout > 0:
+                self._token.run_sync_soon(_nothing)
 
     def after_run(self) -> None:
         cork = self._cork
         cork.dirty = []
         cork.frames = cork.slice = 0
         cork.holder, cork.urgent = None, False
+
+
+def _nothing() -> None:
+    """What :class:`_FlushBeforePoll` runs to end a poll at once."""
 
 
 #: whether this run has its :class:`_FlushBeforePoll` instrument yet.

@@ -305,12 +305,15 @@ class NativeWebSocket:
                 return len(rest)
         return 0
 
-    def flush_cork(self) -> None:
+    def flush_cork(self) -> bool:
         """Write the frames gathered while corked, in one write. What the socket does not
         take is kept for the next write, and ``on_unsent`` (of :meth:`try_write`) is told.
+
+        Returns: whether something was kept (``on_unsent`` then woke a task that writes it).
+
         Never blocks, never checkpoints, never raises."""
         if self._corked is None:
-            return
+            return False
         data = self._take_corked()
         on_unsent, self._on_unsent = self._on_unsent, None
         data_bytes = data[0] if len(data) == 1 else b"".join(data)
@@ -322,6 +325,8 @@ class NativeWebSocket:
             self._unsent = data_bytes[sent:]
             if on_unsent is not None:
                 on_unsent(len(data_bytes) - sent)
+            return True
+        return False
 
     def _take_corked(self) -> list[bytes]:
         corked = self._corked or []
