@@ -18,7 +18,8 @@ Modes (what is counted in the server process):
   from a Trio Instrument the server installs.
 - ``strace``: system calls by name (``strace -c -f``; the server is started under strace).
 - ``loadgen``: the same counters, and the server's CPU time, per echo, while
-  ``loadgen.mjs`` drives ``--conns`` connections with 1 in flight (as bench/run.py's echo1)
+  ``loadgen.mjs`` drives ``--conns`` connections with ``--depth`` in flight (1: as
+  bench/run.py's echo1; 8: its echo8)
   for ``--echoes`` milliseconds, server on core 0 and generator on core 1; prints its rate.
 - ``callgrind``: CPU instructions (``valgrind --tool=callgrind``); with ``--keep DIR`` the
   output files are kept for ``callgrind_annotate``.
@@ -169,7 +170,9 @@ class Client:
         return result
 
 
-def run_once(tree: Path, echoes: int, mode: str, out: Path, conns: int) -> dict[str, float]:
+def run_once(
+    tree: Path, echoes: int, mode: str, out: Path, conns: int, *, depth: int = 1
+) -> dict[str, float]:
     code = SERVER.format(servers=str(HERE / "servers"), instrument=mode in ("trio", "loadgen"))
     script = out / "server.py"
     script.write_text(code)
@@ -193,7 +196,7 @@ def run_once(tree: Path, echoes: int, mode: str, out: Path, conns: int) -> dict[
     try:
         port = int(proc.stdout.readline())
         if mode == "loadgen":
-            return drive_loadgen(port, conns, echoes)
+            return drive_loadgen(port, conns, echoes, depth)
         clients = [Client(port) for _ in range(conns)]
         client = clients[0]
         client.echo(0)  # warm
@@ -218,16 +221,16 @@ def run_once(tree: Path, echoes: int, mode: str, out: Path, conns: int) -> dict[
     return {"instructions": parse_callgrind(out / f"callgrind-{echoes}.out")}
 
 
-def drive_loadgen(port: int, conns: int, ms: int) -> dict[str, float]:
+def drive_loadgen(port: int, conns: int, ms: int, depth: int) -> dict[str, float]:
     """Counts per echo while ``loadgen.mjs`` (pinned to core 1; the server is on core 0)
-    drives ``conns`` connections, 1 in flight each, for ``ms`` milliseconds."""
+    drives ``conns`` connections, ``depth`` in flight each, for ``ms`` milliseconds."""
     client = Client(port)
     before = client.counts()
     config = {
         "scenario": "echo",
         "port": port,
         "conns": conns,
-        "depth": 1,
+        "depth": depth,
         "warmupMs": 200,
         "durationMs": ms,
         "hardTimeoutMs": ms + 30000,
@@ -272,11 +275,19 @@ def main() -> None:
         "--mode", choices=("trio", "strace", "callgrind", "loadgen"), default="trio"
     )
     parser.add_argument("--conns", type=int, default=1, help="connections, 1 in flight each")
+    parser.add_argument("--depth", type=int, default=1, help="in flight per connection (loadgen)")
     parser.add_argument("--keep", type=Path, help="keep the output files (callgrind) here")
     args = parser.parse_args()
     if args.mode == "loadgen":  # --echoes is the duration in ms
         with tempfile.TemporaryDirectory() as tmp:
-            res = run_once(args.tree.resolve(), int(args.echoes), args.mode, Path(tmp), args.conns)
+            res = run_once(
+                args.tree.resolve(),
+                int(args.echoes),
+                args.mode,
+                Path(tmp),
+                args.conns,
+                depth=args.depth,
+            )
         for k, v in res.items():
             print(f"{k:>20} {v:12.2f}" + ("" if k == "rate" else " per echo"))
         return
