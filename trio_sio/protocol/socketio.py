@@ -386,6 +386,10 @@ _JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")  # what JSON calls whitespace
 
 
+#: what JSON counts as whitespace (what _WHITESPACE skips)
+_JSON_WS: Final = frozenset(" \t\n\r")
+
+
 def _skip_ws(text: str, pos: int) -> int:
     match = _WHITESPACE.match(text, pos)
     return pos if match is None else match.end()
@@ -567,18 +571,21 @@ class Decoder:
             pos = match.end()
         data: Any = None
         if pos < end:
+            # (whitespace around the JSON is rare: skipped only where there is some)
+            start = _skip_ws(frame, pos) if frame[pos] in _JSON_WS else pos
             try:
-                data, stop = _JSON.raw_decode(frame, _skip_ws(frame, pos))
+                data, stop = _JSON.raw_decode(frame, start)
             except (ValueError, RecursionError):
                 raise RemoteProtocolError("payload is not valid JSON") from None
-            if _skip_ws(frame, stop) != end:
+            if stop != end and _skip_ws(frame, stop) != end:
                 raise RemoteProtocolError("payload is not valid JSON (trailing data)")
             if data is None:  # present but null: valid for no packet type
                 raise RemoteProtocolError("invalid payload: null")
             brackets = frame.count("[", pos) + frame.count("{", pos)
-            problem = shape_problem(data, brackets, self._max_containers)
-            if problem is not None:
-                raise RemoteProtocolError(f"invalid payload: {problem}")
+            if brackets > MAX_DEPTH or brackets > self._max_containers:  # else nothing to walk
+                problem = shape_problem(data, brackets, self._max_containers)
+                if problem is not None:
+                    raise RemoteProtocolError(f"invalid payload: {problem}")
         problem = check_payload(ptype, data)
         if problem is not None:
             raise RemoteProtocolError(f"invalid payload: {problem}")
