@@ -568,7 +568,9 @@ class Socket:
                 args = await self._filter(event, args)
                 if args is None:
                     return
-            handler: Handler | None = namespace._handler(event)
+            handler: Handler | None = namespace._handlers.get(event)
+            if handler is None:
+                handler = namespace._handler(event)  # (its parent's, if any)
             if handler is None:
                 log.debug("%r: no handler for %r", self, event)
                 return
@@ -583,8 +585,15 @@ class Socket:
             log.exception("%r: handler for %r failed", self, event)
             return
         if packet.id is not None:
+            # ack_args(result), inline: the common case costs no call
+            if result is None:
+                reply: tuple[Any, ...] = ()
+            elif isinstance(result, tuple):
+                reply = result
+            else:
+                reply = (result,)
             try:
-                await self._send_ack(packet.id, ack_args(result))
+                await self._send_ack(packet.id, reply)
             except (TypeError, ValueError):
                 log.exception("%r: the ack of %r cannot be sent", self, event)
 
