@@ -185,7 +185,14 @@ async def run_event_handler(
         logger.exception("%s: handler for %r failed", owner, event)
         return
     if ack_id is not None:
+        # ack_args(result), inline: the common case costs no call
+        if result is None:
+            reply: tuple[Any, ...] = ()
+        elif isinstance(result, tuple):
+            reply = result
+        else:
+            reply = (result,)
         try:
-            await route._send_ack(ack_id, ack_args(result))
+            await route._send_ack(ack_id, reply)
         except (TypeError, ValueError):
             logger.exception("%s: the ack of %r cannot be sent", owner, event)

@@ -99,3 +99,24 @@ def test_framing_comparison_runs_and_checks_its_outputs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "websockets/own" in result.stdout
+
+
+def test_echo_cost_counts_one_task_step_and_one_scheduler_pass_per_echo() -> None:
+    # bench/echo_cost.py in its counting mode (a Trio instrument in the server: no timing).
+    # One connection, 1 in flight: each echo wakes the server once, is read, handled and
+    # answered in that one step of the reading task, and its reply is written before the
+    # next poll. A task hop (a send task, a handler task) would make it 2.
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "echo_cost.py"), "--mode", "trio", "--echoes", "50,150"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    per_echo = {
+        line.split()[0]: float(line.split()[1]) for line in result.stdout.strip().splitlines()
+    }
+    assert per_echo["steps"] == 1.0, per_echo
+    assert per_echo["io_waits"] == 1.0, per_echo

@@ -5,7 +5,8 @@ switches and system calls, over real loopback TCP connections.
   non-blocking write from the emitting task: no task switch, one send call per socket.
 - A burst of broadcasts from one handler is corked: each socket gets one write for the
   whole burst.
-- Replies to the messages of one network read share one write.
+- Replies to the messages of one network read share one write, and the replies to reads
+  that were ready together go out after all of those reads.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import trio_sio
 from trio_sio.engineio import _inline as inline_module
 from trio_sio.engineio import websocket as websocket_module
 from trio_sio.engineio._inline import SLICE_FRAMES, schedule_point_trap
+from trio_sio.engineio.transports import WebSocketTransport
+from trio_sio.protocol.websocket import FrameDecoder
 from trio_sio.server.connection import Connection
 
 N = 40
@@ -69,6 +72,9 @@ class Raw:
                 if size == 126:
                     (size,) = struct.unpack("!H", self.buffer[2:4])
                     start = 4
+                elif size == 127:
+                    (size,) = struct.unpack("!Q", self.buffer[2:10])
+                    start = 10
                 if len(self.buffer) >= start + size:
                     payload = bytes(self.buffer[start : start + size])
                     del self.buffer[: start + size]
@@ -237,6 +243,72 @@ async def test_replies_to_one_read_share_one_write(monkeypatch: pytest.MonkeyPat
         replies = await trio.to_thread.run_sync(client.frames, 10)
         assert replies == [f"43{i}[{i}]" for i in range(10)]
         assert len(writes) == 1, writes
+
+
+async def test_replies_to_reads_ready_together_are_written_after_all_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connections whose messages arrive together are read in one scheduler pass; their
+    replies go out when that pass ends, one write each, after every read (a reply written
+    between two reads costs the peer a wake-up per reply, and the server more CPU)."""
+    sio = trio_sio.Server()
+
+    @sio.on("echo")
+    def echo(socket: trio_sio.Socket, value: int) -> int:
+        return value
+
+    count = 10
+    async with served(sio, count) as clients:
+        order: list[str] = []
+        original_feed = FrameDecoder.feed  # (what a read brought goes there)
+        original_write: Callable[[Any, bytes], int] = websocket_module.write_now
+
+        def feed(self: FrameDecoder, data: bytes) -> None:
+            order.append("read")
+            original_feed(self, data)
+
+        def write(sock: Any, data: bytes) -> int:
+            order.append("write")
+            return original_write(sock, data)
+
+        monkeypatch.setattr(FrameDecoder, "feed", feed)
+        monkeypatch.setattr(websocket_module, "write_now", write)
+        for i, client in enumerate(clients):  # all in the sockets before the server runs
+            client.send(f'42{i}["echo",{i}]')
+        for i, client in enumerate(clients):
+            assert await trio.to_thread.run_sync(client.frame) == f"43{i}[{i}]"
+        assert order == ["read"] * count + ["write"] * count
+
+
+async def test_a_corked_reply_the_socket_does_not_take_at_once_is_written_on() -> None:
+    """The rest of a corked write that the socket took only in part is written by the
+    connection's send task, woken from the scheduler's hook: the poll that follows must not
+    wait for other traffic (or a deadline) before that task runs."""
+    sio = trio_sio.Server()
+    big = "x" * 200_000  # under the cork's bound (one write, at the poll)...
+    assert len(big) < websocket_module.CORK_BYTES
+
+    @sio.on("big")
+    def on_big(socket: trio_sio.Socket) -> str:
+        return big
+
+    async with served(sio, 1) as (client,):
+        # ... and over what small socket buffers take at once
+        client.sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 8192)
+        (engine,) = sio.engine.sessions.values()
+        transport = engine._transport
+        assert isinstance(transport, WebSocketTransport)
+        channel = transport.channel
+        assert isinstance(channel, websocket_module.NativeWebSocket)
+        server_socket = channel._socket
+        assert server_socket is not None
+        server_socket.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 8192)
+        # Sent from this task (a small frame: the socket takes it at once), so that
+        # nothing but the server's own hook can wake the loop until the reply is read.
+        client.send('421["big"]')
+        with trio.fail_after(10):  # (without the wake-up: the next ping, 25 s away)
+            reply = await trio.to_thread.run_sync(client.frame)
+        assert reply == f'431["{big}"]'
 
 
 async def test_a_handler_that_waits_flushes_before_it_waits() -> None:

@@ -984,8 +984,8 @@ class EngineSocket:
     ) -> None:
         # Waiting for the network happens here, outside the cork (an idle session's task
         # holds no more than this frame); when one read brought several messages, they are
-        # dispatched corked, so that all they cause to be written goes out together before
-        # the next wait (see _inline).
+        # dispatched corked, so that all they cause to be written goes out together when the
+        # scheduler next polls (see _inline).
         while True:
             if packets:  # (even when all were dispatched: the transport may hold more)
                 cork = LOCAL.cork
@@ -1004,17 +1004,14 @@ class EngineSocket:
                     if reader._started is None and _heavy(packets, index):
                         reader._started = _clock()
                     outcome = await dispatch
-                cork.keep = False
                 if outcome is False:
                     return
                 if cork.slices != slices:  # a burst that yielded in slices: not charged
                     if reader._started is not None:
                         reader._started = _clock()
                 elif reader.should_pause():
-                    # The step held the loop: let the others have as long, what it wrote
-                    # written first.
-                    if cork.dirty and not cork.depth:
-                        cork.flush()
+                    # The step held the loop: let the others have as long (what it wrote
+                    # goes out as the scheduler polls, before the pause).
                     await reader.pause()
                 if outcome is not True:
                     if outcome.scoped:  # the reader wants a scope of its own from here on
@@ -1022,9 +1019,6 @@ class EngineSocket:
                         return
                     packets, index = outcome.packets, outcome.next
                     continue  # dispatch the rest of what was read
-            cork = LOCAL.cork
-            if cork.dirty and not cork.depth:  # kept for this reader's scope: write it now
-                cork.flush()
             received = await self._receive(transport)
             if received is None:
                 return
@@ -1071,8 +1065,7 @@ class EngineSocket:
                     if reader._retired or not dispatched:
                         return False  # another task reads now, from where this one was
                     if reader._wants_scope and reader._scope is None:
-                        LOCAL.cork.keep = True  # corked on at once, in the reader's scope
-                        rest = _Rest(packets, index, True)
+                        rest = _Rest(packets, index, True)  # corked on, in its own scope
                         return rest
                     if index < len(packets) and reader.should_pause():
                         rest = _Rest(packets, index, False)

@@ -260,7 +260,7 @@ class NativeWebSocket:
     ) -> int | None:
         """Write already encoded frames now, without waiting, if no other write is under
         way; inside a corked coroutine (see ``engineio._inline``), gather them instead: they
-        go out, together, before the coroutine's task yields.
+        go out, together, before the scheduler next polls for I/O.
 
         What the socket does not take at once is kept and written first by the next write
         (:meth:`send_frames` with ``b""`` writes just that); when a corked write leaves
@@ -284,7 +284,7 @@ class NativeWebSocket:
             if corked is None:
                 self._corked = corked = []
                 self._on_unsent = on_unsent
-                state.dirty.append(self)
+                state.add(self)
             corked.extend(frames)
             self._corked_bytes += sum(map(len, frames)) if len(frames) > 1 else len(frames[0])
             if self._corked_bytes >= CORK_BYTES:
@@ -305,12 +305,15 @@ class NativeWebSocket:
                 return len(rest)
         return 0
 
-    def flush_cork(self) -> None:
+    def flush_cork(self) -> bool:
         """Write the frames gathered while corked, in one write. What the socket does not
         take is kept for the next write, and ``on_unsent`` (of :meth:`try_write`) is told.
+
+        Returns: whether something was kept (``on_unsent`` then woke a task that writes it).
+
         Never blocks, never checkpoints, never raises."""
         if self._corked is None:
-            return
+            return False
         data = self._take_corked()
         on_unsent, self._on_unsent = self._on_unsent, None
         data_bytes = data[0] if len(data) == 1 else b"".join(data)
@@ -322,6 +325,8 @@ class NativeWebSocket:
             self._unsent = data_bytes[sent:]
             if on_unsent is not None:
                 on_unsent(len(data_bytes) - sent)
+            return True
+        return False
 
     def _take_corked(self) -> list[bytes]:
         corked = self._corked or []

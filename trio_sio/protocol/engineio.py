@@ -161,6 +161,8 @@ PING_PROBE: Final = Packet(PacketType.PING, "probe")
 PONG_PROBE: Final = Packet(PacketType.PONG, "probe")
 
 _TYPE_CHARS: Final = {str(int(t)): t for t in PacketType}
+_new_object: Final = object.__new__
+_set_slot: Final = object.__setattr__
 
 
 def encode_packet(packet: Packet) -> str | bytes:
@@ -189,7 +191,12 @@ def decode_packet(frame: str | bytes | bytearray | memoryview) -> Packet:
     ptype = _TYPE_CHARS.get(frame[0])
     if ptype is None:
         raise RemoteProtocolError(f"unknown packet type {frame[0]!r}")
-    return Packet(ptype, frame[1:])
+    # Text data: nothing for Packet.__post_init__ to check (built as its __init__ would).
+    packet: Packet = _new_object(Packet)
+    _set_slot(packet, "type", ptype)
+    _set_slot(packet, "data", frame[1:])
+    _set_slot(packet, "frame_cache", None)
+    return packet
 
 
 def _encode_for_payload(packet: Packet) -> str:

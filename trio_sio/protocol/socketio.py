@@ -227,6 +227,21 @@ class Packet:
             raise LocalProtocolError(problem)
 
 
+_new_object: Final = object.__new__
+_set_slot: Final = object.__setattr__
+
+
+def checked_packet(ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> Packet:
+    """A :class:`Packet` from fields already known to pass its checks (a decoder's, or an
+    ack's reply to a decoded packet), built without checking them again. Never raises."""
+    packet: Packet = _new_object(Packet)
+    _set_slot(packet, "type", ptype)
+    _set_slot(packet, "namespace", namespace)
+    _set_slot(packet, "data", data)
+    _set_slot(packet, "id", ack_id)
+    return packet
+
+
 def _packet_problem(ptype: Any, namespace: Any, data: Any, ack_id: Any) -> str | None:
     if type(ptype) is not PacketType or ptype >= _BINARY_EVENT:
         return f"a packet's type must be CONNECT … CONNECT_ERROR, not {ptype!r}"
@@ -369,6 +384,10 @@ def _reject_constant(name: str) -> Any:
 
 _JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")  # what JSON calls whitespace
+
+
+#: what JSON counts as whitespace (what _WHITESPACE skips)
+_JSON_WS: Final = frozenset(" \t\n\r")
 
 
 def _skip_ws(text: str, pos: int) -> int:
@@ -552,18 +571,21 @@ class Decoder:
             pos = match.end()
         data: Any = None
         if pos < end:
+            # (whitespace around the JSON is rare: skipped only where there is some)
+            start = _skip_ws(frame, pos) if frame[pos] in _JSON_WS else pos
             try:
-                data, stop = _JSON.raw_decode(frame, _skip_ws(frame, pos))
+                data, stop = _JSON.raw_decode(frame, start)
             except (ValueError, RecursionError):
                 raise RemoteProtocolError("payload is not valid JSON") from None
-            if _skip_ws(frame, stop) != end:
+            if stop != end and _skip_ws(frame, stop) != end:
                 raise RemoteProtocolError("payload is not valid JSON (trailing data)")
             if data is None:  # present but null: valid for no packet type
                 raise RemoteProtocolError("invalid payload: null")
             brackets = frame.count("[", pos) + frame.count("{", pos)
-            problem = shape_problem(data, brackets, self._max_containers)
-            if problem is not None:
-                raise RemoteProtocolError(f"invalid payload: {problem}")
+            if brackets > MAX_DEPTH or brackets > self._max_containers:  # else nothing to walk
+                problem = shape_problem(data, brackets, self._max_containers)
+                if problem is not None:
+                    raise RemoteProtocolError(f"invalid payload: {problem}")
         problem = check_payload(ptype, data)
         if problem is not None:
             raise RemoteProtocolError(f"invalid payload: {problem}")
@@ -596,11 +618,8 @@ class Decoder:
         self._emit(pending.type, pending.namespace, pending.data, pending.ack_id)
 
     def _emit(self, ptype: PacketType, namespace: str, data: Any, ack_id: int | None) -> None:
-        try:
-            packet = Packet(ptype, namespace, data, ack_id)
-        except LocalProtocolError as exc:  # pragma: no cover - checked above already
-            raise RemoteProtocolError(str(exc)) from None
-        self._ready.append(packet)
+        # Every field was checked as it was decoded (the payload by check_payload).
+        self._ready.append(checked_packet(ptype, namespace, data, ack_id))
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import trio
 
@@ -35,6 +35,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 LIFECYCLE = frozenset({"connection", "connect", "disconnecting", "disconnect"})
 
 
+_MESSAGE: Final = EnginePacketType.MESSAGE
+
+
 def frames_to_engine(
     frames: Sequence[str | bytes], compress: bool = True
 ) -> tuple[EnginePacket, ...]:
@@ -42,7 +45,9 @@ def frames_to_engine(
     compressed unless ``compress`` is False)."""
     if not compress:
         return tuple(mark_uncompressed(EnginePacket(EnginePacketType.MESSAGE, f)) for f in frames)
-    return tuple(EnginePacket(EnginePacketType.MESSAGE, frame) for frame in frames)
+    if len(frames) == 1:  # the common case: no attachments
+        return (EnginePacket(_MESSAGE, frames[0]),)
+    return tuple(EnginePacket(_MESSAGE, frame) for frame in frames)
 
 
 class _HandlerTable:

@@ -19,7 +19,7 @@ from ..adapters.base import BroadcastOptions
 from ..adapters.recovery import RECOVERABLE_REASONS, Session
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.serialize import to_wire
-from ..protocol.socketio import Packet, PacketType
+from ..protocol.socketio import Packet, PacketType, checked_packet
 from ._listeners import SOCKET_LIFECYCLE, SocketListeners, remove_handler, run_middlewares
 from .broadcast import BroadcastOperator
 
@@ -573,7 +573,9 @@ class Socket:
         except Exception:
             log.exception("%r: handler for %r failed", self, event)
             return
-        handler: Handler | None = namespace._handler(event)
+        handler: Handler | None = namespace._handlers.get(event)
+        if handler is None:
+            handler = namespace._handler(event)  # (its parent's, if any)
         if handler is None:
             log.debug("%r: no handler for %r", self, event)
             return
@@ -642,8 +644,9 @@ class Socket:
             await trio.lowlevel.checkpoint()
             return
         try:
+            # (a list from to_wire, the id of a decoded packet: nothing to check again)
             await self._connection.send_packet(
-                Packet(PacketType.ACK, self.namespace.name, data, ack_id)
+                checked_packet(PacketType.ACK, self.namespace.name, data, ack_id)
             )
         except ConnectionClosed:
             pass
