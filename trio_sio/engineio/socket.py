@@ -103,13 +103,6 @@ _SETTLED = trio.Event()
 _SETTLED.set()
 
 
-def _heavy(packets: Sequence[Packet], index: int) -> bool:
-    """Whether dispatching ``packets[index:]`` may take long enough to be measured: more
-    than one packet, or one of :data:`HEAVY_BYTES` or more."""
-    left = len(packets) - index
-    return left > 1 or (left == 1 and len(packets[index].data) >= HEAVY_BYTES)
-
-
 class _Rest(NamedTuple):
     """Where a dispatch stopped before all that was read (see ``EngineSocket._read``)."""
 
@@ -1001,7 +994,10 @@ class EngineSocket:
                     # One message (the common case at low load): its handler's own driver
                     # corks what it writes; a driver here would only cost time. Measured
                     # only if it is large (or one of several, from a polling POST).
-                    if reader._started is None and _heavy(packets, index):
+                    if reader._started is None and (
+                        len(packets) - index > 1
+                        or (index < len(packets) and len(packets[index].data) >= HEAVY_BYTES)
+                    ):
                         reader._started = _clock()
                     outcome = await dispatch
                 if outcome is False:
@@ -1009,7 +1005,7 @@ class EngineSocket:
                 if cork.slices != slices:  # a burst that yielded in slices: not charged
                     if reader._started is not None:
                         reader._started = _clock()
-                elif reader.should_pause():
+                elif reader._started is not None and reader.should_pause():
                     # The step held the loop: let the others have as long (what it wrote
                     # goes out as the scheduler polls, before the pause).
                     await reader.pause()

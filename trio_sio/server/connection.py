@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 import trio
 
 from .._ids import random_id
-from ..engineio.socket import EngineSocket
+from ..engineio.socket import HEAVY_BYTES, EngineSocket
 from ..protocol.engineio import CloseReason
 from ..protocol.errors import ConnectionClosed, ConnectionRefused, RemoteProtocolError
 from ..protocol.serialize import to_wire
@@ -165,7 +165,7 @@ class Connection:
         decoder = self.decoder
         try:
             decoder.feed(message)
-            if reader.should_pause():  # decoding a large message held the loop
+            if len(message) >= HEAVY_BYTES and reader.should_pause():  # decoding held the loop
                 await reader.pause()
             while not self.closing:
                 packet = decoder.next_packet()
