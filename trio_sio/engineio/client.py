@@ -7,22 +7,28 @@ Use :func:`open_engine_client`::
         async for message in client:
             ...
 
-Each client runs its own tasks, all inside the ``async with`` block: a receive loop (GET
-loop or WebSocket reader), a send loop (the only writer: POST batches or one frame per
-packet), a heartbeat watchdog, and, when upgrading, the upgrade task. Leaving the block
-closes the session and ends every one of them.
+Each client runs its own tasks, all inside the ``async with`` block: a receive loop (the GET
+loop, while on polling), a send loop (POST batches, or frames that could not be written at
+once), a heartbeat watchdog, and, when upgrading, the upgrade task. Leaving the block closes
+the session and ends every one of them.
+
+On WebSocket, a message sent while nothing else is being written goes out at once, from the
+sending task. With ``read_in_receive`` there is no receive task either:
+:meth:`EngineClient.receive` reads the WebSocket in the calling task, every packet one read
+brought at once, answering pings on the way. So a message then costs no task switch either
+way.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, final
 
 import trio
-import trio_websocket
 
 from ..protocol.engineio import (
     CLOSE,
@@ -37,9 +43,9 @@ from ..protocol.engineio import (
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
 from ._client_transports import (
     TRANSPORT_ERRORS,
+    ClientWebSocket,
     Endpoint,
     PollingTransport,
-    WebSocketTransport,
     open_websocket_transport,
     probe_websocket,
 )
@@ -56,6 +62,9 @@ logger = logging.getLogger("trio_sio.engineio.client")
 
 #: How long :meth:`EngineClient.aclose` tries to say goodbye before closing abruptly.
 CLOSE_GRACE: Final = 2.0
+#: Queued (by identity) when a WebSocket kept bytes of a frame written at once: the send
+#: loop then writes them. Never sent itself.
+_FLUSH: Final = Packet(PacketType.NOOP, "flush")
 
 
 class ConnectError(SocketIOError):
@@ -88,20 +97,30 @@ class EngineClient:
         message_queue_size: int,
         send_queue_size: int,
         connect_timeout: float,
+        read_in_receive: bool = False,
     ) -> None:
         self._endpoint = endpoint
+        self._read_in_receive = read_in_receive
         self._transports = transports
         self._upgrade = upgrade
         self._connect_timeout = connect_timeout
         self._open_info: OpenInfo | None = None
-        self._transport: PollingTransport | WebSocketTransport | None = None
+        self._transport: PollingTransport | ClientWebSocket | None = None
         self._polling: PollingTransport | None = None
         self._initial_packets: list[Packet] = []
         self._watchdog: HeartbeatWatchdog | None = None
         self.close_reason: str | None = None
         self.on_ping: Callable[[], Awaitable[None]] | None = None
-        # Received MESSAGE data, for receive(); bounded: a full queue pauses reading.
-        self._msg_send, self._msg_recv = trio.open_memory_channel[str | bytes](message_queue_size)
+        # Received MESSAGE data, for receive(). On polling, bounded: a full inbox pauses the
+        # GET loop. On WebSocket, receive() reads only when it is empty (one read's worth).
+        self._inbox: deque[str | bytes] = deque()
+        self._inbox_size = max(1, message_queue_size)
+        self._arrived = trio.lowlevel.ParkingLot()
+        self._space = trio.lowlevel.ParkingLot()
+        self._direct = False  # on WebSocket: receive() reads the WebSocket itself
+        self._reading = False  # a receive() is reading the WebSocket
+        self._read_ended = False  # the WebSocket will bring nothing more
+        self._read_scope: trio.CancelScope | None = None
         self._outbox = Outbox(send_queue_size)
         self._group_lock = trio.Lock()  # one multi-message reservation at a time
         self._send_lock = trio.Lock()  # held while a batch is written; the upgrade takes it
@@ -141,7 +160,7 @@ class EngineClient:
     def deflate(self) -> bool:
         """Whether the session runs on a WebSocket with permessage-deflate agreed."""
         transport = self._transport
-        return isinstance(transport, WebSocketTransport) and transport.deflate
+        return isinstance(transport, ClientWebSocket) and transport.deflate
 
     async def send(self, data: str | bytes) -> None:
         """Queue a MESSAGE for the server (text or binary).
@@ -158,6 +177,10 @@ class EngineClient:
         """
         packet = self._message(data)
         self._check_open()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._write_now((packet,)):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
         await self._reserve()
         try:
             self._check_open()
@@ -181,6 +204,10 @@ class EngineClient:
         if len(packets) > self._outbox.size:
             raise ValueError(f"{len(packets)} messages exceed the send queue ({self._outbox.size})")
         self._check_open()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._write_now(packets):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
         async with self._group_lock:
             taken = 0
             try:
@@ -213,6 +240,8 @@ class EngineClient:
         """Like :meth:`send_many`, raising ``trio.WouldBlock`` unless all fit right now."""
         packets = [self._message(data) for data in messages]
         self._check_open()
+        if self._write_now(packets):
+            return
         taken = 0
         try:
             for _ in packets:
@@ -235,6 +264,8 @@ class EngineClient:
         """
         packet = self._message(data)
         self._check_open()
+        if self._write_now((packet,)):
+            return
         self._outbox.reserve_nowait()
         self._outbox.put_reserved(packet)
 
@@ -248,13 +279,30 @@ class EngineClient:
             ConnectionClosed: the session is closed and every message was received;
                 ``reason`` is :attr:`close_reason`.
 
+        With ``read_in_receive``, on WebSocket, the WebSocket is read in the calling task
+        when no message is queued (pings are answered then).
+
         Cancellation:
             Safe: a message is either returned or stays queued.
         """
-        try:
-            return await self._msg_recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self.close_reason or "transport close") from None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            inbox = self._inbox
+            if inbox:
+                data = inbox.popleft()
+                if not self._direct:
+                    self._space.unpark_all()
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+            if self._finished.is_set():
+                raise ConnectionClosed(self.close_reason or "transport close")
+            if self._direct and not self._reading and not self._read_ended:
+                await self._read_websocket()  # a checkpoint, or a wait
+            else:
+                await self._arrived.park()
+            waited = True
 
     def receive_nowait(self) -> str | bytes:
         """The next MESSAGE if one is waiting, without blocking.
@@ -263,10 +311,14 @@ class EngineClient:
             trio.WouldBlock: none is waiting.
             ConnectionClosed: the session is closed and every message was received.
         """
-        try:
-            return self._msg_recv.receive_nowait()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self.close_reason or "transport close") from None
+        if self._inbox:
+            data = self._inbox.popleft()
+            if not self._direct:
+                self._space.unpark_all()
+            return data
+        if self._finished.is_set():
+            raise ConnectionClosed(self.close_reason or "transport close")
+        raise trio.WouldBlock
 
     def __aiter__(self) -> EngineClient:
         return self
@@ -295,7 +347,7 @@ class EngineClient:
             Safe; it only waits.
         """
         await self._upgrade_settled.wait()
-        if isinstance(self._transport, WebSocketTransport):
+        if isinstance(self._transport, ClientWebSocket):
             return
         if self._finished.is_set():
             raise ConnectionClosed(self.close_reason or "transport close")
@@ -322,7 +374,7 @@ class EngineClient:
                     await self._outbox.wait_drained()
                     self._outbox.put_control(CLOSE)
                     await self._close_sent.wait()
-                    if isinstance(self._transport, WebSocketTransport):
+                    if isinstance(self._transport, ClientWebSocket):
                         await self._transport.aclose()
         finally:
             self._closing = True
@@ -335,6 +387,25 @@ class EngineClient:
         if not isinstance(data, str | bytes):
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
         return Packet(PacketType.MESSAGE, data)
+
+    def _write_now(self, packets: Sequence[Packet]) -> bool:
+        """Write ``packets`` at once from the calling task, when the session is on a
+        WebSocket and nothing is queued or being written (else False: queue them). Never
+        blocks, never checkpoints."""
+        transport = self._transport
+        if (
+            type(transport) is not ClientWebSocket
+            or self._outbox.queued
+            or self._send_lock.locked()
+            or self._finished.is_set()
+        ):
+            return False
+        kept = transport.try_write([transport.frame(packet) for packet in packets])
+        if kept is None:
+            return False
+        if kept:
+            self._outbox.put_control(_FLUSH)  # the send loop writes the rest
+        return True
 
     def _check_open(self) -> None:
         if self._closing or self._finished.is_set():
@@ -353,6 +424,10 @@ class EngineClient:
 
     def _set_finished(self) -> None:
         self._finished.set()
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+        self._arrived.unpark_all()
+        self._space.unpark_all()
         for scope in self._reserving:  # a finished session frees no more slots
             scope.cancel()
         self._close_sent.set()  # wakes aclose()
@@ -374,10 +449,11 @@ class EngineClient:
             if self.close_reason is None:  # only if a task crashed
                 self.close_reason = CloseReason.TRANSPORT_ERROR.value
             self._set_finished()
-            self._msg_send.close()
-            if self._polling is not None:
-                with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):
+                if self._polling is not None:
                     await self._polling.aclose()
+                if isinstance(self._transport, ClientWebSocket):
+                    await self._transport.abort()
             self._stopped.set()
 
     async def _connect(self) -> None:
@@ -395,13 +471,13 @@ class EngineClient:
                     self._transport = self._polling = polling
                     packets = await polling.poll()
                 else:
-                    ws = await self._nursery.start(open_websocket_transport, self._endpoint, None)
+                    ws = await open_websocket_transport(self._endpoint, None)
                     self._transport = ws
-                    packets = [await ws.receive()]
+                    packets = await ws.receive_batch()
                 info = decode_open(packets[0])
         except trio.TooSlowError as exc:
             raise ConnectError(f"no handshake within {self._connect_timeout} s") from exc
-        except (*TRANSPORT_ERRORS, trio_websocket.ConnectionClosed) as exc:
+        except (*TRANSPORT_ERRORS, ConnectionClosed) as exc:
             raise ConnectError(f"engine.io handshake over {first} failed: {exc}") from exc
         if isinstance(self._transport, PollingTransport):
             self._transport.sid = info.sid
@@ -434,10 +510,8 @@ class EngineClient:
         self._watchdog.reset()
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            try:  # no checkpoint when there is room: the next read is one anyway
-                self._msg_send.send_nowait(packet.data)
-            except trio.WouldBlock:
-                await self._msg_send.send(packet.data)
+            self._inbox.append(packet.data)  # bounded by the callers (see __init__)
+            self._arrived.unpark_all()
         elif ptype is PacketType.PING:
             self._enqueue_control(PONG)
             if self.on_ping is not None:
@@ -451,6 +525,8 @@ class EngineClient:
         return True
 
     async def _receive_loop(self) -> None:
+        """Handle the packets that came with the handshake; then, while on polling, run the
+        GET loop; once on WebSocket, leave the reading to :meth:`receive`."""
         try:
             for packet in self._initial_packets:
                 if not await self._handle(packet):
@@ -458,29 +534,74 @@ class EngineClient:
             self._initial_packets = []
             while True:
                 transport = self._transport
-                if isinstance(transport, PollingTransport):
-                    if self._closing:  # our CLOSE may already have ended the session
-                        await trio.sleep_forever()
-                    for packet in await transport.poll():
-                        if not await self._handle(packet):
-                            return
-                    if self._pause_requested:
-                        self._poll_paused.set()
-                        await self._switched.wait()
-                else:
-                    assert transport is not None
-                    if not await self._handle(await transport.receive()):
+                if not isinstance(transport, PollingTransport):
+                    if not self._read_in_receive:
+                        await self._websocket_loop()
                         return
-        except trio_websocket.ConnectionClosed as exc:
-            logger.debug("websocket closed: %s", exc.reason)
+                    self._direct = True
+                    self._arrived.unpark_all()
+                    return
+                if self._closing:  # our CLOSE may already have ended the session
+                    await trio.sleep_forever()
+                for packet in await transport.poll():
+                    if not await self._handle(packet):
+                        return
+                while len(self._inbox) >= self._inbox_size and not self._finished.is_set():
+                    await self._space.park()
+                if self._pause_requested:
+                    self._poll_paused.set()
+                    await self._switched.wait()
+        except BaseException as exc:
+            self._receive_failed(exc)
+
+    async def _websocket_loop(self) -> None:
+        """Read the WebSocket in this task (when ``receive()`` does not), a read at a time,
+        while the inbox has room."""
+        while not self._finished.is_set() and not self._read_ended:
+            await self._read_websocket()
+            while len(self._inbox) >= self._inbox_size and not self._finished.is_set():
+                await self._space.park()
+
+    async def _read_websocket(self) -> None:
+        """One read of the WebSocket, in the task of :meth:`receive`: its packets handled.
+
+        Cancellation: safe; nothing read is lost.
+        """
+        transport = self._transport
+        assert isinstance(transport, ClientWebSocket)
+        self._reading = True
+        # Cancelled when the session ends (a ping timeout, say): the read stops then, even
+        # on a stream that does not notice being closed by another task.
+        with trio.CancelScope() as self._read_scope:
+            try:
+                for packet in await transport.receive_batch():
+                    if not await self._handle(packet):
+                        break
+                if transport.needs_flush:  # a pong the socket did not take at once
+                    self._enqueue_control(_FLUSH)
+            except BaseException as exc:
+                if isinstance(exc, Exception):  # not a cancellation: nothing more will come
+                    self._read_ended = True
+                self._receive_failed(exc)
+            finally:
+                self._reading = False
+                self._read_scope = None
+                self._arrived.unpark_all()
+
+    def _receive_failed(self, exc: BaseException) -> None:
+        """End the session for a receive error; re-raise anything else."""
+        if isinstance(exc, ConnectionClosed):
+            logger.debug("websocket closed: %s", exc)
             if not self._closing:  # else aclose() is finishing the closing handshake
                 self._finish(CloseReason.TRANSPORT_CLOSE)
-        except RemoteProtocolError as exc:
+        elif isinstance(exc, RemoteProtocolError):
             logger.info("bad data from the server: %r", exc)
             self._finish(CloseReason.PARSE_ERROR)
-        except TRANSPORT_ERRORS as exc:
+        elif isinstance(exc, TRANSPORT_ERRORS):
             logger.info("receiving failed: %r", exc)
             self._finish(CloseReason.TRANSPORT_ERROR)
+        else:
+            raise exc
 
     async def _send_loop(self) -> None:
         try:
@@ -494,12 +615,15 @@ class EngineClient:
                     else:
                         assert transport is not None
                         batch = [first]
-                        await transport.send(first)
+                        if first is _FLUSH:
+                            await transport.flush()
+                        else:
+                            await transport.send(first)
                 self._outbox.sent(batch)
                 if batch[-1].type is PacketType.CLOSE:
                     self._close_sent.set()
                     return
-        except trio_websocket.ConnectionClosed:
+        except ConnectionClosed:
             self._finish(CloseReason.TRANSPORT_CLOSE)
         except TRANSPORT_ERRORS as exc:
             logger.info("sending failed: %r", exc)
@@ -511,30 +635,34 @@ class EngineClient:
         assert isinstance(polling, PollingTransport)
         ws = None
         with trio.move_on_after(self._connect_timeout) as scope:
-            ws = await probe_websocket(self._nursery, self._endpoint, self.sid)
+            ws = await probe_websocket(self._endpoint, self.sid)
         if scope.cancelled_caught:
             logger.info("websocket upgrade probe timed out, staying on polling")
         if ws is None:
             self._upgrade_settled.set()
             return
         if self._closing:
-            await trio.aclose_forcefully(ws)
+            await ws.abort()
             return
         logger.debug("probe answered; pausing polling")
         # Let the parked GET come back (the server releases it with a NOOP) and keep no
         # GET in flight; POSTs go on until we hold the send lock.
-        self._pause_requested = True
-        await self._poll_paused.wait()
-        async with self._send_lock:  # waits for an in-flight POST
-            try:
+        try:
+            self._pause_requested = True
+            await self._poll_paused.wait()
+            async with self._send_lock:  # waits for an in-flight POST
                 await ws.send(UPGRADE)
-            except trio_websocket.ConnectionClosed:
+                self._transport = ws
+                self._pause_requested = False
+                self._switched.set()
+                self._upgrade_settled.set()
+        except BaseException as exc:
+            if self._transport is not ws:  # else the session closes it
+                await ws.abort()
+            if isinstance(exc, ConnectionClosed | trio.BrokenResourceError | OSError):
                 self._finish(CloseReason.TRANSPORT_CLOSE)
                 return
-            self._transport = ws
-            self._pause_requested = False
-            self._switched.set()
-            self._upgrade_settled.set()
+            raise
         logger.debug("engine.io session %s upgraded to websocket", self.sid)
         await polling.aclose()
 
@@ -556,6 +684,7 @@ async def open_engine_client(
     proxy: ProxySetting = None,
     cookies: CookieJar | bool = True,
     per_message_deflate: bool = True,
+    read_in_receive: bool = False,
 ) -> AsyncIterator[EngineClient]:
     """Open an Engine.IO v4 session; closing the block closes it.
 
@@ -590,6 +719,11 @@ async def open_engine_client(
             socket.io-client does); used if the server accepts it
             (:attr:`EngineClient.deflate`). A message that inflates beyond 16 MiB closes
             the WebSocket.
+        read_in_receive: on WebSocket, read in the task that calls
+            :meth:`EngineClient.receive` (when nothing is queued) instead of a task of the
+            client's: no task switch per message, but pings are answered only while someone
+            receives, so use it only when a task receives all the time (the Socket.IO
+            client does).
 
     Yields:
         The connected client.
@@ -630,6 +764,7 @@ async def open_engine_client(
         message_queue_size=message_queue_size,
         send_queue_size=send_queue_size,
         connect_timeout=connect_timeout,
+        read_in_receive=read_in_receive,
     )
     single: BaseException | None = None
     try:
