@@ -247,6 +247,9 @@ class ClientSocket(NamespaceState):
         ack_id, slot = self._new_ack()
         try:
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
+            if timeout is None and not volatile:  # the common case: no cancel scope
+                await self._put(packet)
+                return unpack_ack(await slot.wait())
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 if volatile:
                     if not self._send_volatile(packet) and timeout is None:
@@ -296,7 +299,30 @@ class ClientSocket(NamespaceState):
             self._sent_acks.add(item.ack_id)
 
     async def _put(self, packet: Packet) -> None:
-        await self._buffer.put(Outgoing(tuple(self._manager.encode(packet)), packet.id))
+        """Send ``packet`` at once when nothing is buffered before it and the connection
+        takes it without waiting (no task switch); else buffer it for the flush task.
+
+        Cancellation: if cancelled, the packet was not queued.
+        """
+        frames = tuple(self._manager.encode(packet))
+        link = self._link
+        if (
+            link is not None
+            and not self._flush_blocked
+            and not len(self._buffer)
+            and not link.closed.is_set()
+        ):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                link.send_nowait(frames)
+            except (trio.WouldBlock, ConnectionClosed):
+                pass
+            else:
+                if packet.id is not None:
+                    self._sent_acks.add(packet.id)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+        await self._buffer.put(Outgoing(frames, packet.id))
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None

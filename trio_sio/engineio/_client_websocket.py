@@ -300,7 +300,14 @@ class ClientWebSocket:
                 else:
                     while not self._peer_closed.is_set():
                         await self.receive_batch()  # dropped: the session is over
-        except (ConnectionClosed, WebSocketError, trio.BrokenResourceError, OSError):
+        except (
+            ConnectionClosed,
+            WebSocketError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.BusyResourceError,
+            OSError,
+        ):
             pass
         finally:
             self._closed_reason = self._closed_reason or "closed"

@@ -572,7 +572,8 @@ class EngineClient:
         self._reading = True
         # Cancelled when the session ends (a ping timeout, say): the read stops then, even
         # on a stream that does not notice being closed by another task.
-        with trio.CancelScope() as self._read_scope:
+        scope = self._read_scope = trio.CancelScope()
+        with scope:
             try:
                 for packet in await transport.receive_batch():
                     if not await self._handle(packet):
