@@ -5,6 +5,8 @@ entering a client again, auth through the wire conversion, manager events, cooki
 from __future__ import annotations
 
 import datetime
+import email.utils
+import time
 from typing import Any
 
 import pytest
@@ -273,6 +275,69 @@ async def test_cookie_max_age_in_virtual_time(autojump_clock: trio.testing.MockC
     assert jar.header("h", "/", secure=False) == "short=1"
     await trio.sleep(11)
     assert jar.header("h", "/", secure=False) is None
+
+
+async def test_cookie_expires_in_the_future_is_kept_until_then(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    jar = CookieJar()
+    when = email.utils.formatdate(time.time() + 60, usegmt=True)
+    jar.set_cookie("h", "/", f"dated=1; Expires={when}")
+    jar.set_cookie("h", "/", "session=1")
+    await trio.sleep(50)
+    assert jar.header("h", "/", secure=False) == "dated=1; session=1"
+    await trio.sleep(20)
+    assert jar.header("h", "/", secure=False) == "session=1"
+    # Max-Age wins over Expires, whichever comes first in the header.
+    jar.set_cookie("h", "/", f"both=1; Expires={when}; Max-Age=5")
+    await trio.sleep(6)
+    assert jar.header("h", "/", secure=False) == "session=1"
+
+
+class _Recorder(trio.abc.Stream):
+    """A stream that keeps a copy of what the client writes."""
+
+    def __init__(self, stream: trio.abc.Stream, sent: bytearray) -> None:
+        self._stream = stream
+        self._sent = sent
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._sent += data
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def test_compress_false_sends_an_uncompressed_frame(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server(per_message_deflate=True)
+    network = await serving(nursery, sio)
+    sent = bytearray()
+
+    async def connect(host: str, port: int, ssl_context: Any) -> trio.abc.Stream:
+        return _Recorder(await network.connect(host, port, ssl_context), sent)
+
+    big = "compressible " * 500
+    async with trio_sio.open_client(
+        "http://test", transports=["websocket"], connector=connect
+    ) as client:
+        assert client.compressed
+        start = len(sent)
+        assert await client.emit_with_ack("echo", big) == big
+        squeezed = len(sent) - start
+        start = len(sent)
+        assert await client.compress(False).emit_with_ack("echo", big) == big
+        plain = len(sent) - start
+    assert squeezed < len(big) // 10  # compressed (the server inflated it: the echo)
+    assert plain > len(big)  # the same event, sent plain
 
 
 @pytest.mark.parametrize("transports", [("websocket",), ("polling", "websocket")])

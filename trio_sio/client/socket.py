@@ -134,9 +134,9 @@ class ClientSocket(NamespaceState):
         return SocketEmitter(self, seconds, False)
 
     def compress(self, compress: bool) -> SocketEmitter:
-        """For code shared with the server: this client compresses nothing (its WebSocket
-        offers no permessage-deflate, and requests are never compressed), so the flag
-        changes nothing here."""
+        """Emit with compression allowed or not: ``socket.compress(False).emit(...)`` sends
+        an uncompressed frame even when permessage-deflate is agreed (polling requests are
+        never compressed)."""
         return SocketEmitter(self, None, False, compress)
 
     async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
@@ -192,7 +192,7 @@ class ClientSocket(NamespaceState):
         timeout: float | None,
         volatile: bool,
         *,
-        compress: bool = True,  # nothing is compressed: see compress()
+        compress: bool = True,
     ) -> None:
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
@@ -203,23 +203,23 @@ class ClientSocket(NamespaceState):
         packet = Packet(PacketType.EVENT, self.namespace, data)
         if callback is None:
             if volatile:
-                self._send_volatile(packet)
+                self._send_volatile(packet, compress)
                 await trio.lowlevel.checkpoint()
             else:
-                await self._put(packet)
+                await self._put(packet, compress)
             return
         nursery = self._manager.running_nursery()
         ack_id, slot = self._new_ack()
         packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
         if volatile:
-            if not self._send_volatile(packet) and timeout is None:
+            if not self._send_volatile(packet, compress) and timeout is None:
                 self._ack_done(ack_id)  # never acknowledged: the callback is not called
                 await trio.lowlevel.checkpoint()
                 return
             await trio.lowlevel.checkpoint()
         else:
             try:
-                await self._put(packet)
+                await self._put(packet, compress)
             except BaseException:
                 self._ack_done(ack_id)
                 raise
@@ -232,7 +232,7 @@ class ClientSocket(NamespaceState):
         args: tuple[Any, ...],
         timeout: float | None,
         volatile: bool,
-        compress: bool = True,  # nothing is compressed: see compress()
+        compress: bool = True,
     ) -> Any:
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
@@ -248,20 +248,20 @@ class ClientSocket(NamespaceState):
         try:
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
             if timeout is None and not volatile:  # the common case: no cancel scope
-                await self._put(packet)
+                await self._put(packet, compress)
                 return unpack_ack(await slot.wait())
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 if volatile:
-                    if not self._send_volatile(packet) and timeout is None:
+                    if not self._send_volatile(packet, compress) and timeout is None:
                         raise AckTimeoutError("volatile emit dropped")
                 else:
-                    await self._put(packet)
+                    await self._put(packet, compress)
                 return unpack_ack(await slot.wait())
             raise AckTimeoutError()
         finally:
             self._ack_done(ack_id)
 
-    def _send_volatile(self, packet: Packet) -> bool:
+    def _send_volatile(self, packet: Packet, compress: bool = True) -> bool:
         """Write a volatile packet now, behind what this socket has buffered, if the
         connection takes all of it without waiting; else drop it (as the JS client drops a
         volatile packet when the transport is not writable). Returns whether it went."""
@@ -271,7 +271,7 @@ class ClientSocket(NamespaceState):
         try:
             if not self._flush_now(link):
                 return False
-            link.send_nowait(self._manager.encode(packet))
+            link.send_nowait(self._manager.encode(packet), compress)
         except (trio.WouldBlock, ConnectionClosed):
             return False
         if packet.id is not None:
@@ -287,7 +287,7 @@ class ClientSocket(NamespaceState):
         """
         while (item := self._buffer.peek()) is not None:
             try:
-                link.send_nowait(item.frames)
+                link.send_nowait(item.frames, item.compress)
             except trio.WouldBlock:
                 return False
             self._sent(item)
@@ -298,7 +298,7 @@ class ClientSocket(NamespaceState):
         if item.ack_id is not None and item.ack_id in self._pending:
             self._sent_acks.add(item.ack_id)
 
-    async def _put(self, packet: Packet) -> None:
+    async def _put(self, packet: Packet, compress: bool = True) -> None:
         """Send ``packet`` at once when nothing is buffered before it and the connection
         takes it without waiting (no task switch); else buffer it for the flush task.
 
@@ -314,7 +314,7 @@ class ClientSocket(NamespaceState):
         ):
             await trio.lowlevel.checkpoint_if_cancelled()
             try:
-                link.send_nowait(frames)
+                link.send_nowait(frames, compress)
             except (trio.WouldBlock, ConnectionClosed):
                 pass
             else:
@@ -322,7 +322,7 @@ class ClientSocket(NamespaceState):
                     self._sent_acks.add(packet.id)
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
-        await self._buffer.put(Outgoing(frames, packet.id))
+        await self._buffer.put(Outgoing(frames, packet.id, compress))
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None
@@ -374,7 +374,7 @@ class ClientSocket(NamespaceState):
             assert item is not None
             self._flush_blocked = True
             try:
-                await link.send(item.frames)
+                await link.send(item.frames, item.compress)
             except ConnectionClosed:
                 await link.closed.wait()
                 continue

@@ -39,6 +39,7 @@ from ..protocol.engineio import (
     Packet,
     PacketType,
     decode_open,
+    mark_uncompressed,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
 from ._client_transports import (
@@ -162,8 +163,9 @@ class EngineClient:
         transport = self._transport
         return isinstance(transport, ClientWebSocket) and transport.deflate
 
-    async def send(self, data: str | bytes) -> None:
-        """Queue a MESSAGE for the server (text or binary).
+    async def send(self, data: str | bytes, *, compress: bool = True) -> None:
+        """Queue a MESSAGE for the server (text or binary); with ``compress`` false it goes
+        uncompressed even when permessage-deflate is agreed.
 
         Blocks while the send queue (``send_queue_size`` messages not yet written) is full.
 
@@ -175,7 +177,7 @@ class EngineClient:
             If cancelled, the message was not queued and will not be sent; once this
             returns, the message is queued and will be sent unless the session ends first.
         """
-        packet = self._message(data)
+        packet = self._message(data, compress)
         self._check_open()
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._write_now((packet,)):
@@ -189,9 +191,9 @@ class EngineClient:
             raise
         self._outbox.put_reserved(packet)
 
-    async def send_many(self, messages: Sequence[str | bytes]) -> None:
+    async def send_many(self, messages: Sequence[str | bytes], *, compress: bool = True) -> None:
         """Queue several MESSAGEs as one unit: nothing sent by others lands between them
-        (a Socket.IO packet and its binary attachments).
+        (a Socket.IO packet and its binary attachments). ``compress`` as in :meth:`send`.
 
         Raises:
             ConnectionClosed: the session is closed or closing.
@@ -200,7 +202,7 @@ class EngineClient:
         Cancellation:
             If cancelled, none of the messages was queued.
         """
-        packets = [self._message(data) for data in messages]
+        packets = [self._message(data, compress) for data in messages]
         if len(packets) > self._outbox.size:
             raise ValueError(f"{len(packets)} messages exceed the send queue ({self._outbox.size})")
         self._check_open()
@@ -236,9 +238,9 @@ class EngineClient:
         if scope.cancelled_caught:
             raise ConnectionClosed(self.close_reason or "forced close")
 
-    def send_many_nowait(self, messages: Sequence[str | bytes]) -> None:
+    def send_many_nowait(self, messages: Sequence[str | bytes], *, compress: bool = True) -> None:
         """Like :meth:`send_many`, raising ``trio.WouldBlock`` unless all fit right now."""
-        packets = [self._message(data) for data in messages]
+        packets = [self._message(data, compress) for data in messages]
         self._check_open()
         if self._write_now(packets):
             return
@@ -254,7 +256,7 @@ class EngineClient:
         for packet in packets:
             self._outbox.put_reserved(packet)
 
-    def send_nowait(self, data: str | bytes) -> None:
+    def send_nowait(self, data: str | bytes, *, compress: bool = True) -> None:
         """Queue a MESSAGE without blocking.
 
         Raises:
@@ -262,7 +264,7 @@ class EngineClient:
             ConnectionClosed: the session is closed or closing.
             TypeError: ``data`` is neither ``str`` nor ``bytes``.
         """
-        packet = self._message(data)
+        packet = self._message(data, compress)
         self._check_open()
         if self._write_now((packet,)):
             return
@@ -383,10 +385,11 @@ class EngineClient:
                 await self._stopped.wait()
 
     @staticmethod
-    def _message(data: str | bytes) -> Packet:
+    def _message(data: str | bytes, compress: bool = True) -> Packet:
         if not isinstance(data, str | bytes):
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
-        return Packet(PacketType.MESSAGE, data)
+        packet = Packet(PacketType.MESSAGE, data)
+        return packet if compress else mark_uncompressed(packet)
 
     def _write_now(self, packets: Sequence[Packet]) -> bool:
         """Write ``packets`` at once from the calling task, when the session is on a
