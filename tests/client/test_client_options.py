@@ -391,5 +391,5 @@ async def test_no_retry_task_without_retries(
             "http://test", retries=retries, connector=network.connect
         ) as client:
             assert client.connected
-            counts[retries] = sum("_retry_loop" in name for name in _task_names())
+            counts[retries] = sum("RetryLane.run" in name for name in _task_names())
     assert counts == {0: 0, 2: 1}

@@ -18,6 +18,7 @@ from ._link import Link, Session
 from ._namespace import NamespaceState
 from ._queues import Outgoing
 from ._reader import OnWait
+from ._retry import RetryLane
 
 if TYPE_CHECKING:
     from ._manager import Manager
@@ -59,9 +60,16 @@ class ClientSocket(NamespaceState):
         super().__init__(manager, client, namespace)
         self._outgoing_hooks: list[Handler] = []
         self._flush_blocked = False  # the flush task waits for room to send the first packet
-        self._retry_send, self._retry_recv = trio.open_memory_channel[
-            tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
-        ](manager.options.buffer_size)
+        options = manager.options
+        self._retries = RetryLane(
+            namespace,
+            retries=options.retries,
+            ack_timeout=options.ack_timeout or 5.0,
+            size=options.buffer_size,
+            new_ack=self._new_ack,
+            ack_done=self._ack_done,
+            put=self._put,
+        )
 
     def __repr__(self) -> str:
         return f"<ClientSocket {self.namespace} {self.id or '(disconnected)'}>"
@@ -330,10 +338,7 @@ class ClientSocket(NamespaceState):
         if self._buffer.refused is not None:
             await trio.lowlevel.checkpoint()
             raise ConnectionClosed(self._buffer.refused)
-        try:
-            await self._retry_send.send((tuple(data), callback, result))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise ConnectionClosed("client is closed") from None
+        await self._retries.put(data, callback, result)
 
     async def _await_callback(
         self, ack_id: int, slot: AckSlot, callback: Callback, timeout: float | None
@@ -348,7 +353,7 @@ class ClientSocket(NamespaceState):
         nursery.start_soon(self._dispatcher.run, nursery)
         nursery.start_soon(self._flush_loop)
         if self._manager.options.retries:  # no idle task for a feature not in use
-            nursery.start_soon(self._retry_loop)
+            nursery.start_soon(self._retries.run)
 
     async def _flush_loop(self) -> None:
         """Move buffered packets to the connection, in order, whenever connected.
@@ -388,43 +393,6 @@ class ClientSocket(NamespaceState):
                 self._flush_blocked = False
             self._sent(item)
 
-    async def _retry_loop(self) -> None:
-        """At-least-once delivery (``retries``): one packet at a time, resent until acked."""
-        options = self._manager.options
-        async for data, callback, result in self._retry_recv:
-            outcome: Any = AckTimeoutError(f"no ack after {options.retries + 1} attempts")
-            for _ in range(options.retries + 1):
-                try:
-                    ack_id, slot = self._new_ack()
-                except ConnectionClosed as exc:
-                    outcome = exc
-                    break
-                try:
-                    with trio.move_on_after(options.ack_timeout or 5.0):
-                        await self._put(
-                            Packet(PacketType.EVENT, self.namespace, list(data), ack_id)
-                        )
-                        outcome = await slot.wait()
-                        break
-                except ConnectionClosed as exc:
-                    outcome = exc
-                    break
-                finally:
-                    self._ack_done(ack_id)
-            if isinstance(outcome, list):
-                value: Any = unpack_ack(outcome)
-                args: tuple[Any, ...] = tuple(outcome)
-                error = None
-            else:
-                value, args, error = outcome, (), outcome
-            if result is not None:
-                result.send_nowait(value)
-            if callback is not None:
-                try:
-                    await Handler(callback)(error, *args)
-                except Exception:
-                    log.exception("%r: ack callback failed", self)
-
     # -- driven by the client's receive loop ----------------------------------------------
     async def _on_event(self, packet: Packet, on_wait: OnWait | None = None) -> None:
         """An EVENT for this namespace, from the reading task: its handler runs right here
@@ -452,13 +420,11 @@ class ClientSocket(NamespaceState):
         self._pending.clear()
         self._sent_acks.clear()
         self._dispatcher.reopen()
-        self._retry_send, self._retry_recv = trio.open_memory_channel[
-            tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
-        ](self._manager.options.buffer_size)
+        self._retries.reopen()
         self._notify()
 
     def _shutdown(self, reason: str) -> None:
         """The client is closing or gave up: refuse new emits, fail every pending ack."""
         super()._shutdown(reason)
-        self._retry_send.close()
+        self._retries.close()
         self._dispatcher.close_waiters()
