@@ -380,6 +380,28 @@ def _task_names() -> list[str]:
     return names
 
 
+async def test_no_reader_task_between_the_websocket_and_the_handlers(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """On WebSocket, the client's reading task reads the socket itself: the engine runs no
+    receive task, and trio-websocket none either."""
+    sio = make_server()
+    network = await serving(nursery, sio)
+    for transports in (("websocket",), ("polling", "websocket")):
+        async with trio_sio.open_client(
+            "http://test", transports=transports, connector=network.connect
+        ) as client:
+            await until(lambda: client.transport == "websocket")
+            await trio.testing.wait_all_tasks_blocked()
+            assert await client.emit_with_ack("echo", "hi") == "hi"
+            names = _task_names()
+            engine = [n for n in names if n.startswith("trio_sio.engineio.client.")]
+            assert not [n for n in engine if "_receive_loop" in n or "_websocket_loop" in n]
+            assert engine  # the send loop and the watchdog, so the names are the right ones
+            assert not [n for n in names if "trio_websocket" in n]
+            assert sum("Reader._run" in n for n in names) == 1
+
+
 async def test_no_retry_task_without_retries(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
