@@ -6,15 +6,15 @@ do: a cookie-sticky load balancer (HAProxy ``cookie ... insert``, AWS ALB's ``AW
 each request of a session to the node that opened it only if the cookie comes back.
 
 Kept: ``name=value`` with ``Path``, ``Max-Age``, ``Expires`` (kept until that date; a date
-in the past deletes the cookie; ``Max-Age`` wins over it) and ``Secure``. ``Domain`` is honoured for the host itself and its subdomains. The jar is
-bounded (``MAX_COOKIES`` cookies, ``MAX_COOKIE_SIZE`` bytes each); a cookie beyond a bound is
-ignored. Expiry uses Trio's clock, so it runs in virtual time in tests.
+in the past deletes the cookie; ``Max-Age`` wins over it) and ``Secure``. ``Domain`` is
+honoured for the host itself and its subdomains. The jar is bounded (``MAX_COOKIES``
+cookies, ``MAX_COOKIE_SIZE`` bytes each); a cookie beyond a bound is ignored. Expiry uses Trio's clock, so it runs in virtual time in tests.
 """
 
 from __future__ import annotations
 
-import email.utils
 import datetime
+import email.utils
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -149,7 +149,7 @@ class CookieJar:
                 except (TypeError, ValueError, IndexError):
                     continue
                 if when.tzinfo is None:  # "-0000": a date in UTC
-                    when = when.replace(tzinfo=datetime.timezone.utc)
+                    when = when.replace(tzinfo=datetime.UTC)
                 # Kept until then, counted on Trio's clock from now (a date in the past
                 # deletes the cookie).
                 expires = _now() + (when.timestamp() - time.time())
