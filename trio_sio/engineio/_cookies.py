@@ -8,7 +8,8 @@ each request of a session to the node that opened it only if the cookie comes ba
 Kept: ``name=value`` with ``Path``, ``Max-Age``, ``Expires`` (kept until that date; a date
 in the past deletes the cookie; ``Max-Age`` wins over it) and ``Secure``. ``Domain`` is
 honoured for the host itself and its subdomains. The jar is bounded (``MAX_COOKIES``
-cookies, ``MAX_COOKIE_SIZE`` bytes each); a cookie beyond a bound is ignored. Expiry uses Trio's clock, so it runs in virtual time in tests.
+cookies, ``MAX_COOKIE_SIZE`` bytes each); a cookie beyond a bound is ignored.
+Expiry uses Trio's clock, so it runs in virtual time in tests.
 """
 
 from __future__ import annotations
