@@ -42,6 +42,7 @@ from ..protocol.engineio import (
     mark_uncompressed,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
+from ._client_sender import Sender
 from ._client_transports import (
     TRANSPORT_ERRORS,
     ClientWebSocket,
@@ -54,7 +55,6 @@ from ._cookies import CookieJar
 from ._exceptions import single_leaf
 from ._heartbeat import HeartbeatWatchdog
 from ._http_client import Connector
-from ._outbox import Outbox
 from ._proxy import ProxySetting
 
 __all__ = ["ConnectError", "EngineClient", "UpgradeError", "open_engine_client"]
@@ -63,9 +63,6 @@ logger = logging.getLogger("trio_sio.engineio.client")
 
 #: How long :meth:`EngineClient.aclose` tries to say goodbye before closing abruptly.
 CLOSE_GRACE: Final = 2.0
-#: Queued (by identity) when a WebSocket kept bytes of a frame written at once: the send
-#: loop then writes them. Never sent itself.
-_FLUSH: Final = Packet(PacketType.NOOP, "flush")
 
 
 class ConnectError(SocketIOError):
@@ -122,21 +119,24 @@ class EngineClient:
         self._reading = False  # a receive() is reading the WebSocket
         self._read_ended = False  # the WebSocket will bring nothing more
         self._read_scope: trio.CancelScope | None = None
-        self._outbox = Outbox(send_queue_size)
-        self._group_lock = trio.Lock()  # one multi-message reservation at a time
-        self._send_lock = trio.Lock()  # held while a batch is written; the upgrade takes it
+        self._sender = Sender(
+            send_queue_size,
+            transport=lambda: self._transport,
+            check_open=self._check_open,
+            reason=lambda: self.close_reason or "forced close",
+            finish=self._finish,
+            max_payload=lambda: self.open_info.max_payload,
+        )
         self._pause_requested = False
         self._poll_paused = trio.Event()
         self._switched = trio.Event()
         self._upgrade_settled = trio.Event()
         self._connected = False
         self._closing = False
-        self._close_sent = trio.Event()
         self._finished = trio.Event()
         self._stopped = trio.Event()
         self._tasks_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
-        self._reserving: set[trio.CancelScope] = set()  # senders waiting for a slot
 
     @property
     def open_info(self) -> OpenInfo:
@@ -177,19 +177,7 @@ class EngineClient:
             If cancelled, the message was not queued and will not be sent; once this
             returns, the message is queued and will be sent unless the session ends first.
         """
-        packet = self._message(data, compress)
-        self._check_open()
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._write_now((packet,)):
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        await self._reserve()
-        try:
-            self._check_open()
-        except ConnectionClosed:
-            self._outbox.unreserve()
-            raise
-        self._outbox.put_reserved(packet)
+        await self._sender.send((self._message(data, compress),))
 
     async def send_many(self, messages: Sequence[str | bytes], *, compress: bool = True) -> None:
         """Queue several MESSAGEs as one unit: nothing sent by others lands between them
@@ -202,59 +190,11 @@ class EngineClient:
         Cancellation:
             If cancelled, none of the messages was queued.
         """
-        packets = [self._message(data, compress) for data in messages]
-        if len(packets) > self._outbox.size:
-            raise ValueError(f"{len(packets)} messages exceed the send queue ({self._outbox.size})")
-        self._check_open()
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._write_now(packets):
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        async with self._group_lock:
-            taken = 0
-            try:
-                for _ in packets:
-                    await self._reserve()
-                    taken += 1
-                self._check_open()
-            except BaseException:
-                for _ in range(taken):
-                    self._outbox.unreserve()
-                raise
-        for packet in packets:
-            self._outbox.put_reserved(packet)
-
-    async def _reserve(self) -> None:
-        """Take a slot of the send queue; raise ConnectionClosed if the session ends first.
-
-        Cancellation: if cancelled, no slot was taken.
-        """
-        with trio.CancelScope() as scope:
-            self._reserving.add(scope)
-            try:
-                await self._outbox.reserve()
-            finally:
-                self._reserving.discard(scope)
-        if scope.cancelled_caught:
-            raise ConnectionClosed(self.close_reason or "forced close")
+        await self._sender.send([self._message(data, compress) for data in messages])
 
     def send_many_nowait(self, messages: Sequence[str | bytes], *, compress: bool = True) -> None:
         """Like :meth:`send_many`, raising ``trio.WouldBlock`` unless all fit right now."""
-        packets = [self._message(data, compress) for data in messages]
-        self._check_open()
-        if self._write_now(packets):
-            return
-        taken = 0
-        try:
-            for _ in packets:
-                self._outbox.reserve_nowait()
-                taken += 1
-        except trio.WouldBlock:
-            for _ in range(taken):
-                self._outbox.unreserve()
-            raise
-        for packet in packets:
-            self._outbox.put_reserved(packet)
+        self._sender.send_nowait([self._message(data, compress) for data in messages])
 
     def send_nowait(self, data: str | bytes, *, compress: bool = True) -> None:
         """Queue a MESSAGE without blocking.
@@ -264,12 +204,7 @@ class EngineClient:
             ConnectionClosed: the session is closed or closing.
             TypeError: ``data`` is neither ``str`` nor ``bytes``.
         """
-        packet = self._message(data, compress)
-        self._check_open()
-        if self._write_now((packet,)):
-            return
-        self._outbox.reserve_nowait()
-        self._outbox.put_reserved(packet)
+        self._sender.send_nowait((self._message(data, compress),))
 
     async def receive(self) -> str | bytes:
         """The next MESSAGE from the server, in order.
@@ -373,9 +308,9 @@ class EngineClient:
                 with trio.move_on_after(CLOSE_GRACE):
                     # Written first, and apart from the CLOSE: a server may act on a CLOSE
                     # before the other packets of the same polling payload.
-                    await self._outbox.wait_drained()
-                    self._outbox.put_control(CLOSE)
-                    await self._close_sent.wait()
+                    await self._sender.outbox.wait_drained()
+                    self._sender.outbox.put_control(CLOSE)
+                    await self._sender.close_sent.wait()
                     if isinstance(self._transport, ClientWebSocket):
                         await self._transport.aclose()
         finally:
@@ -390,25 +325,6 @@ class EngineClient:
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
         packet = Packet(PacketType.MESSAGE, data)
         return packet if compress else mark_uncompressed(packet)
-
-    def _write_now(self, packets: Sequence[Packet]) -> bool:
-        """Write ``packets`` at once from the calling task, when the session is on a
-        WebSocket and nothing is queued or being written (else False: queue them). Never
-        blocks, never checkpoints."""
-        transport = self._transport
-        if (
-            type(transport) is not ClientWebSocket
-            or self._outbox.queued
-            or self._send_lock.locked()
-            or self._finished.is_set()
-        ):
-            return False
-        kept = transport.try_write([transport.frame(packet) for packet in packets])
-        if kept is None:
-            return False
-        if kept:
-            self._outbox.put_control(_FLUSH)  # the send loop writes the rest
-        return True
 
     def _check_open(self) -> None:
         if self._closing or self._finished.is_set():
@@ -431,14 +347,12 @@ class EngineClient:
             self._read_scope.cancel()
         self._arrived.unpark_all()
         self._space.unpark_all()
-        for scope in self._reserving:  # a finished session frees no more slots
-            scope.cancel()
-        self._close_sent.set()  # wakes aclose()
+        self._sender.end()  # wakes aclose()
         self._upgrade_settled.set()  # wakes wait_upgraded()
 
     def _enqueue_control(self, packet: Packet) -> None:
         if not self._closing:
-            self._outbox.put_control(packet)
+            self._sender.outbox.put_control(packet)
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every task of the session until it is finished."""
@@ -490,7 +404,7 @@ class EngineClient:
         logger.debug("engine.io session %s open over %s: %s", info.sid, first, info)
         self._watchdog = HeartbeatWatchdog((info.ping_interval + info.ping_timeout) / 1000)
         self._nursery.start_soon(self._receive_loop)
-        self._nursery.start_soon(self._send_loop)
+        self._nursery.start_soon(self._sender.run)
         self._nursery.start_soon(self._watchdog_task, self._watchdog)
         if (
             first == "polling"
@@ -581,8 +495,8 @@ class EngineClient:
                 for packet in await transport.receive_batch():
                     if not await self._handle(packet):
                         break
-                if transport.needs_flush:  # a pong the socket did not take at once
-                    self._enqueue_control(_FLUSH)
+                if transport.needs_flush and not self._closing:  # a pong not taken at once
+                    self._sender.flush_soon()
             except BaseException as exc:
                 if isinstance(exc, Exception):  # not a cancellation: nothing more will come
                     self._read_ended = True
@@ -607,32 +521,6 @@ class EngineClient:
         else:
             raise exc
 
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                first = await self._outbox.get()
-                async with self._send_lock:
-                    transport = self._transport
-                    if isinstance(transport, PollingTransport):
-                        batch, body = self._outbox.get_batch(first, self.open_info.max_payload)
-                        await transport.post(body)
-                    else:
-                        assert transport is not None
-                        batch = [first]
-                        if first is _FLUSH:
-                            await transport.flush()
-                        else:
-                            await transport.send(first)
-                self._outbox.sent(batch)
-                if batch[-1].type is PacketType.CLOSE:
-                    self._close_sent.set()
-                    return
-        except ConnectionClosed:
-            self._finish(CloseReason.TRANSPORT_CLOSE)
-        except TRANSPORT_ERRORS as exc:
-            logger.info("sending failed: %r", exc)
-            self._finish(CloseReason.TRANSPORT_ERROR)
-
     async def _upgrade_task(self) -> None:
         assert self._nursery is not None
         polling = self._transport
@@ -654,7 +542,7 @@ class EngineClient:
         try:
             self._pause_requested = True
             await self._poll_paused.wait()
-            async with self._send_lock:  # waits for an in-flight POST
+            async with self._sender.lock:  # waits for an in-flight POST
                 await ws.send(UPGRADE)
                 self._transport = ws
                 self._pause_requested = False
