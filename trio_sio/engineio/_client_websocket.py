@@ -28,7 +28,7 @@ import trio
 from .._streams import close_now, write_now
 from ..protocol.deflate import CLIENT_OFFER, ClientDeflate, accept_client_deflate
 from ..protocol.engineio import Packet, decode_packet, encode_packet, may_compress
-from ..protocol.errors import ConnectionClosed
+from ..protocol.errors import ConnectionClosed, RemoteProtocolError
 from ..protocol.websocket import (
     OP_BINARY,
     OP_PONG,
@@ -302,7 +302,7 @@ class ClientWebSocket:
                         await self.receive_batch()  # dropped: the session is over
         except (
             ConnectionClosed,
-            WebSocketError,
+            RemoteProtocolError,  # a bad frame or packet after ours: the session is over
             trio.BrokenResourceError,
             trio.ClosedResourceError,
             trio.BusyResourceError,

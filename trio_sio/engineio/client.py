@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, final
@@ -42,6 +41,7 @@ from ..protocol.engineio import (
     mark_uncompressed,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
+from ._client_inbox import Inbox
 from ._client_sender import Sender
 from ._client_transports import (
     TRANSPORT_ERRORS,
@@ -109,16 +109,7 @@ class EngineClient:
         self._watchdog: HeartbeatWatchdog | None = None
         self.close_reason: str | None = None
         self.on_ping: Callable[[], Awaitable[None]] | None = None
-        # Received MESSAGE data, for receive(). On polling, bounded: a full inbox pauses the
-        # GET loop. On WebSocket, receive() reads only when it is empty (one read's worth).
-        self._inbox: deque[str | bytes] = deque()
-        self._inbox_size = max(1, message_queue_size)
-        self._arrived = trio.lowlevel.ParkingLot()
-        self._space = trio.lowlevel.ParkingLot()
-        self._direct = False  # on WebSocket: receive() reads the WebSocket itself
-        self._reading = False  # a receive() is reading the WebSocket
-        self._read_ended = False  # the WebSocket will bring nothing more
-        self._read_scope: trio.CancelScope | None = None
+        self._inbox = Inbox(message_queue_size)
         self._sender = Sender(
             send_queue_size,
             transport=lambda: self._transport,
@@ -222,24 +213,7 @@ class EngineClient:
         Cancellation:
             Safe: a message is either returned or stays queued.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
-        while True:
-            inbox = self._inbox
-            if inbox:
-                data = inbox.popleft()
-                if not self._direct:
-                    self._space.unpark_all()
-                if not waited:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                return data
-            if self._finished.is_set():
-                raise ConnectionClosed(self.close_reason or "transport close")
-            if self._direct and not self._reading and not self._read_ended:
-                await self._read_websocket()  # a checkpoint, or a wait
-            else:
-                await self._arrived.park()
-            waited = True
+        return await self._inbox.take(self._receive_reason, self._read_websocket)
 
     def receive_nowait(self) -> str | bytes:
         """The next MESSAGE if one is waiting, without blocking.
@@ -248,14 +222,10 @@ class EngineClient:
             trio.WouldBlock: none is waiting.
             ConnectionClosed: the session is closed and every message was received.
         """
-        if self._inbox:
-            data = self._inbox.popleft()
-            if not self._direct:
-                self._space.unpark_all()
-            return data
-        if self._finished.is_set():
-            raise ConnectionClosed(self.close_reason or "transport close")
-        raise trio.WouldBlock
+        return self._inbox.take_nowait(self._receive_reason)
+
+    def _receive_reason(self) -> str:
+        return self.close_reason or "transport close"
 
     def __aiter__(self) -> EngineClient:
         return self
@@ -343,10 +313,7 @@ class EngineClient:
 
     def _set_finished(self) -> None:
         self._finished.set()
-        if self._read_scope is not None:
-            self._read_scope.cancel()
-        self._arrived.unpark_all()
-        self._space.unpark_all()
+        self._inbox.end()
         self._sender.end()  # wakes aclose()
         self._upgrade_settled.set()  # wakes wait_upgraded()
 
@@ -427,8 +394,7 @@ class EngineClient:
         self._watchdog.reset()
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            self._inbox.append(packet.data)  # bounded by the callers (see __init__)
-            self._arrived.unpark_all()
+            self._inbox.put(packet.data)
         elif ptype is PacketType.PING:
             self._enqueue_control(PONG)
             if self.on_ping is not None:
@@ -455,16 +421,14 @@ class EngineClient:
                     if not self._read_in_receive:
                         await self._websocket_loop()
                         return
-                    self._direct = True
-                    self._arrived.unpark_all()
+                    self._inbox.go_direct()
                     return
                 if self._closing:  # our CLOSE may already have ended the session
                     await trio.sleep_forever()
                 for packet in await transport.poll():
                     if not await self._handle(packet):
                         return
-                while len(self._inbox) >= self._inbox_size and not self._finished.is_set():
-                    await self._space.park()
+                await self._inbox.wait_room()
                 if self._pause_requested:
                     self._poll_paused.set()
                     await self._switched.wait()
@@ -474,37 +438,28 @@ class EngineClient:
     async def _websocket_loop(self) -> None:
         """Read the WebSocket in this task (when ``receive()`` does not), a read at a time,
         while the inbox has room."""
-        while not self._finished.is_set() and not self._read_ended:
+        while not self._finished.is_set() and not self._inbox.read_ended:
             await self._read_websocket()
-            while len(self._inbox) >= self._inbox_size and not self._finished.is_set():
-                await self._space.park()
+            await self._inbox.wait_room()
 
     async def _read_websocket(self) -> None:
         """One read of the WebSocket, in the task of :meth:`receive`: its packets handled.
 
         Cancellation: safe; nothing read is lost.
         """
+        try:
+            await self._inbox.read(self._read_once)
+        except BaseException as exc:
+            self._receive_failed(exc)
+
+    async def _read_once(self) -> None:
         transport = self._transport
         assert isinstance(transport, ClientWebSocket)
-        self._reading = True
-        # Cancelled when the session ends (a ping timeout, say): the read stops then, even
-        # on a stream that does not notice being closed by another task.
-        scope = self._read_scope = trio.CancelScope()
-        with scope:
-            try:
-                for packet in await transport.receive_batch():
-                    if not await self._handle(packet):
-                        break
-                if transport.needs_flush and not self._closing:  # a pong not taken at once
-                    self._sender.flush_soon()
-            except BaseException as exc:
-                if isinstance(exc, Exception):  # not a cancellation: nothing more will come
-                    self._read_ended = True
-                self._receive_failed(exc)
-            finally:
-                self._reading = False
-                self._read_scope = None
-                self._arrived.unpark_all()
+        for packet in await transport.receive_batch():
+            if not await self._handle(packet):
+                break
+        if transport.needs_flush and not self._closing:  # a pong not taken at once
+            self._sender.flush_soon()
 
     def _receive_failed(self, exc: BaseException) -> None:
         """End the session for a receive error; re-raise anything else."""
