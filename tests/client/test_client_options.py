@@ -5,6 +5,8 @@ entering a client again, auth through the wire conversion, manager events, cooki
 from __future__ import annotations
 
 import datetime
+import email.utils
+import time
 from typing import Any
 
 import pytest
@@ -275,6 +277,69 @@ async def test_cookie_max_age_in_virtual_time(autojump_clock: trio.testing.MockC
     assert jar.header("h", "/", secure=False) is None
 
 
+async def test_cookie_expires_in_the_future_is_kept_until_then(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    jar = CookieJar()
+    when = email.utils.formatdate(time.time() + 60, usegmt=True)
+    jar.set_cookie("h", "/", f"dated=1; Expires={when}")
+    jar.set_cookie("h", "/", "session=1")
+    await trio.sleep(50)
+    assert jar.header("h", "/", secure=False) == "dated=1; session=1"
+    await trio.sleep(20)
+    assert jar.header("h", "/", secure=False) == "session=1"
+    # Max-Age wins over Expires, whichever comes first in the header.
+    jar.set_cookie("h", "/", f"both=1; Expires={when}; Max-Age=5")
+    await trio.sleep(6)
+    assert jar.header("h", "/", secure=False) == "session=1"
+
+
+class _Recorder(trio.abc.Stream):
+    """A stream that keeps a copy of what the client writes."""
+
+    def __init__(self, stream: trio.abc.Stream, sent: bytearray) -> None:
+        self._stream = stream
+        self._sent = sent
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._sent += data
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def test_compress_false_sends_an_uncompressed_frame(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sio = make_server(per_message_deflate=True)
+    network = await serving(nursery, sio)
+    sent = bytearray()
+
+    async def connect(host: str, port: int, ssl_context: Any) -> trio.abc.Stream:
+        return _Recorder(await network.connect(host, port, ssl_context), sent)
+
+    big = "compressible " * 500
+    async with trio_sio.open_client(
+        "http://test", transports=["websocket"], connector=connect
+    ) as client:
+        assert client.compressed
+        start = len(sent)
+        assert await client.emit_with_ack("echo", big) == big
+        squeezed = len(sent) - start
+        start = len(sent)
+        assert await client.compress(False).emit_with_ack("echo", big) == big
+        plain = len(sent) - start
+    assert squeezed < len(big) // 10  # compressed (the server inflated it: the echo)
+    assert plain > len(big)  # the same event, sent plain
+
+
 @pytest.mark.parametrize("transports", [("websocket",), ("polling", "websocket")])
 @pytest.mark.parametrize("server_deflate", [True, False])
 async def test_permessage_deflate_with_our_server(
@@ -315,6 +380,28 @@ def _task_names() -> list[str]:
     return names
 
 
+async def test_no_reader_task_between_the_websocket_and_the_handlers(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """On WebSocket, the client's reading task reads the socket itself: the engine runs no
+    receive task, and trio-websocket none either."""
+    sio = make_server()
+    network = await serving(nursery, sio)
+    for transports in (("websocket",), ("polling", "websocket")):
+        async with trio_sio.open_client(
+            "http://test", transports=transports, connector=network.connect
+        ) as client:
+            await until(lambda: client.transport == "websocket")
+            await trio.testing.wait_all_tasks_blocked()
+            assert await client.emit_with_ack("echo", "hi") == "hi"
+            names = _task_names()
+            engine = [n for n in names if n.startswith("trio_sio.engineio.client.")]
+            assert not [n for n in engine if "_receive_loop" in n or "_websocket_loop" in n]
+            assert engine  # the send loop and the watchdog, so the names are the right ones
+            assert not [n for n in names if "trio_websocket" in n]
+            assert sum("Reader._run" in n for n in names) == 1
+
+
 async def test_no_retry_task_without_retries(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -326,5 +413,5 @@ async def test_no_retry_task_without_retries(
             "http://test", retries=retries, connector=network.connect
         ) as client:
             assert client.connected
-            counts[retries] = sum("_retry_loop" in name for name in _task_names())
+            counts[retries] = sum("RetryLane.run" in name for name in _task_names())
     assert counts == {0: 0, 2: 1}

@@ -63,6 +63,7 @@ async def open_engine(
                         proxy=options.proxy,
                         cookies=cookies if cookies is not None else False,
                         per_message_deflate=options.per_message_deflate,
+                        read_in_receive=True,
                     )
                 )
             except ConnectError as exc:

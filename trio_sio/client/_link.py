@@ -32,14 +32,16 @@ class _Sender:
         for scope in self._scopes:
             scope.cancel()
 
-    async def _send(self, engine: EngineClient, frames: Sequence[str | bytes]) -> None:
+    async def _send(
+        self, engine: EngineClient, frames: Sequence[str | bytes], compress: bool = True
+    ) -> None:
         if self.closed.is_set():
             await trio.lowlevel.checkpoint()
             raise ConnectionClosed("transport close")
         with trio.CancelScope() as scope:
             self._scopes.add(scope)
             try:
-                await engine.send_many(frames)
+                await engine.send_many(frames, compress=compress)
                 return
             finally:
                 self._scopes.discard(scope)
@@ -91,8 +93,9 @@ class Link(_Sender):
         self.sid = sid
         session.links.add(self)
 
-    async def send(self, frames: Sequence[str | bytes]) -> None:
-        """Queue one packet's frames for this namespace connection.
+    async def send(self, frames: Sequence[str | bytes], compress: bool = True) -> None:
+        """Queue one packet's frames for this namespace connection (``compress`` false: never
+        compressed).
 
         Raises:
             ConnectionClosed: this connection (or its session) ended, before or while this
@@ -100,9 +103,9 @@ class Link(_Sender):
 
         Cancellation: if cancelled, nothing was queued.
         """
-        await self._send(self.session.engine, frames)
+        await self._send(self.session.engine, frames, compress)
 
-    def send_nowait(self, frames: Sequence[str | bytes]) -> None:
+    def send_nowait(self, frames: Sequence[str | bytes], compress: bool = True) -> None:
         """Queue one packet's frames if the session's send queue has room for them now.
 
         Raises:
@@ -111,7 +114,7 @@ class Link(_Sender):
         """
         if self.closed.is_set():
             raise ConnectionClosed("transport close")
-        self.session.engine.send_many_nowait(frames)
+        self.session.engine.send_many_nowait(frames, compress=compress)
 
     def close(self) -> None:
         """This namespace connection ended."""

@@ -24,10 +24,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Outgoing:
-    """One encoded packet waiting to be sent, with its ack id (None if it wants no ack)."""
+    """One encoded packet waiting to be sent, with its ack id (None if it wants no ack) and
+    whether it may be compressed."""
 
     frames: tuple[str | bytes, ...]
     ack_id: int | None
+    compress: bool = True
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -18,6 +18,7 @@ from ._link import Link, Session
 from ._namespace import NamespaceState
 from ._queues import Outgoing
 from ._reader import OnWait
+from ._retry import RetryLane
 
 if TYPE_CHECKING:
     from ._manager import Manager
@@ -59,9 +60,16 @@ class ClientSocket(NamespaceState):
         super().__init__(manager, client, namespace)
         self._outgoing_hooks: list[Handler] = []
         self._flush_blocked = False  # the flush task waits for room to send the first packet
-        self._retry_send, self._retry_recv = trio.open_memory_channel[
-            tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
-        ](manager.options.buffer_size)
+        options = manager.options
+        self._retries = RetryLane(
+            namespace,
+            retries=options.retries,
+            ack_timeout=options.ack_timeout or 5.0,
+            size=options.buffer_size,
+            new_ack=self._new_ack,
+            ack_done=self._ack_done,
+            put=self._put,
+        )
 
     def __repr__(self) -> str:
         return f"<ClientSocket {self.namespace} {self.id or '(disconnected)'}>"
@@ -134,9 +142,9 @@ class ClientSocket(NamespaceState):
         return SocketEmitter(self, seconds, False)
 
     def compress(self, compress: bool) -> SocketEmitter:
-        """For code shared with the server: this client compresses nothing (its WebSocket
-        offers no permessage-deflate, and requests are never compressed), so the flag
-        changes nothing here."""
+        """Emit with compression allowed or not: ``socket.compress(False).emit(...)`` sends
+        an uncompressed frame even when permessage-deflate is agreed (polling requests are
+        never compressed)."""
         return SocketEmitter(self, None, False, compress)
 
     async def emit(self, event: str, *args: Any, callback: Callback | None = None) -> None:
@@ -192,7 +200,7 @@ class ClientSocket(NamespaceState):
         timeout: float | None,
         volatile: bool,
         *,
-        compress: bool = True,  # nothing is compressed: see compress()
+        compress: bool = True,
     ) -> None:
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
@@ -203,10 +211,10 @@ class ClientSocket(NamespaceState):
         packet = Packet(PacketType.EVENT, self.namespace, data)
         if callback is None:
             if volatile:
-                self._send_volatile(packet)
+                self._send_volatile(packet, compress)
                 await trio.lowlevel.checkpoint()
             else:
-                await self._put(packet)
+                await self._put(packet, compress)
             return
         nursery = self._manager.running_nursery()
 
@@ -214,10 +222,10 @@ class ClientSocket(NamespaceState):
             self._pending.add(ack_id)
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
             if volatile:
-                sent = self._send_volatile(packet)
+                sent = self._send_volatile(packet, compress)
                 await trio.lowlevel.checkpoint()
                 return sent
-            await self._put(packet)
+            await self._put(packet, compress)
             return True
 
         await emit_with_callback(
@@ -230,7 +238,7 @@ class ClientSocket(NamespaceState):
         args: tuple[Any, ...],
         timeout: float | None,
         volatile: bool,
-        compress: bool = True,  # nothing is compressed: see compress()
+        compress: bool = True,
     ) -> Any:
         data = event_data(event, args)
         for hook in self._outgoing_hooks:
@@ -245,18 +253,21 @@ class ClientSocket(NamespaceState):
         ack_id, slot = self._new_ack()
         try:
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
+            if timeout is None and not volatile:  # the common case: no cancel scope
+                await self._put(packet, compress)
+                return unpack_ack(await slot.wait())
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 if volatile:
-                    if not self._send_volatile(packet) and timeout is None:
+                    if not self._send_volatile(packet, compress) and timeout is None:
                         raise AckTimeoutError("volatile emit dropped")
                 else:
-                    await self._put(packet)
+                    await self._put(packet, compress)
                 return unpack_ack(await slot.wait())
             raise AckTimeoutError()
         finally:
             self._ack_done(ack_id)
 
-    def _send_volatile(self, packet: Packet) -> bool:
+    def _send_volatile(self, packet: Packet, compress: bool = True) -> bool:
         """Write a volatile packet now, behind what this socket has buffered, if the
         connection takes all of it without waiting; else drop it (as the JS client drops a
         volatile packet when the transport is not writable). Returns whether it went."""
@@ -266,7 +277,7 @@ class ClientSocket(NamespaceState):
         try:
             if not self._flush_now(link):
                 return False
-            link.send_nowait(self._manager.encode(packet))
+            link.send_nowait(self._manager.encode(packet), compress)
         except (trio.WouldBlock, ConnectionClosed):
             return False
         if packet.id is not None:
@@ -282,7 +293,7 @@ class ClientSocket(NamespaceState):
         """
         while (item := self._buffer.peek()) is not None:
             try:
-                link.send_nowait(item.frames)
+                link.send_nowait(item.frames, item.compress)
             except trio.WouldBlock:
                 return False
             self._sent(item)
@@ -293,8 +304,31 @@ class ClientSocket(NamespaceState):
         if item.ack_id is not None and item.ack_id in self._pending:
             self._sent_acks.add(item.ack_id)
 
-    async def _put(self, packet: Packet) -> None:
-        await self._buffer.put(Outgoing(tuple(self._manager.encode(packet)), packet.id))
+    async def _put(self, packet: Packet, compress: bool = True) -> None:
+        """Send ``packet`` at once when nothing is buffered before it and the connection
+        takes it without waiting (no task switch); else buffer it for the flush task.
+
+        Cancellation: if cancelled, the packet was not queued.
+        """
+        frames = tuple(self._manager.encode(packet))
+        link = self._link
+        if (
+            link is not None
+            and not self._flush_blocked
+            and not len(self._buffer)
+            and not link.closed.is_set()
+        ):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                link.send_nowait(frames, compress)
+            except (trio.WouldBlock, ConnectionClosed):
+                pass
+            else:
+                if packet.id is not None:
+                    self._sent_acks.add(packet.id)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+        await self._buffer.put(Outgoing(frames, packet.id, compress))
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None
@@ -302,17 +336,14 @@ class ClientSocket(NamespaceState):
         if self._buffer.refused is not None:
             await trio.lowlevel.checkpoint()
             raise ConnectionClosed(self._buffer.refused)
-        try:
-            await self._retry_send.send((tuple(data), callback, result))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise ConnectionClosed("client is closed") from None
+        await self._retries.put(data, callback, result)
 
     # -- background tasks (started by the client) ---------------------------------------
     def _start_tasks(self, nursery: trio.Nursery) -> None:
         nursery.start_soon(self._dispatcher.run, nursery)
         nursery.start_soon(self._flush_loop)
         if self._manager.options.retries:  # no idle task for a feature not in use
-            nursery.start_soon(self._retry_loop)
+            nursery.start_soon(self._retries.run)
 
     async def _flush_loop(self) -> None:
         """Move buffered packets to the connection, in order, whenever connected.
@@ -338,7 +369,7 @@ class ClientSocket(NamespaceState):
             assert item is not None
             self._flush_blocked = True
             try:
-                await link.send(item.frames)
+                await link.send(item.frames, item.compress)
             except ConnectionClosed:
                 await link.closed.wait()
                 continue
@@ -351,43 +382,6 @@ class ClientSocket(NamespaceState):
             finally:
                 self._flush_blocked = False
             self._sent(item)
-
-    async def _retry_loop(self) -> None:
-        """At-least-once delivery (``retries``): one packet at a time, resent until acked."""
-        options = self._manager.options
-        async for data, callback, result in self._retry_recv:
-            outcome: Any = AckTimeoutError(f"no ack after {options.retries + 1} attempts")
-            for _ in range(options.retries + 1):
-                try:
-                    ack_id, slot = self._new_ack()
-                except ConnectionClosed as exc:
-                    outcome = exc
-                    break
-                try:
-                    with trio.move_on_after(options.ack_timeout or 5.0):
-                        await self._put(
-                            Packet(PacketType.EVENT, self.namespace, list(data), ack_id)
-                        )
-                        outcome = await slot.wait()
-                        break
-                except ConnectionClosed as exc:
-                    outcome = exc
-                    break
-                finally:
-                    self._ack_done(ack_id)
-            if isinstance(outcome, list):
-                value: Any = unpack_ack(outcome)
-                args: tuple[Any, ...] = tuple(outcome)
-                error = None
-            else:
-                value, args, error = outcome, (), outcome
-            if result is not None:
-                result.send_nowait(value)
-            if callback is not None:
-                try:
-                    await Handler(callback)(error, *args)
-                except Exception:
-                    log.exception("%r: ack callback failed", self)
 
     # -- driven by the client's receive loop ----------------------------------------------
     async def _on_event(self, packet: Packet, on_wait: OnWait | None = None) -> None:
@@ -416,13 +410,11 @@ class ClientSocket(NamespaceState):
         self._pending.clear()
         self._sent_acks.clear()
         self._dispatcher.reopen()
-        self._retry_send, self._retry_recv = trio.open_memory_channel[
-            tuple[tuple[Any, ...], Callback | None, trio.MemorySendChannel[Any] | None]
-        ](self._manager.options.buffer_size)
+        self._retries.reopen()
         self._notify()
 
     def _shutdown(self, reason: str) -> None:
         """The client is closing or gave up: refuse new emits, fail every pending ack."""
         super()._shutdown(reason)
-        self._retry_send.close()
+        self._retries.close()
         self._dispatcher.close_waiters()

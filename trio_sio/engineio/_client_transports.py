@@ -2,10 +2,11 @@
 
 - :class:`PollingTransport`: HTTP long-polling over two :class:`HTTPConnection` objects,
   one for the parked GET and one for POSTs, so sending never waits behind receiving.
-- :class:`WebSocketTransport`: one packet per WebSocket frame, over trio-websocket.
+- :class:`~._client_websocket.ClientWebSocket`: one packet per WebSocket frame, on our own
+  framing (:func:`open_websocket_transport`, :func:`probe_websocket`).
 
 Errors are left as they come (``HTTPTransportError``, ``RemoteProtocolError``,
-``trio_websocket.ConnectionClosed``, ``OSError``); the client maps them to close reasons.
+``ConnectionClosed``, ``OSError``); the client maps them to close reasons.
 """
 
 from __future__ import annotations
@@ -20,22 +21,18 @@ from typing import Final
 
 import h11
 import trio
-import trio_websocket
-import wsproto.utilities
 
+from .._streams import close_now
 from ..protocol.engineio import (
     PING_PROBE,
     PONG_PROBE,
     PROTOCOL_VERSION,
     Packet,
-    decode_packet,
     decode_payload,
-    encode_packet,
 )
-from ..protocol.errors import RemoteProtocolError
-from ._client_websocket import handshake
+from ..protocol.errors import ConnectionClosed, RemoteProtocolError
+from ._client_websocket import ClientWebSocket, connect_websocket
 from ._cookies import CookieJar
-from ._exceptions import single_leaf
 from ._http_client import (
     Connector,
     HTTPConnection,
@@ -49,8 +46,8 @@ from ._proxy import Proxy, ProxyError, ProxySetting, resolve_proxy
 __all__ = [
     "TRANSPORT_ERRORS",
     "Endpoint",
+    "ClientWebSocket",
     "PollingTransport",
-    "WebSocketTransport",
     "open_websocket_transport",
     "probe_websocket",
 ]
@@ -59,21 +56,16 @@ logger = logging.getLogger("trio_sio.engineio.client")
 
 #: The largest HTTP body or WebSocket message accepted from the server.
 MAX_INCOMING_SIZE: Final = 16 * 1024 * 1024
-#: How many frames trio-websocket may buffer ahead of our receive loop.
-_WS_QUEUE_SIZE: Final = 16
-#: The exceptions a transport raises when it fails (besides ``trio_websocket.ConnectionClosed``,
-#: which means the WebSocket was closed).
+#: The exceptions a transport raises when it fails (besides ``ConnectionClosed``, which
+#: means the WebSocket was closed).
 TRANSPORT_ERRORS: Final = (
-    HTTPTransportError,
+    HTTPTransportError,  # WebSocketRefused included
     ProxyError,
     RemoteProtocolError,
-    trio_websocket.HandshakeError,
     trio.BrokenResourceError,
+    trio.ClosedResourceError,
     OSError,
-    # trio-websocket lets these escape when the server's handshake answer is invalid (a bad
-    # accept token, say): wsproto refuses it and h11 then refuses the refusal.
-    h11.ProtocolError,
-    wsproto.utilities.ProtocolError,
+    h11.ProtocolError,  # an opening answer that is not HTTP
 )
 #: Refuse polling payloads holding more packets than this.
 _MAX_PACKETS_PER_PAYLOAD: Final = 100_000
@@ -268,160 +260,63 @@ class PollingTransport:
         await self._post_conn.aclose()
 
 
-class WebSocketTransport(trio.abc.AsyncResource):
-    """One Engine.IO packet per WebSocket frame.
-
-    Args:
-        connection: an open trio-websocket connection.
-        deflate: whether permessage-deflate was agreed.
-    """
-
-    name: Final = "websocket"
-
-    def __init__(
-        self, connection: trio_websocket.WebSocketConnection, *, deflate: bool = False
-    ) -> None:
-        self._ws = connection
-        #: Whether permessage-deflate was agreed with the server.
-        self.deflate = deflate
-
-    async def receive(self) -> Packet:
-        """The next packet.
-
-        Raises:
-            trio_websocket.ConnectionClosed: the WebSocket is closed.
-            RemoteProtocolError: the frame is not a valid packet.
-
-        Cancellation:
-            Safe: a frame is either returned or left queued.
-        """
-        frame = await self._ws.get_message()
-        return decode_packet(frame)
-
-    async def send(self, packet: Packet) -> None:
-        """Send one packet as one frame.
-
-        Raises:
-            trio_websocket.ConnectionClosed: the WebSocket is closed.
-
-        Cancellation:
-            If cancelled the frame may have been partly written; the WebSocket is then
-            unusable.
-        """
-        await self._ws.send_message(encode_packet(packet))
-
-    async def aclose(self) -> None:
-        """Close the WebSocket with a closing handshake (code 1000).
-
-        Cancellation:
-            If cancelled the underlying stream is closed without the handshake.
-        """
-        await self._ws.aclose()
-
-
-async def open_websocket_transport(
-    endpoint: Endpoint,
-    sid: str | None,
-    *,
-    task_status: trio.TaskStatus[WebSocketTransport] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Connect a WebSocket and keep its reader task alive; use with ``nursery.start``.
-
-    ``task_status.started()`` hands over the transport once the HTTP upgrade succeeded.
-    This task ends when the WebSocket is closed; when it is cancelled, it closes the
-    WebSocket without a closing handshake.
+async def open_websocket_transport(endpoint: Endpoint, sid: str | None) -> ClientWebSocket:
+    """Connect a WebSocket to the server (for session ``sid``, or a new one).
 
     Raises:
-        trio_websocket.HandshakeError: the server refused the upgrade.
+        trio.BrokenResourceError: the server ended the connection before answering.
+        WebSocketRefused: the server refused the upgrade.
         OSError: connecting failed.
         TLSHandshakeError: the TLS handshake failed.
+        ProxyError: the proxy refused the tunnel.
 
-    Cancellation:
-        Cancelling it before it started abandons the connection attempt.
+    Cancellation: safe; a cancelled attempt leaves nothing open.
     """
-    stream: trio.abc.Stream | None = None
-    connection: trio_websocket.WebSocketConnection | None = None
-    failure: BaseException | None = None
-    started = False
+    stream = await open_stream(
+        endpoint.host, endpoint.port, endpoint.ssl_context, endpoint.connector, endpoint.proxy
+    )
+    target = endpoint.target("websocket", sid)
     try:
-        # We open (and so own and close) the stream: trio-websocket's client leaves it
-        # open after a close initiated by the server.
-        stream = await open_stream(
-            endpoint.host, endpoint.port, endpoint.ssl_context, endpoint.connector, endpoint.proxy
+        ws, answer = await connect_websocket(
+            stream,
+            host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
+            target,
+            endpoint.cookie_headers(target),
+            deflate=endpoint.deflate,
+            max_message_size=MAX_INCOMING_SIZE,
         )
-        target = endpoint.target("websocket", sid)
-        async with trio.open_nursery() as nursery:
-            connection, deflate = await handshake(
-                nursery,
-                stream,
-                host_header(endpoint.host, endpoint.port, secure=endpoint.ssl_context is not None),
-                target,
-                endpoint.cookie_headers(target),
-                deflate=endpoint.deflate,
-                message_queue_size=_WS_QUEUE_SIZE,
-                max_message_size=MAX_INCOMING_SIZE,
-            )
-            if endpoint.cookies is not None:
-                endpoint.cookies.update(
-                    endpoint.host,
-                    target,
-                    tuple(
-                        (k.decode("latin-1").lower(), v.decode("latin-1"))
-                        for k, v in connection.handshake_headers
-                    ),
-                )
-            task_status.started(WebSocketTransport(connection, deflate=deflate))
-            started = True
-    except BaseExceptionGroup as group:
-        # trio-websocket's reader task raises ConnectionRejected (and any surprise) here.
-        failure = single_leaf(group)
-        if failure is None:
-            raise
-    finally:
-        if connection is not None:
-            await trio.aclose_forcefully(connection)
-        if stream is not None:
-            await trio.aclose_forcefully(stream)
-    if failure is not None:
-        if started and isinstance(failure, Exception):
-            # Once started, a failure of the reader is just the end of this WebSocket:
-            # get_message() reports it as ConnectionClosed.
-            logger.info("websocket reader failed: %r", failure)
-            return
-        raise failure
+    except BaseException:
+        await close_now(stream)
+        raise
+    if endpoint.cookies is not None:
+        endpoint.cookies.update(endpoint.host, target, tuple(answer))
+    return ws
 
 
-async def probe_websocket(
-    nursery: trio.Nursery, endpoint: Endpoint, sid: str
-) -> WebSocketTransport | None:
+async def probe_websocket(endpoint: Endpoint, sid: str) -> ClientWebSocket | None:
     """Open a WebSocket for session ``sid`` and check it with ``2probe``/``3probe``.
 
-    Args:
-        nursery: where the WebSocket's reader task runs.
-        endpoint: the server.
-        sid: the session being upgraded.
-
     Returns:
-        The probed transport, or None if the probe failed (the WebSocket is then closed).
+        The probed WebSocket, or None if the probe failed (the WebSocket is then closed).
 
     Cancellation:
         Safe: a cancelled probe leaves no WebSocket open (callers bound it with a timeout).
     """
-    ws: WebSocketTransport | None = None
+    ws: ClientWebSocket | None = None
     try:
-        ws = await nursery.start(open_websocket_transport, endpoint, sid)
+        ws = await open_websocket_transport(endpoint, sid)
         await ws.send(PING_PROBE)
-        reply = await ws.receive()
-        if reply != PONG_PROBE:
-            raise RemoteProtocolError(f"unexpected answer to the probe: {reply!r}")
-    except (*TRANSPORT_ERRORS, trio_websocket.ConnectionClosed) as exc:
+        replies = await ws.receive_batch()
+        if replies != [PONG_PROBE]:
+            raise RemoteProtocolError(f"unexpected answer to the probe: {replies!r}")
+    except (*TRANSPORT_ERRORS, ConnectionClosed) as exc:
         logger.info("websocket upgrade probe failed, staying on polling: %r", exc)
     except BaseException:
         if ws is not None:
-            await trio.aclose_forcefully(ws)
+            await ws.abort()
         raise
     else:
         return ws
     if ws is not None:
-        await trio.aclose_forcefully(ws)
+        await ws.abort()
     return None

@@ -5,14 +5,16 @@ with every later request to the same host, as a browser and python-socketio's ``
 do: a cookie-sticky load balancer (HAProxy ``cookie ... insert``, AWS ALB's ``AWSALB``) sends
 each request of a session to the node that opened it only if the cookie comes back.
 
-Kept: ``name=value`` with ``Path``, ``Max-Age``, ``Expires`` (as "delete now" when in the
-past) and ``Secure``. ``Domain`` is honoured for the host itself and its subdomains. The jar is
-bounded (``MAX_COOKIES`` cookies, ``MAX_COOKIE_SIZE`` bytes each); a cookie beyond a bound is
-ignored. Expiry uses Trio's clock, so it runs in virtual time in tests.
+Kept: ``name=value`` with ``Path``, ``Max-Age``, ``Expires`` (kept until that date; a date
+in the past deletes the cookie; ``Max-Age`` wins over it) and ``Secure``. ``Domain`` is
+honoured for the host itself and its subdomains. The jar is bounded (``MAX_COOKIES``
+cookies, ``MAX_COOKIE_SIZE`` bytes each); a cookie beyond a bound is ignored.
+Expiry uses Trio's clock, so it runs in virtual time in tests.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import time
 from dataclasses import dataclass
@@ -147,8 +149,11 @@ class CookieJar:
                     when = email.utils.parsedate_to_datetime(arg)
                 except (TypeError, ValueError, IndexError):
                     continue
-                if when.timestamp() <= time.time():
-                    expires = _now() - 1  # a date in the past deletes the cookie
+                if when.tzinfo is None:  # "-0000": a date in UTC
+                    when = when.replace(tzinfo=datetime.UTC)
+                # Kept until then, counted on Trio's clock from now (a date in the past
+                # deletes the cookie).
+                expires = _now() + (when.timestamp() - time.time())
         key3 = (domain, cookie_path, name)
         if expires is not None and expires <= _now():
             self._cookies.pop(key3, None)

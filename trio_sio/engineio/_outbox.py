@@ -29,6 +29,9 @@ class Outbox:
         self._send, self._receive = trio.open_memory_channel[Packet](math.inf)
         self._slots = trio.Semaphore(size)
         self._carry: Packet | None = None
+        #: packets queued and not yet given back with :meth:`sent` (0: the writer is idle
+        #: and nothing waits, so a packet may be written at once, ahead of nothing).
+        self.queued = 0
 
     async def reserve(self) -> None:
         """Wait for a free slot; follow with :meth:`put_reserved` or :meth:`unreserve`.
@@ -64,10 +67,12 @@ class Outbox:
 
     def put_reserved(self, packet: Packet) -> None:
         """Queue a MESSAGE for which a slot was reserved."""
+        self.queued += 1
         self._send.send_nowait(packet)
 
     def put_control(self, packet: Packet) -> None:
         """Queue a control packet (no slot needed; never blocks)."""
+        self.queued += 1
         self._send.send_nowait(packet)
 
     async def get(self) -> Packet:
@@ -93,6 +98,7 @@ class Outbox:
 
     def sent(self, batch: list[Packet]) -> None:
         """Give back the slots of a batch the transport has written."""
+        self.queued -= len(batch)
         for packet in batch:
             if packet.type is PacketType.MESSAGE:
                 self._slots.release()

@@ -7,10 +7,16 @@ Use :func:`open_engine_client`::
         async for message in client:
             ...
 
-Each client runs its own tasks, all inside the ``async with`` block: a receive loop (GET
-loop or WebSocket reader), a send loop (the only writer: POST batches or one frame per
-packet), a heartbeat watchdog, and, when upgrading, the upgrade task. Leaving the block
-closes the session and ends every one of them.
+Each client runs its own tasks, all inside the ``async with`` block: a receive loop (the GET
+loop, while on polling), a send loop (POST batches, or frames that could not be written at
+once), a heartbeat watchdog, and, when upgrading, the upgrade task. Leaving the block closes
+the session and ends every one of them.
+
+On WebSocket, a message sent while nothing else is being written goes out at once, from the
+sending task. With ``read_in_receive`` there is no receive task either:
+:meth:`EngineClient.receive` reads the WebSocket in the calling task, every packet one read
+brought at once, answering pings on the way. So a message then costs no task switch either
+way.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from contextlib import asynccontextmanager
 from typing import Final, final
 
 import trio
-import trio_websocket
 
 from ..protocol.engineio import (
     CLOSE,
@@ -33,13 +38,16 @@ from ..protocol.engineio import (
     Packet,
     PacketType,
     decode_open,
+    mark_uncompressed,
 )
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
+from ._client_inbox import Inbox
+from ._client_sender import Sender
 from ._client_transports import (
     TRANSPORT_ERRORS,
+    ClientWebSocket,
     Endpoint,
     PollingTransport,
-    WebSocketTransport,
     open_websocket_transport,
     probe_websocket,
 )
@@ -47,7 +55,6 @@ from ._cookies import CookieJar
 from ._exceptions import single_leaf
 from ._heartbeat import HeartbeatWatchdog
 from ._http_client import Connector
-from ._outbox import Outbox
 from ._proxy import ProxySetting
 
 __all__ = ["ConnectError", "EngineClient", "UpgradeError", "open_engine_client"]
@@ -88,35 +95,39 @@ class EngineClient:
         message_queue_size: int,
         send_queue_size: int,
         connect_timeout: float,
+        read_in_receive: bool = False,
     ) -> None:
         self._endpoint = endpoint
+        self._read_in_receive = read_in_receive
         self._transports = transports
         self._upgrade = upgrade
         self._connect_timeout = connect_timeout
         self._open_info: OpenInfo | None = None
-        self._transport: PollingTransport | WebSocketTransport | None = None
+        self._transport: PollingTransport | ClientWebSocket | None = None
         self._polling: PollingTransport | None = None
         self._initial_packets: list[Packet] = []
         self._watchdog: HeartbeatWatchdog | None = None
         self.close_reason: str | None = None
         self.on_ping: Callable[[], Awaitable[None]] | None = None
-        # Received MESSAGE data, for receive(); bounded: a full queue pauses reading.
-        self._msg_send, self._msg_recv = trio.open_memory_channel[str | bytes](message_queue_size)
-        self._outbox = Outbox(send_queue_size)
-        self._group_lock = trio.Lock()  # one multi-message reservation at a time
-        self._send_lock = trio.Lock()  # held while a batch is written; the upgrade takes it
+        self._inbox = Inbox(message_queue_size)
+        self._sender = Sender(
+            send_queue_size,
+            transport=lambda: self._transport,
+            check_open=self._check_open,
+            reason=lambda: self.close_reason or "forced close",
+            finish=self._finish,
+            max_payload=lambda: self.open_info.max_payload,
+        )
         self._pause_requested = False
         self._poll_paused = trio.Event()
         self._switched = trio.Event()
         self._upgrade_settled = trio.Event()
         self._connected = False
         self._closing = False
-        self._close_sent = trio.Event()
         self._finished = trio.Event()
         self._stopped = trio.Event()
         self._tasks_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
-        self._reserving: set[trio.CancelScope] = set()  # senders waiting for a slot
 
     @property
     def open_info(self) -> OpenInfo:
@@ -141,10 +152,11 @@ class EngineClient:
     def deflate(self) -> bool:
         """Whether the session runs on a WebSocket with permessage-deflate agreed."""
         transport = self._transport
-        return isinstance(transport, WebSocketTransport) and transport.deflate
+        return isinstance(transport, ClientWebSocket) and transport.deflate
 
-    async def send(self, data: str | bytes) -> None:
-        """Queue a MESSAGE for the server (text or binary).
+    async def send(self, data: str | bytes, *, compress: bool = True) -> None:
+        """Queue a MESSAGE for the server (text or binary); with ``compress`` false it goes
+        uncompressed even when permessage-deflate is agreed.
 
         Blocks while the send queue (``send_queue_size`` messages not yet written) is full.
 
@@ -156,19 +168,11 @@ class EngineClient:
             If cancelled, the message was not queued and will not be sent; once this
             returns, the message is queued and will be sent unless the session ends first.
         """
-        packet = self._message(data)
-        self._check_open()
-        await self._reserve()
-        try:
-            self._check_open()
-        except ConnectionClosed:
-            self._outbox.unreserve()
-            raise
-        self._outbox.put_reserved(packet)
+        await self._sender.send((self._message(data, compress),))
 
-    async def send_many(self, messages: Sequence[str | bytes]) -> None:
+    async def send_many(self, messages: Sequence[str | bytes], *, compress: bool = True) -> None:
         """Queue several MESSAGEs as one unit: nothing sent by others lands between them
-        (a Socket.IO packet and its binary attachments).
+        (a Socket.IO packet and its binary attachments). ``compress`` as in :meth:`send`.
 
         Raises:
             ConnectionClosed: the session is closed or closing.
@@ -177,55 +181,13 @@ class EngineClient:
         Cancellation:
             If cancelled, none of the messages was queued.
         """
-        packets = [self._message(data) for data in messages]
-        if len(packets) > self._outbox.size:
-            raise ValueError(f"{len(packets)} messages exceed the send queue ({self._outbox.size})")
-        self._check_open()
-        async with self._group_lock:
-            taken = 0
-            try:
-                for _ in packets:
-                    await self._reserve()
-                    taken += 1
-                self._check_open()
-            except BaseException:
-                for _ in range(taken):
-                    self._outbox.unreserve()
-                raise
-        for packet in packets:
-            self._outbox.put_reserved(packet)
+        await self._sender.send([self._message(data, compress) for data in messages])
 
-    async def _reserve(self) -> None:
-        """Take a slot of the send queue; raise ConnectionClosed if the session ends first.
-
-        Cancellation: if cancelled, no slot was taken.
-        """
-        with trio.CancelScope() as scope:
-            self._reserving.add(scope)
-            try:
-                await self._outbox.reserve()
-            finally:
-                self._reserving.discard(scope)
-        if scope.cancelled_caught:
-            raise ConnectionClosed(self.close_reason or "forced close")
-
-    def send_many_nowait(self, messages: Sequence[str | bytes]) -> None:
+    def send_many_nowait(self, messages: Sequence[str | bytes], *, compress: bool = True) -> None:
         """Like :meth:`send_many`, raising ``trio.WouldBlock`` unless all fit right now."""
-        packets = [self._message(data) for data in messages]
-        self._check_open()
-        taken = 0
-        try:
-            for _ in packets:
-                self._outbox.reserve_nowait()
-                taken += 1
-        except trio.WouldBlock:
-            for _ in range(taken):
-                self._outbox.unreserve()
-            raise
-        for packet in packets:
-            self._outbox.put_reserved(packet)
+        self._sender.send_nowait([self._message(data, compress) for data in messages])
 
-    def send_nowait(self, data: str | bytes) -> None:
+    def send_nowait(self, data: str | bytes, *, compress: bool = True) -> None:
         """Queue a MESSAGE without blocking.
 
         Raises:
@@ -233,10 +195,7 @@ class EngineClient:
             ConnectionClosed: the session is closed or closing.
             TypeError: ``data`` is neither ``str`` nor ``bytes``.
         """
-        packet = self._message(data)
-        self._check_open()
-        self._outbox.reserve_nowait()
-        self._outbox.put_reserved(packet)
+        self._sender.send_nowait((self._message(data, compress),))
 
     async def receive(self) -> str | bytes:
         """The next MESSAGE from the server, in order.
@@ -248,13 +207,13 @@ class EngineClient:
             ConnectionClosed: the session is closed and every message was received;
                 ``reason`` is :attr:`close_reason`.
 
+        With ``read_in_receive``, on WebSocket, the WebSocket is read in the calling task
+        when no message is queued (pings are answered then).
+
         Cancellation:
             Safe: a message is either returned or stays queued.
         """
-        try:
-            return await self._msg_recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self.close_reason or "transport close") from None
+        return await self._inbox.take(self._receive_reason, self._read_websocket)
 
     def receive_nowait(self) -> str | bytes:
         """The next MESSAGE if one is waiting, without blocking.
@@ -263,10 +222,10 @@ class EngineClient:
             trio.WouldBlock: none is waiting.
             ConnectionClosed: the session is closed and every message was received.
         """
-        try:
-            return self._msg_recv.receive_nowait()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self.close_reason or "transport close") from None
+        return self._inbox.take_nowait(self._receive_reason)
+
+    def _receive_reason(self) -> str:
+        return self.close_reason or "transport close"
 
     def __aiter__(self) -> EngineClient:
         return self
@@ -295,7 +254,7 @@ class EngineClient:
             Safe; it only waits.
         """
         await self._upgrade_settled.wait()
-        if isinstance(self._transport, WebSocketTransport):
+        if isinstance(self._transport, ClientWebSocket):
             return
         if self._finished.is_set():
             raise ConnectionClosed(self.close_reason or "transport close")
@@ -319,10 +278,10 @@ class EngineClient:
                 with trio.move_on_after(CLOSE_GRACE):
                     # Written first, and apart from the CLOSE: a server may act on a CLOSE
                     # before the other packets of the same polling payload.
-                    await self._outbox.wait_drained()
-                    self._outbox.put_control(CLOSE)
-                    await self._close_sent.wait()
-                    if isinstance(self._transport, WebSocketTransport):
+                    await self._sender.outbox.wait_drained()
+                    self._sender.outbox.put_control(CLOSE)
+                    await self._sender.close_sent.wait()
+                    if isinstance(self._transport, ClientWebSocket):
                         await self._transport.aclose()
         finally:
             self._closing = True
@@ -331,10 +290,11 @@ class EngineClient:
                 await self._stopped.wait()
 
     @staticmethod
-    def _message(data: str | bytes) -> Packet:
+    def _message(data: str | bytes, compress: bool = True) -> Packet:
         if not isinstance(data, str | bytes):
             raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
-        return Packet(PacketType.MESSAGE, data)
+        packet = Packet(PacketType.MESSAGE, data)
+        return packet if compress else mark_uncompressed(packet)
 
     def _check_open(self) -> None:
         if self._closing or self._finished.is_set():
@@ -353,14 +313,13 @@ class EngineClient:
 
     def _set_finished(self) -> None:
         self._finished.set()
-        for scope in self._reserving:  # a finished session frees no more slots
-            scope.cancel()
-        self._close_sent.set()  # wakes aclose()
+        self._inbox.end()
+        self._sender.end()  # wakes aclose()
         self._upgrade_settled.set()  # wakes wait_upgraded()
 
     def _enqueue_control(self, packet: Packet) -> None:
         if not self._closing:
-            self._outbox.put_control(packet)
+            self._sender.outbox.put_control(packet)
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every task of the session until it is finished."""
@@ -374,10 +333,11 @@ class EngineClient:
             if self.close_reason is None:  # only if a task crashed
                 self.close_reason = CloseReason.TRANSPORT_ERROR.value
             self._set_finished()
-            self._msg_send.close()
-            if self._polling is not None:
-                with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):
+                if self._polling is not None:
                     await self._polling.aclose()
+                if isinstance(self._transport, ClientWebSocket):
+                    await self._transport.abort()
             self._stopped.set()
 
     async def _connect(self) -> None:
@@ -395,13 +355,13 @@ class EngineClient:
                     self._transport = self._polling = polling
                     packets = await polling.poll()
                 else:
-                    ws = await self._nursery.start(open_websocket_transport, self._endpoint, None)
+                    ws = await open_websocket_transport(self._endpoint, None)
                     self._transport = ws
-                    packets = [await ws.receive()]
+                    packets = await ws.receive_batch()
                 info = decode_open(packets[0])
         except trio.TooSlowError as exc:
             raise ConnectError(f"no handshake within {self._connect_timeout} s") from exc
-        except (*TRANSPORT_ERRORS, trio_websocket.ConnectionClosed) as exc:
+        except (*TRANSPORT_ERRORS, ConnectionClosed) as exc:
             raise ConnectError(f"engine.io handshake over {first} failed: {exc}") from exc
         if isinstance(self._transport, PollingTransport):
             self._transport.sid = info.sid
@@ -411,7 +371,7 @@ class EngineClient:
         logger.debug("engine.io session %s open over %s: %s", info.sid, first, info)
         self._watchdog = HeartbeatWatchdog((info.ping_interval + info.ping_timeout) / 1000)
         self._nursery.start_soon(self._receive_loop)
-        self._nursery.start_soon(self._send_loop)
+        self._nursery.start_soon(self._sender.run)
         self._nursery.start_soon(self._watchdog_task, self._watchdog)
         if (
             first == "polling"
@@ -434,10 +394,7 @@ class EngineClient:
         self._watchdog.reset()
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            try:  # no checkpoint when there is room: the next read is one anyway
-                self._msg_send.send_nowait(packet.data)
-            except trio.WouldBlock:
-                await self._msg_send.send(packet.data)
+            self._inbox.put(packet.data)
         elif ptype is PacketType.PING:
             self._enqueue_control(PONG)
             if self.on_ping is not None:
@@ -451,6 +408,8 @@ class EngineClient:
         return True
 
     async def _receive_loop(self) -> None:
+        """Handle the packets that came with the handshake; then, while on polling, run the
+        GET loop; once on WebSocket, leave the reading to :meth:`receive`."""
         try:
             for packet in self._initial_packets:
                 if not await self._handle(packet):
@@ -458,52 +417,64 @@ class EngineClient:
             self._initial_packets = []
             while True:
                 transport = self._transport
-                if isinstance(transport, PollingTransport):
-                    if self._closing:  # our CLOSE may already have ended the session
-                        await trio.sleep_forever()
-                    for packet in await transport.poll():
-                        if not await self._handle(packet):
-                            return
-                    if self._pause_requested:
-                        self._poll_paused.set()
-                        await self._switched.wait()
-                else:
-                    assert transport is not None
-                    if not await self._handle(await transport.receive()):
+                if not isinstance(transport, PollingTransport):
+                    if not self._read_in_receive:
+                        await self._websocket_loop()
                         return
-        except trio_websocket.ConnectionClosed as exc:
-            logger.debug("websocket closed: %s", exc.reason)
+                    self._inbox.go_direct()
+                    return
+                if self._closing:  # our CLOSE may already have ended the session
+                    await trio.sleep_forever()
+                for packet in await transport.poll():
+                    if not await self._handle(packet):
+                        return
+                await self._inbox.wait_room()
+                if self._pause_requested:
+                    self._poll_paused.set()
+                    await self._switched.wait()
+        except BaseException as exc:
+            self._receive_failed(exc)
+
+    async def _websocket_loop(self) -> None:
+        """Read the WebSocket in this task (when ``receive()`` does not), a read at a time,
+        while the inbox has room."""
+        while not self._finished.is_set() and not self._inbox.read_ended:
+            await self._read_websocket()
+            await self._inbox.wait_room()
+
+    async def _read_websocket(self) -> None:
+        """One read of the WebSocket, in the task of :meth:`receive`: its packets handled.
+
+        Cancellation: safe; nothing read is lost.
+        """
+        try:
+            await self._inbox.read(self._read_once)
+        except BaseException as exc:
+            self._receive_failed(exc)
+
+    async def _read_once(self) -> None:
+        transport = self._transport
+        assert isinstance(transport, ClientWebSocket)
+        for packet in await transport.receive_batch():
+            if not await self._handle(packet):
+                break
+        if transport.needs_flush and not self._closing:  # a pong not taken at once
+            self._sender.flush_soon()
+
+    def _receive_failed(self, exc: BaseException) -> None:
+        """End the session for a receive error; re-raise anything else."""
+        if isinstance(exc, ConnectionClosed):
+            logger.debug("websocket closed: %s", exc)
             if not self._closing:  # else aclose() is finishing the closing handshake
                 self._finish(CloseReason.TRANSPORT_CLOSE)
-        except RemoteProtocolError as exc:
+        elif isinstance(exc, RemoteProtocolError):
             logger.info("bad data from the server: %r", exc)
             self._finish(CloseReason.PARSE_ERROR)
-        except TRANSPORT_ERRORS as exc:
+        elif isinstance(exc, TRANSPORT_ERRORS):
             logger.info("receiving failed: %r", exc)
             self._finish(CloseReason.TRANSPORT_ERROR)
-
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                first = await self._outbox.get()
-                async with self._send_lock:
-                    transport = self._transport
-                    if isinstance(transport, PollingTransport):
-                        batch, body = self._outbox.get_batch(first, self.open_info.max_payload)
-                        await transport.post(body)
-                    else:
-                        assert transport is not None
-                        batch = [first]
-                        await transport.send(first)
-                self._outbox.sent(batch)
-                if batch[-1].type is PacketType.CLOSE:
-                    self._close_sent.set()
-                    return
-        except trio_websocket.ConnectionClosed:
-            self._finish(CloseReason.TRANSPORT_CLOSE)
-        except TRANSPORT_ERRORS as exc:
-            logger.info("sending failed: %r", exc)
-            self._finish(CloseReason.TRANSPORT_ERROR)
+        else:
+            raise exc
 
     async def _upgrade_task(self) -> None:
         assert self._nursery is not None
@@ -511,30 +482,34 @@ class EngineClient:
         assert isinstance(polling, PollingTransport)
         ws = None
         with trio.move_on_after(self._connect_timeout) as scope:
-            ws = await probe_websocket(self._nursery, self._endpoint, self.sid)
+            ws = await probe_websocket(self._endpoint, self.sid)
         if scope.cancelled_caught:
             logger.info("websocket upgrade probe timed out, staying on polling")
         if ws is None:
             self._upgrade_settled.set()
             return
         if self._closing:
-            await trio.aclose_forcefully(ws)
+            await ws.abort()
             return
         logger.debug("probe answered; pausing polling")
         # Let the parked GET come back (the server releases it with a NOOP) and keep no
         # GET in flight; POSTs go on until we hold the send lock.
-        self._pause_requested = True
-        await self._poll_paused.wait()
-        async with self._send_lock:  # waits for an in-flight POST
-            try:
+        try:
+            self._pause_requested = True
+            await self._poll_paused.wait()
+            async with self._sender.lock:  # waits for an in-flight POST
                 await ws.send(UPGRADE)
-            except trio_websocket.ConnectionClosed:
+                self._transport = ws
+                self._pause_requested = False
+                self._switched.set()
+                self._upgrade_settled.set()
+        except BaseException as exc:
+            if self._transport is not ws:  # else the session closes it
+                await ws.abort()
+            if isinstance(exc, ConnectionClosed | trio.BrokenResourceError | OSError):
                 self._finish(CloseReason.TRANSPORT_CLOSE)
                 return
-            self._transport = ws
-            self._pause_requested = False
-            self._switched.set()
-            self._upgrade_settled.set()
+            raise
         logger.debug("engine.io session %s upgraded to websocket", self.sid)
         await polling.aclose()
 
@@ -556,6 +531,7 @@ async def open_engine_client(
     proxy: ProxySetting = None,
     cookies: CookieJar | bool = True,
     per_message_deflate: bool = True,
+    read_in_receive: bool = False,
 ) -> AsyncIterator[EngineClient]:
     """Open an Engine.IO v4 session; closing the block closes it.
 
@@ -590,6 +566,11 @@ async def open_engine_client(
             socket.io-client does); used if the server accepts it
             (:attr:`EngineClient.deflate`). A message that inflates beyond 16 MiB closes
             the WebSocket.
+        read_in_receive: on WebSocket, read in the task that calls
+            :meth:`EngineClient.receive` (when nothing is queued) instead of a task of the
+            client's: no task switch per message, but pings are answered only while someone
+            receives, so use it only when a task receives all the time (the Socket.IO
+            client does).
 
     Yields:
         The connected client.
@@ -630,6 +611,7 @@ async def open_engine_client(
         message_queue_size=message_queue_size,
         send_queue_size=send_queue_size,
         connect_timeout=connect_timeout,
+        read_in_receive=read_in_receive,
     )
     single: BaseException | None = None
     try:

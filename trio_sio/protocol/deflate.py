@@ -1,4 +1,5 @@
-"""WebSocket permessage-deflate (RFC 7692), server side, sans-IO.
+"""WebSocket permessage-deflate (RFC 7692), sans-IO: the server side, and the client side at
+the end.
 
 What the server needs and no more: the negotiation of the extension in the handshake, the
 compression of one message, and the bounded inflation of what a client sends.
@@ -33,9 +34,12 @@ from typing import Any, Final
 from .websocket import WebSocketError
 
 __all__ = [
+    "CLIENT_OFFER",
+    "ClientDeflate",
     "DeflateOptions",
     "DeflateParams",
     "Inflater",
+    "accept_client_deflate",
     "deflate_message",
     "negotiate_deflate",
     "parse_extensions",
@@ -275,3 +279,68 @@ def _inflate_step(
             break  # no progress (the stream ended): what is left is not ours to read
         pending = decoder.unconsumed_tail
     return room
+
+
+# -- the client side ---------------------------------------------------------------------------
+
+#: what the client offers, as socket.io-client's ``ws`` does: any window for our messages.
+CLIENT_OFFER: Final = "permessage-deflate; client_max_window_bits"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDeflate:
+    """What a server agreed to, seen from the client.
+
+    Attributes:
+        client_window_bits: the window our messages may use (8-15).
+        server_no_context_takeover: the server compresses each message on its own (we
+            then inflate each with a fresh decompressor).
+    """
+
+    client_window_bits: int = 15
+    server_no_context_takeover: bool = False
+
+    def inflater(self) -> Inflater:
+        """A decompressor for the messages the server sends."""
+        return Inflater(self.server_no_context_takeover)
+
+    def deflate(self, data: bytes, level: int = 6) -> bytes | None:
+        """``data`` compressed on its own (valid with or without context takeover), or None
+        when the agreed window is too small for zlib to honour (then send it plain)."""
+        if self.client_window_bits < 9:
+            return None
+        return deflate_message(data, level, self.client_window_bits)
+
+
+def accept_client_deflate(header: str | None) -> ClientDeflate | None:
+    """Read a server's ``Sec-WebSocket-Extensions`` answer to :data:`CLIENT_OFFER`.
+
+    Returns:
+        None when the server accepted no extension.
+
+    Raises:
+        WebSocketError: the answer is not one the offer allows (the client must then fail
+            the connection, RFC 7692 section 5).
+    """
+    if not header:
+        return None
+    offers = parse_extensions(header)
+    if len(offers) != 1 or offers[0][0] != _NAME:
+        raise WebSocketError(f"the server agreed to extensions not offered: {header!r}")
+    params = offers[0][1]
+    names = [name for name, _ in params]
+    if len(set(names)) != len(names) or not set(names) <= _PARAMS:
+        raise WebSocketError(f"invalid permessage-deflate parameters: {header!r}")
+    given = dict(params)
+    client_bits = 15
+    if "client_max_window_bits" in given:
+        bits = _window_bits(given["client_max_window_bits"])
+        if bits is None:
+            raise WebSocketError(f"invalid client_max_window_bits: {header!r}")
+        client_bits = bits
+    if "server_max_window_bits" in given and _window_bits(given["server_max_window_bits"]) is None:
+        raise WebSocketError(f"invalid server_max_window_bits: {header!r}")
+    for flag in ("server_no_context_takeover", "client_no_context_takeover"):
+        if given.get(flag) is not None:
+            raise WebSocketError(f"{flag} takes no value: {header!r}")
+    return ClientDeflate(client_bits, "server_no_context_takeover" in given)

@@ -1,4 +1,4 @@
-"""WebSocket framing (RFC 6455), server side, sans-IO.
+"""WebSocket framing (RFC 6455), sans-IO: the server side, and the client side at the end.
 
 Just what an Engine.IO server needs, kept small and fast: the handshake answer, a decoder for
 the (masked) frames a client sends, with fragmentation, control frames and a message size
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import struct
 from collections.abc import Callable
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from .deflate import Inflater
 
 __all__ = [
+    "ClientFrameDecoder",
     "Close",
     "Message",
     "Ping",
@@ -46,8 +48,11 @@ __all__ = [
     "FrameDecoder",
     "accept_key",
     "is_valid_key",
+    "encode_client_close",
+    "encode_client_frame",
     "encode_close",
     "encode_frame",
+    "new_key",
 ]
 
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -366,3 +371,95 @@ class FrameDecoder:
             raise WebSocketError("reserved bits set (no extension was agreed)")
         if rsv != RSV1 or opcode not in (OP_TEXT, OP_BINARY):
             raise WebSocketError("reserved bits set on a frame that may not carry them")
+
+
+# -- the client side ---------------------------------------------------------------------------
+
+
+def new_key() -> str:
+    """A fresh ``Sec-WebSocket-Key`` (16 random bytes in base64)."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def encode_client_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
+    """One masked, final frame (what a client sends), with a fresh random mask; ``rsv1``
+    marks a payload compressed with permessage-deflate."""
+    mask = os.urandom(4)
+    size = len(payload)
+    first = (0x80 | RSV1 if rsv1 else 0x80) | opcode
+    if size < 126:
+        header = bytes((first, 0x80 | size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", first, 0xFE, size)
+    else:
+        header = struct.pack("!BBQ", first, 0xFF, size)
+    return header + mask + _unmask(payload, mask)
+
+
+def encode_client_close(code: int = 1000, reason: str = "") -> bytes:
+    """A masked close frame with a status code."""
+    return encode_client_frame(OP_CLOSE, struct.pack("!H", code) + reason.encode("utf-8")[:120])
+
+
+class ClientFrameDecoder(FrameDecoder):
+    """Turns the bytes a server sends into :data:`Event` objects: as :class:`FrameDecoder`
+    (same limits, same errors), for unmasked frames; a masked frame is a protocol error."""
+
+    __slots__ = ()
+
+    @property
+    def frame_ready(self) -> bool:
+        """Whether the bytes held start with a whole frame."""
+        buffer = self._buffer
+        held = len(buffer)
+        if held < 2:
+            return False
+        size = buffer[1] & 0x7F
+        if size == 126:
+            return held >= 4 and held >= 4 + int.from_bytes(buffer[2:4], "big")
+        if size == 127:
+            return held >= 10 and held >= 10 + int.from_bytes(buffer[2:10], "big")
+        return held >= 2 + size
+
+    def _next_frame(self) -> tuple[bool, int, bytes] | None:
+        buffer = self._buffer
+        if len(buffer) < 2:
+            return None
+        first, second = buffer[0], buffer[1]
+        fin = bool(first & 0x80)
+        opcode = first & 0x0F
+        if opcode not in _DATA_OPS and opcode not in _CONTROL_OPS:
+            raise WebSocketError(f"unknown opcode {opcode}")
+        rsv = first & 0x70
+        if rsv:
+            self._check_reserved(rsv, opcode)
+        if second & 0x80:
+            raise WebSocketError("server frames must not be masked")
+        size = second & 0x7F
+        offset = 2
+        if opcode in _CONTROL_OPS:
+            if size > 125 or not fin:
+                raise WebSocketError("control frames must be short and unfragmented")
+            room = 125
+        elif opcode != OP_CONTINUATION and self._opcode is None:
+            room = self._max
+        else:
+            room = self._room(opcode)
+        if size == 126:
+            if len(buffer) < 4:
+                return None
+            (size,) = struct.unpack_from("!H", buffer, 2)
+            offset = 4
+        elif size == 127:
+            if len(buffer) < 10:
+                return None
+            (size,) = struct.unpack_from("!Q", buffer, 2)
+            offset = 10
+        if size > room:
+            raise WebSocketError("message too big", 1009)
+        end = offset + size
+        if len(buffer) < end:
+            return None
+        payload = bytes(buffer[offset:end])
+        del buffer[:end]
+        return fin, opcode | rsv, payload
