@@ -181,8 +181,8 @@ def _tasks_steady(polls: int = 20) -> Callable[[], bool]:
 
 def _leftovers(sio: trio_sio.Server) -> dict[str, int]:
     left = {name: len(ns.sockets) for name, ns in sio.namespaces.items() if ns.sockets}
-    if sio.engine.sessions:
-        left["engine sessions"] = len(sio.engine.sessions)
+    if sio.engine.session_count:
+        left["engine sessions"] = sio.engine.session_count
     return left
 
 

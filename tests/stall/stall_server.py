@@ -105,7 +105,7 @@ class StallServer:
             "peak_rss": peak_rss_bytes(),
             "ru_maxrss": ru_maxrss_bytes(),
             "cpu": time.process_time(),
-            "sessions": len(self.sio.engine.sessions),
+            "sessions": self.sio.engine.session_count,
             "sockets": len(self.connected_at),
             "ticks": self.ticks,
             "max_late": self.max_late,
