@@ -197,6 +197,10 @@ class FrameDecoder:
     fits the limit, or it would have been refused) plus what was fed last.
     """
 
+    #: bytes of mask in each frame: a client masks its frames, a server must not
+    #: (:class:`ClientFrameDecoder` reads a server's).
+    _MASK = 4
+
     __slots__ = (
         "_buffer",
         "_charged",
@@ -234,14 +238,17 @@ class FrameDecoder:
         its payload): then :meth:`next_event` has something to work on without reading."""
         buffer = self._buffer
         held = len(buffer)
-        if held < 6:  # the shortest masked frame
+        mask = self._MASK
+        if held < 2 + mask:  # the shortest frame
             return False
         size = buffer[1] & 0x7F
         if size == 126:
-            return held >= 8 and held >= 8 + int.from_bytes(buffer[2:4], "big")
+            head = 4 + mask
+            return held >= head and held >= head + int.from_bytes(buffer[2:4], "big")
         if size == 127:
-            return held >= 14 and held >= 14 + int.from_bytes(buffer[2:10], "big")
-        return held >= 6 + size
+            head = 10 + mask
+            return held >= head and held >= head + int.from_bytes(buffer[2:10], "big")
+        return held >= 2 + mask + size
 
     def feed(self, data: bytes | bytearray) -> None:
         """Add received bytes."""
@@ -332,8 +339,11 @@ class FrameDecoder:
         rsv = first & 0x70
         if rsv:
             self._check_reserved(rsv, opcode)
-        if not second & 0x80:
-            raise WebSocketError("client frames must be masked")
+        mask = self._MASK
+        if bool(second & 0x80) != bool(mask):
+            raise WebSocketError(
+                "client frames must be masked" if mask else "server frames must not be masked"
+            )
         size = second & 0x7F
         offset = 2
         if opcode in _CONTROL_OPS:
@@ -356,11 +366,13 @@ class FrameDecoder:
             offset = 10
         if size > room:
             raise WebSocketError("message too big", 1009)
-        end = offset + 4 + size
+        end = offset + mask + size
         if len(buffer) < end:
             return None
-        mask = bytes(buffer[offset : offset + 4])
-        payload = _unmask(buffer[offset + 4 : end], mask)
+        if mask:
+            payload = _unmask(buffer[offset + 4 : end], bytes(buffer[offset : offset + 4]))
+        else:
+            payload = bytes(buffer[offset:end])
         del buffer[:end]
         return fin, opcode | rsv, payload
 
@@ -407,59 +419,4 @@ class ClientFrameDecoder(FrameDecoder):
 
     __slots__ = ()
 
-    @property
-    def frame_ready(self) -> bool:
-        """Whether the bytes held start with a whole frame."""
-        buffer = self._buffer
-        held = len(buffer)
-        if held < 2:
-            return False
-        size = buffer[1] & 0x7F
-        if size == 126:
-            return held >= 4 and held >= 4 + int.from_bytes(buffer[2:4], "big")
-        if size == 127:
-            return held >= 10 and held >= 10 + int.from_bytes(buffer[2:10], "big")
-        return held >= 2 + size
-
-    def _next_frame(self) -> tuple[bool, int, bytes] | None:
-        buffer = self._buffer
-        if len(buffer) < 2:
-            return None
-        first, second = buffer[0], buffer[1]
-        fin = bool(first & 0x80)
-        opcode = first & 0x0F
-        if opcode not in _DATA_OPS and opcode not in _CONTROL_OPS:
-            raise WebSocketError(f"unknown opcode {opcode}")
-        rsv = first & 0x70
-        if rsv:
-            self._check_reserved(rsv, opcode)
-        if second & 0x80:
-            raise WebSocketError("server frames must not be masked")
-        size = second & 0x7F
-        offset = 2
-        if opcode in _CONTROL_OPS:
-            if size > 125 or not fin:
-                raise WebSocketError("control frames must be short and unfragmented")
-            room = 125
-        elif opcode != OP_CONTINUATION and self._opcode is None:
-            room = self._max
-        else:
-            room = self._room(opcode)
-        if size == 126:
-            if len(buffer) < 4:
-                return None
-            (size,) = struct.unpack_from("!H", buffer, 2)
-            offset = 4
-        elif size == 127:
-            if len(buffer) < 10:
-                return None
-            (size,) = struct.unpack_from("!Q", buffer, 2)
-            offset = 10
-        if size > room:
-            raise WebSocketError("message too big", 1009)
-        end = offset + size
-        if len(buffer) < end:
-            return None
-        payload = bytes(buffer[offset:end])
-        del buffer[:end]
-        return fin, opcode | rsv, payload
+    _MASK = 0
