@@ -7,7 +7,7 @@ import os
 
 import trio
 
-__all__ = ["close_now", "drain_input", "read_now", "write_now"]
+__all__ = ["close_now", "drain_input", "read_now", "read_socket", "write_now"]
 
 READ_SIZE = 64 * 1024
 
@@ -59,6 +59,49 @@ def read_now(stream: trio.abc.Stream) -> bytes | None:
         return os.read(fd, READ_SIZE)
     except OSError:  # BlockingIOError included: nothing yet
         return None
+
+
+async def read_socket(sock: trio.socket.SocketType, wait_first: bool) -> bytes:
+    """What ``trio.SocketStream.receive_some(READ_SIZE)`` does, with a shorter stack while
+    it waits: parked in ``receive_some``, a task holds the stream's, the error
+    translation's, the socket method's and the non-blocking helper's frames, 1.6 KiB more
+    than parked in ``wait_readable`` (measured), in every idle connection.
+
+    The same scheduling as ``receive_some``: a checkpoint when data is there at once
+    (cancellation checked before reading, shielded after), none after waiting.
+
+    With ``wait_first`` (the previous read emptied the socket's buffer: the next one would
+    most likely fail), it waits for the socket to be readable before reading instead of
+    trying first, which saves a failing system call per message.
+
+    Raises:
+        trio.ClosedResourceError: the socket is closed (by another task, meanwhile).
+        trio.BrokenResourceError: the connection broke (a reset, ...).
+
+    Cancellation: if cancelled, nothing was read.
+    """
+    if wait_first:
+        await trio.lowlevel.wait_readable(sock)
+    else:
+        await trio.lowlevel.checkpoint_if_cancelled()
+    waited = wait_first
+    while True:
+        fd = sock.fileno()  # -1 once closed: a closed socket's number is never read
+        if fd < 0:
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            data = None  # wait outside the except clause, which would keep the exception
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        if data is None:
+            await trio.lowlevel.wait_readable(sock)
+            waited = True
+            continue
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
 
 
 async def drain_input(stream: trio.abc.ReceiveStream, budget: int) -> None:

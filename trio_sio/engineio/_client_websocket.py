@@ -18,14 +18,13 @@ message size limit closes the WebSocket (1009) instead of filling the memory.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Final
 
 import h11
 import trio
 
-from .._streams import close_now, write_now
+from .._streams import close_now, read_socket, write_now
 from ..protocol.deflate import CLIENT_OFFER, ClientDeflate, accept_client_deflate
 from ..protocol.engineio import Packet, decode_packet, encode_packet, may_compress
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
@@ -169,29 +168,14 @@ class ClientWebSocket:
                 return bytes(await self._stream.receive_some(READ_SIZE))
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionClosed(f"transport error: {exc}") from None
-        if self._drained:
-            await trio.lowlevel.wait_readable(sock)
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        waited = self._drained
-        while True:
-            fd = sock.fileno()
-            if fd < 0:
-                raise ConnectionClosed("the WebSocket was closed")
-            try:
-                data = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                data = None
-            except OSError as exc:
-                raise ConnectionClosed(f"transport error: {exc}") from None
-            if data is None:
-                await trio.lowlevel.wait_readable(sock)
-                waited = True
-                continue
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            self._drained = len(data) < READ_SIZE
-            return data
+        try:
+            data = await read_socket(sock, self._drained)
+        except trio.ClosedResourceError:
+            raise ConnectionClosed("the WebSocket was closed") from None
+        except trio.BrokenResourceError as exc:
+            raise ConnectionClosed(f"transport error: {exc}") from None
+        self._drained = len(data) < READ_SIZE
+        return data
 
     # -- sending --------------------------------------------------------------------------
     def frame(self, packet: Packet) -> bytes:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from .._streams import close_now, drain_input, write_now
+from .._streams import close_now, drain_input, read_socket, write_now
 from .._sync import Slots
 from ..protocol.deflate import DeflateParams, deflate_message
 from ..protocol.errors import ConnectionClosed
@@ -44,51 +44,8 @@ READ_SIZE = 64 * 1024
 CORK_BYTES = 256 * 1024
 #: seconds the closing handshake may take.
 CLOSE_TIMEOUT = 1.0
-#: read a plain TCP stream's socket directly (see _read_socket): where sockets are files.
+#: read a plain TCP stream's socket directly (see _streams.read_socket): where sockets are files.
 DIRECT_READS = os.name == "posix"
-
-
-async def _read_socket(sock: trio.socket.SocketType, wait_first: bool) -> bytes:
-    """What ``trio.SocketStream.receive_some(READ_SIZE)`` does, with a shorter stack while
-    it waits: parked in ``receive_some``, a task holds the stream's, the error
-    translation's, the socket method's and the non-blocking helper's frames, 1.6 KiB more
-    than parked in ``wait_readable`` (measured), in every idle connection.
-
-    The same scheduling as ``receive_some``: a checkpoint when data is there at once
-    (cancellation checked before reading, shielded after), none after waiting.
-
-    With ``wait_first`` (the previous read emptied the socket's buffer: the next one would
-    most likely fail), it waits for the socket to be readable before reading instead of
-    trying first, which saves a failing system call per message.
-
-    Raises:
-        trio.ClosedResourceError: the socket is closed (by another task, meanwhile).
-        trio.BrokenResourceError: the connection broke (a reset, ...).
-
-    Cancellation: if cancelled, nothing was read.
-    """
-    if wait_first:
-        await trio.lowlevel.wait_readable(sock)
-    else:
-        await trio.lowlevel.checkpoint_if_cancelled()
-    waited = wait_first
-    while True:
-        fd = sock.fileno()  # -1 once closed: a closed socket's number is never read
-        if fd < 0:
-            raise trio.ClosedResourceError("the socket was closed")
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            data = None  # wait outside the except clause, which would keep the exception
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-        if data is None:
-            await trio.lowlevel.wait_readable(sock)
-            waited = True
-            continue
-        if not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
 
 
 class NativeWebSocket:
@@ -140,7 +97,7 @@ class NativeWebSocket:
         deflate: DeflateParams | None = None,
     ) -> None:
         self._stream = stream
-        # A plain TCP stream is read from its socket by _read_socket; others (TLS, memory)
+        # A plain TCP stream is read from its socket by read_socket; others (TLS, memory)
         # through their receive_some().
         self._socket: trio.socket.SocketType | None = None
         if DIRECT_READS and isinstance(stream, trio.SocketStream):
@@ -193,7 +150,7 @@ class NativeWebSocket:
                 data: bytes | bytearray
                 try:
                     if self._socket is not None:
-                        data = await _read_socket(self._socket, self._drained)
+                        data = await read_socket(self._socket, self._drained)
                         self._drained = len(data) < READ_SIZE
                     else:
                         data = await self._stream.receive_some(READ_SIZE)
