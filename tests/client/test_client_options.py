@@ -395,7 +395,11 @@ async def test_no_reader_task_between_the_websocket_and_the_handlers(
             await trio.testing.wait_all_tasks_blocked()
             assert await client.emit_with_ack("echo", "hi") == "hi"
             names = _task_names()
-            engine = [n for n in names if n.startswith("trio_sio.engineio.client.")]
+            engine = [
+                n
+                for n in names
+                if n.startswith(("trio_sio.engineio.client.", "trio_sio.engineio._client_"))
+            ]
             assert not [n for n in engine if "_receive_loop" in n or "_websocket_loop" in n]
             assert engine  # the send loop and the watchdog, so the names are the right ones
             assert not [n for n in names if "trio_websocket" in n]

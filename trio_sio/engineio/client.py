@@ -32,28 +32,20 @@ import trio
 from ..protocol.engineio import (
     CLOSE,
     PONG,
-    UPGRADE,
     CloseReason,
     OpenInfo,
     Packet,
     PacketType,
-    decode_open,
     mark_uncompressed,
 )
-from ..protocol.errors import ConnectionClosed, RemoteProtocolError, SocketIOError
+from ..protocol.errors import ConnectionClosed, SocketIOError
+from ._client_connect import Transports
 from ._client_inbox import Inbox
+from ._client_receive import Receiver
 from ._client_sender import Sender
-from ._client_transports import (
-    TRANSPORT_ERRORS,
-    ClientWebSocket,
-    Endpoint,
-    PollingTransport,
-    open_websocket_transport,
-    probe_websocket,
-)
+from ._client_transports import TRANSPORT_ERRORS, ClientWebSocket, Endpoint
 from ._cookies import CookieJar
 from ._exceptions import single_leaf
-from ._heartbeat import HeartbeatWatchdog
 from ._http_client import Connector
 from ._proxy import ProxySetting
 
@@ -97,34 +89,42 @@ class EngineClient:
         connect_timeout: float,
         read_in_receive: bool = False,
     ) -> None:
-        self._endpoint = endpoint
-        self._read_in_receive = read_in_receive
-        self._transports = transports
-        self._upgrade = upgrade
         self._connect_timeout = connect_timeout
         self._open_info: OpenInfo | None = None
-        self._transport: PollingTransport | ClientWebSocket | None = None
-        self._polling: PollingTransport | None = None
-        self._initial_packets: list[Packet] = []
-        self._watchdog: HeartbeatWatchdog | None = None
         self.close_reason: str | None = None
         self.on_ping: Callable[[], Awaitable[None]] | None = None
         self._inbox = Inbox(message_queue_size)
         self._sender = Sender(
             send_queue_size,
-            transport=lambda: self._transport,
+            transport=lambda: switch.current,
             check_open=self._check_open,
             reason=lambda: self.close_reason or "forced close",
             finish=self._finish,
             max_payload=lambda: self.open_info.max_payload,
         )
-        self._pause_requested = False
-        self._poll_paused = trio.Event()
-        self._switched = trio.Event()
-        self._upgrade_settled = trio.Event()
+        self._transports = switch = Transports(
+            endpoint,
+            transports,
+            upgrade=upgrade,
+            connect_timeout=connect_timeout,
+            lock=self._sender.lock,
+            closing=lambda: self._closing,
+            finish=self._finish,
+        )
         self._connected = False
         self._closing = False
         self._finished = trio.Event()
+        self._receiver = Receiver(
+            self._inbox,
+            self._sender,
+            switch,
+            read_in_receive=read_in_receive,
+            closing=lambda: self._closing,
+            finish=self._finish,
+            finished=self._finished,
+            pinged=self._pinged,
+        )
+        self._read_websocket = self._receiver.read_websocket
         self._stopped = trio.Event()
         self._tasks_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
@@ -144,14 +144,15 @@ class EngineClient:
     @property
     def transport(self) -> str:
         """The current transport: ``"polling"`` or ``"websocket"``."""
-        if self._transport is None:
+        transport = self._transports.current
+        if transport is None:
             raise RuntimeError("the client is not connected yet")
-        return self._transport.name
+        return transport.name
 
     @property
     def deflate(self) -> bool:
         """Whether the session runs on a WebSocket with permessage-deflate agreed."""
-        transport = self._transport
+        transport = self._transports.current
         return isinstance(transport, ClientWebSocket) and transport.deflate
 
     async def send(self, data: str | bytes, *, compress: bool = True) -> None:
@@ -253,8 +254,8 @@ class EngineClient:
         Cancellation:
             Safe; it only waits.
         """
-        await self._upgrade_settled.wait()
-        if isinstance(self._transport, ClientWebSocket):
+        await self._transports.settled.wait()
+        if isinstance(self._transports.current, ClientWebSocket):
             return
         if self._finished.is_set():
             raise ConnectionClosed(self.close_reason or "transport close")
@@ -281,8 +282,9 @@ class EngineClient:
                     await self._sender.outbox.wait_drained()
                     self._sender.outbox.put_control(CLOSE)
                     await self._sender.close_sent.wait()
-                    if isinstance(self._transport, ClientWebSocket):
-                        await self._transport.aclose()
+                    transport = self._transports.current
+                    if isinstance(transport, ClientWebSocket):
+                        await transport.aclose()
         finally:
             self._closing = True
             self._finish(CloseReason.FORCED_CLOSE)
@@ -315,11 +317,14 @@ class EngineClient:
         self._finished.set()
         self._inbox.end()
         self._sender.end()  # wakes aclose()
-        self._upgrade_settled.set()  # wakes wait_upgraded()
+        self._transports.settled.set()  # wakes wait_upgraded()
 
-    def _enqueue_control(self, packet: Packet) -> None:
+    async def _pinged(self) -> None:
+        """A PING arrived: queue the PONG, then call :attr:`on_ping`."""
         if not self._closing:
-            self._sender.outbox.put_control(packet)
+            self._sender.outbox.put_control(PONG)
+        if self.on_ping is not None:
+            await self.on_ping()
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host every task of the session until it is finished."""
@@ -334,10 +339,7 @@ class EngineClient:
                 self.close_reason = CloseReason.TRANSPORT_ERROR.value
             self._set_finished()
             with trio.CancelScope(shield=True):
-                if self._polling is not None:
-                    await self._polling.aclose()
-                if isinstance(self._transport, ClientWebSocket):
-                    await self._transport.abort()
+                await self._transports.aclose()
             self._stopped.set()
 
     async def _connect(self) -> None:
@@ -347,171 +349,24 @@ class EngineClient:
             ConnectError: with the cause chained.
         """
         assert self._nursery is not None
-        first = self._transports[0]
+        transports = self._transports
         try:
             with trio.fail_after(self._connect_timeout):
-                if first == "polling":
-                    polling = PollingTransport(self._endpoint)
-                    self._transport = self._polling = polling
-                    packets = await polling.poll()
-                else:
-                    ws = await open_websocket_transport(self._endpoint, None)
-                    self._transport = ws
-                    packets = await ws.receive_batch()
-                info = decode_open(packets[0])
+                info, packets = await transports.handshake()
         except trio.TooSlowError as exc:
             raise ConnectError(f"no handshake within {self._connect_timeout} s") from exc
         except (*TRANSPORT_ERRORS, ConnectionClosed) as exc:
-            raise ConnectError(f"engine.io handshake over {first} failed: {exc}") from exc
-        if isinstance(self._transport, PollingTransport):
-            self._transport.sid = info.sid
+            raise ConnectError(
+                f"engine.io handshake over {transports.first} failed: {exc}"
+            ) from exc
         self._open_info = info
-        self._initial_packets = packets[1:]
         self._connected = True
-        logger.debug("engine.io session %s open over %s: %s", info.sid, first, info)
-        self._watchdog = HeartbeatWatchdog((info.ping_interval + info.ping_timeout) / 1000)
-        self._nursery.start_soon(self._receive_loop)
+        logger.debug("engine.io session %s open over %s: %s", info.sid, transports.first, info)
+        self._receiver.start(
+            self._nursery, (info.ping_interval + info.ping_timeout) / 1000, packets
+        )
         self._nursery.start_soon(self._sender.run)
-        self._nursery.start_soon(self._watchdog_task, self._watchdog)
-        if (
-            first == "polling"
-            and self._upgrade
-            and "websocket" in self._transports
-            and "websocket" in info.upgrades
-        ):
-            self._nursery.start_soon(self._upgrade_task)
-        else:
-            self._upgrade_settled.set()
-
-    async def _watchdog_task(self, watchdog: HeartbeatWatchdog) -> None:
-        await watchdog.wait_expired()
-        logger.info("no packet from the server for %.3f s", watchdog.timeout)
-        self._finish(CloseReason.PING_TIMEOUT)
-
-    async def _handle(self, packet: Packet) -> bool:
-        """Act on one packet from the server; False once the session is over."""
-        assert self._watchdog is not None
-        self._watchdog.reset()
-        ptype = packet.type
-        if ptype is PacketType.MESSAGE:
-            self._inbox.put(packet.data)
-        elif ptype is PacketType.PING:
-            self._enqueue_control(PONG)
-            if self.on_ping is not None:
-                await self.on_ping()
-        elif ptype is PacketType.CLOSE:
-            self._finish(CloseReason.TRANSPORT_CLOSE)
-            return False
-        elif ptype in (PacketType.OPEN, PacketType.UPGRADE):
-            raise RemoteProtocolError(f"unexpected {ptype.name} packet from the server")
-        # NOOP (releases a long-poll) and PONG need nothing.
-        return True
-
-    async def _receive_loop(self) -> None:
-        """Handle the packets that came with the handshake; then, while on polling, run the
-        GET loop; once on WebSocket, leave the reading to :meth:`receive`."""
-        try:
-            for packet in self._initial_packets:
-                if not await self._handle(packet):
-                    return
-            self._initial_packets = []
-            while True:
-                transport = self._transport
-                if not isinstance(transport, PollingTransport):
-                    if not self._read_in_receive:
-                        await self._websocket_loop()
-                        return
-                    self._inbox.go_direct()
-                    return
-                if self._closing:  # our CLOSE may already have ended the session
-                    await trio.sleep_forever()
-                for packet in await transport.poll():
-                    if not await self._handle(packet):
-                        return
-                await self._inbox.wait_room()
-                if self._pause_requested:
-                    self._poll_paused.set()
-                    await self._switched.wait()
-        except BaseException as exc:
-            self._receive_failed(exc)
-
-    async def _websocket_loop(self) -> None:
-        """Read the WebSocket in this task (when ``receive()`` does not), a read at a time,
-        while the inbox has room."""
-        while not self._finished.is_set() and not self._inbox.read_ended:
-            await self._read_websocket()
-            await self._inbox.wait_room()
-
-    async def _read_websocket(self) -> None:
-        """One read of the WebSocket, in the task of :meth:`receive`: its packets handled.
-
-        Cancellation: safe; nothing read is lost.
-        """
-        try:
-            await self._inbox.read(self._read_once)
-        except BaseException as exc:
-            self._receive_failed(exc)
-
-    async def _read_once(self) -> None:
-        transport = self._transport
-        assert isinstance(transport, ClientWebSocket)
-        for packet in await transport.receive_batch():
-            if not await self._handle(packet):
-                break
-        if transport.needs_flush and not self._closing:  # a pong not taken at once
-            self._sender.flush_soon()
-
-    def _receive_failed(self, exc: BaseException) -> None:
-        """End the session for a receive error; re-raise anything else."""
-        if isinstance(exc, ConnectionClosed):
-            logger.debug("websocket closed: %s", exc)
-            if not self._closing:  # else aclose() is finishing the closing handshake
-                self._finish(CloseReason.TRANSPORT_CLOSE)
-        elif isinstance(exc, RemoteProtocolError):
-            logger.info("bad data from the server: %r", exc)
-            self._finish(CloseReason.PARSE_ERROR)
-        elif isinstance(exc, TRANSPORT_ERRORS):
-            logger.info("receiving failed: %r", exc)
-            self._finish(CloseReason.TRANSPORT_ERROR)
-        else:
-            raise exc
-
-    async def _upgrade_task(self) -> None:
-        assert self._nursery is not None
-        polling = self._transport
-        assert isinstance(polling, PollingTransport)
-        ws = None
-        with trio.move_on_after(self._connect_timeout) as scope:
-            ws = await probe_websocket(self._endpoint, self.sid)
-        if scope.cancelled_caught:
-            logger.info("websocket upgrade probe timed out, staying on polling")
-        if ws is None:
-            self._upgrade_settled.set()
-            return
-        if self._closing:
-            await ws.abort()
-            return
-        logger.debug("probe answered; pausing polling")
-        # Let the parked GET come back (the server releases it with a NOOP) and keep no
-        # GET in flight; POSTs go on until we hold the send lock.
-        try:
-            self._pause_requested = True
-            await self._poll_paused.wait()
-            async with self._sender.lock:  # waits for an in-flight POST
-                await ws.send(UPGRADE)
-                self._transport = ws
-                self._pause_requested = False
-                self._switched.set()
-                self._upgrade_settled.set()
-        except BaseException as exc:
-            if self._transport is not ws:  # else the session closes it
-                await ws.abort()
-            if isinstance(exc, ConnectionClosed | trio.BrokenResourceError | OSError):
-                self._finish(CloseReason.TRANSPORT_CLOSE)
-                return
-            raise
-        logger.debug("engine.io session %s upgraded to websocket", self.sid)
-        await polling.aclose()
+        transports.start_upgrade(self._nursery, info)
 
 
 @asynccontextmanager
