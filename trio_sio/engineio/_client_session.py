@@ -76,7 +76,7 @@ class EngineClient:
         self.close_reason: str | None = None
         self.on_ping: Callable[[], Awaitable[None]] | None = None
         self._inbox = Inbox(message_queue_size)
-        self._sender = Sender(
+        self._sender = Sender(  # its transport comes from `switch`, made next with its lock
             send_queue_size,
             transport=lambda: switch.current,
             check_open=self._check_open,
