@@ -1,9 +1,10 @@
 """The transports of one Engine.IO client session: the handshake on the first one, the probe
 upgrade from polling to WebSocket, and which one is current.
 
-:class:`Transports` is composed into :class:`~trio_sio.engineio.client.EngineClient`, which
-gives it what it needs from the session (the send lock, whether it is closing, how to end
-it); the client's sender and receiver read :attr:`Transports.current`.
+:class:`SessionTransports` is composed into
+:class:`~trio_sio.engineio.client.EngineClient`, which gives it what it needs from the
+session (the send lock, whether it is closing, how to end it); the client's sender and
+receiver read :attr:`SessionTransports.current`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from ._client_transports import (
     probe_websocket,
 )
 
-__all__ = ["Transports"]
+__all__ = ["SessionTransports"]
 
 logger = logging.getLogger("trio_sio.engineio.client")
 
 
-class Transports:
+class SessionTransports:
     """The transports of one session.
 
     Args:

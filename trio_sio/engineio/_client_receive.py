@@ -16,7 +16,7 @@ import trio
 
 from ..protocol.engineio import CloseReason, Packet, PacketType
 from ..protocol.errors import ConnectionClosed, RemoteProtocolError
-from ._client_connect import Transports
+from ._client_connect import SessionTransports
 from ._client_inbox import Inbox
 from ._client_sender import Sender
 from ._client_transports import TRANSPORT_ERRORS, ClientWebSocket, PollingTransport
@@ -33,7 +33,7 @@ class Receiver:
     Args:
         inbox: where received MESSAGE data goes.
         sender: for a PONG or a flush the WebSocket asks for.
-        transports: the session's transports (:attr:`Transports.current` is read).
+        transports: the session's transports (:attr:`SessionTransports.current` is read).
         read_in_receive: on WebSocket, leave the reading to the task that receives.
         closing: whether the session is closing (our CLOSE is on its way).
         finish: ends the session.
@@ -45,7 +45,7 @@ class Receiver:
         self,
         inbox: Inbox,
         sender: Sender,
-        transports: Transports,
+        transports: SessionTransports,
         *,
         read_in_receive: bool,
         closing: Callable[[], bool],

@@ -25,7 +25,7 @@ from ..protocol.engineio import (
     mark_uncompressed,
 )
 from ..protocol.errors import ConnectionClosed, SocketIOError
-from ._client_connect import Transports
+from ._client_connect import SessionTransports
 from ._client_inbox import Inbox
 from ._client_receive import Receiver
 from ._client_sender import Sender
@@ -76,15 +76,16 @@ class EngineClient:
         self.close_reason: str | None = None
         self.on_ping: Callable[[], Awaitable[None]] | None = None
         self._inbox = Inbox(message_queue_size)
-        self._sender = Sender(  # its transport comes from `switch`, made next with its lock
+        # The sender's transport comes from `session_transports`, made next with its lock.
+        self._sender = Sender(
             send_queue_size,
-            transport=lambda: switch.current,
+            transport=lambda: session_transports.current,
             check_open=self._check_open,
             reason=lambda: self.close_reason or "forced close",
             finish=self._finish,
             max_payload=lambda: self.open_info.max_payload,
         )
-        self._transports = switch = Transports(
+        self._transports = session_transports = SessionTransports(
             endpoint,
             transports,
             upgrade=upgrade,
@@ -99,7 +100,7 @@ class EngineClient:
         self._receiver = Receiver(
             self._inbox,
             self._sender,
-            switch,
+            session_transports,
             read_in_receive=read_in_receive,
             closing=lambda: self._closing,
             finish=self._finish,
