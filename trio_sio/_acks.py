@@ -22,37 +22,82 @@ __all__ = ["AckRegistry", "AckSlot", "await_callback", "emit_with_callback", "un
 log = logging.getLogger("trio_sio")
 
 
-class AckSlot:
-    """Where one ack's arguments land."""
+class _Turn:
+    """Which waiter of one registry's acks was woken and has not run yet.
 
-    __slots__ = ("_args", "_error", "_event")
+    Trio may run the tasks woken in one step in any order, so a reader that resolves
+    several acks of one read must let each woken waiter run before it wakes the next, for
+    the waiters to go on in the order the acks came: :attr:`AckRegistry.turn_pending`
+    tells it when it has to yield first (only then: one ack a read costs no extra step).
+    """
+
+    __slots__ = ("woken",)
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        self.woken: AckSlot | None = None
+
+
+class AckSlot:
+    """Where one ack's arguments land, and the one task waiting for them.
+
+    The waiting task is parked and woken directly (no :class:`trio.Event` and its parking
+    lot: a slot has at most one waiter, and acks are the hot path of a request/reply).
+    """
+
+    __slots__ = ("_args", "_done", "_error", "_task", "_turn")
+
+    def __init__(self, turn: _Turn) -> None:
+        self._done = False
+        self._task: trio.lowlevel.Task | None = None
         self._args: list[Any] = []
         self._error: BaseException | None = None
+        self._turn = turn
 
     def set(self, args: list[Any]) -> None:
         """Deliver the ack's arguments (first delivery wins)."""
-        if not self._event.is_set():
+        if not self._done:
             self._args = args
-            self._event.set()
+            self._done = True
+            if self._task is not None:
+                self._resume()
+                self._turn.woken = self
 
     def fail(self, error: BaseException) -> None:
         """Make the waiter raise ``error`` (unless the ack already came)."""
-        if not self._event.is_set():
+        if not self._done:
             self._error = error
-            self._event.set()
+            self._done = True
+            if self._task is not None:
+                self._resume()
+
+    def _resume(self) -> None:
+        task = self._task
+        assert task is not None
+        self._task = None
+        trio.lowlevel.reschedule(task)
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def wait(self) -> list[Any]:
-        """Wait for the ack's arguments.
+        """Wait for the ack's arguments (a checkpoint even when they are already here).
 
         Raises:
             ConnectionClosed: the socket disconnected first.
+            trio.BusyResourceError: another task is waiting on this slot.
 
         Cancellation: safe; the slot stays valid.
         """
-        await self._event.wait()
+        if self._done:
+            await trio.lowlevel.checkpoint()
+        else:
+            if self._task is not None:
+                raise trio.BusyResourceError("another task waits for this ack")
+            self._task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+            if self._turn.woken is self:
+                self._turn.woken = None
         if self._error is not None:
             raise self._error
         return self._args
@@ -61,16 +106,23 @@ class AckSlot:
 class AckRegistry:
     """The pending acks of one socket, with a bound on how many may wait at once."""
 
-    __slots__ = ("_closed", "_limit", "_next_id", "_slots")
+    __slots__ = ("_closed", "_limit", "_next_id", "_slots", "_turn")
 
     def __init__(self, limit: int = 10_000) -> None:
         self._next_id = 0
+        self._turn = _Turn()
         self._slots: dict[int, AckSlot] = {}
         self._limit = limit
         self._closed: BaseException | None = None
 
     def __len__(self) -> int:
         return len(self._slots)
+
+    @property
+    def turn_pending(self) -> bool:
+        """Whether the waiter of an ack resolved earlier was woken and has not run yet: a
+        reader yields before resolving the next (see :class:`_Turn`)."""
+        return self._turn.woken is not None
 
     def new(self) -> tuple[int, AckSlot]:
         """Reserve an ack id.
@@ -85,7 +137,7 @@ class AckRegistry:
             raise LocalProtocolError(f"more than {self._limit} acks pending on one socket")
         ack_id = self._next_id
         self._next_id = 0 if ack_id >= MAX_ACK_ID else ack_id + 1
-        slot = AckSlot()
+        slot = AckSlot(self._turn)
         self._slots[ack_id] = slot
         return ack_id, slot
 

@@ -394,10 +394,11 @@ class Manager:
         if ptype is PacketType.EVENT:
             await socket._on_event(packet, on_wait)
         elif ptype is PacketType.ACK:
+            if socket._acks.turn_pending:
+                # The waiter of the previous ack runs first: waiters go on in the order
+                # the acks came (Trio may run the tasks woken in one step in any order).
+                await trio.lowlevel.cancel_shielded_checkpoint()
             socket._on_ack(packet)
-            # Let the task waiting for this ack run before the next one is resolved: the
-            # callbacks of acks read together still run in the order the acks came.
-            await trio.lowlevel.cancel_shielded_checkpoint()
         elif ptype is PacketType.CONNECT:
             data = packet.data if isinstance(packet.data, dict) else {}
             sid, pid = data.get("sid"), data.get("pid")
