@@ -254,7 +254,7 @@ class ClientSocket(NamespaceState):
         try:
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
             if timeout is None and not volatile:  # the common case: no cancel scope
-                await self._put(packet, compress)
+                await self._put(packet, compress, schedule=False)  # the wait is the one
                 return unpack_ack(await slot.wait())
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 if volatile:
@@ -304,31 +304,38 @@ class ClientSocket(NamespaceState):
         if item.ack_id is not None and item.ack_id in self._pending:
             self._sent_acks.add(item.ack_id)
 
-    async def _put(self, packet: Packet, compress: bool = True) -> None:
+    async def _put(self, packet: Packet, compress: bool = True, *, schedule: bool = True) -> None:
         """Send ``packet`` at once when nothing is buffered before it and the connection
         takes it without waiting (no task switch); else buffer it for the flush task.
+
+        With ``schedule=False`` a packet written at once costs no schedule point either: for
+        a caller that waits right after (for the packet's ack), so the wait is the one.
 
         Cancellation: if cancelled, the packet was not queued.
         """
         frames = tuple(self._manager.encode(packet))
-        link = self._link
-        if (
-            link is not None
-            and not self._flush_blocked
-            and not len(self._buffer)
-            and not link.closed.is_set()
-        ):
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                link.send_nowait(frames, compress)
-            except (trio.WouldBlock, ConnectionClosed):
-                pass
-            else:
-                if packet.id is not None:
-                    self._sent_acks.add(packet.id)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._send_now(frames, packet.id, compress):
+            if schedule:
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                return
+            return
         await self._buffer.put(Outgoing(frames, packet.id, compress))
+
+    def _send_now(
+        self, frames: tuple[str | bytes, ...], ack_id: int | None, compress: bool
+    ) -> bool:
+        """Write ``frames`` now if nothing is buffered before them and the link takes them
+        without waiting; returns whether they went. Never blocks."""
+        link = self._link
+        if link is None or self._flush_blocked or len(self._buffer) or link.closed.is_set():
+            return False
+        try:
+            link.send_nowait(frames, compress)
+        except (trio.WouldBlock, ConnectionClosed):
+            return False
+        if ack_id is not None:
+            self._sent_acks.add(ack_id)
+        return True
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None
