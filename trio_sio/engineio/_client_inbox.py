@@ -34,6 +34,7 @@ class Inbox:
         self._items: deque[str | bytes] = deque()
         self._size = max(1, size)
         self._arrived = trio.lowlevel.ParkingLot()
+        self._parked = 0  # tasks parked in _arrived (checked before waking them: hot path)
         self._space = trio.lowlevel.ParkingLot()
         self._ended = False
         self._reading = False
@@ -44,7 +45,8 @@ class Inbox:
     def put(self, data: str | bytes) -> None:
         """Add a received message. Never blocks (the readers bound what they add)."""
         self._items.append(data)
-        self._arrived.unpark_all()
+        if self._parked:
+            self._arrived.unpark_all()
 
     def go_direct(self) -> None:
         """From now on the task that receives reads the WebSocket."""
@@ -110,7 +112,11 @@ class Inbox:
             if self.direct and not self._reading and not self.read_ended:
                 await read()  # a checkpoint, or a wait
             else:
-                await self._arrived.park()
+                self._parked += 1
+                try:
+                    await self._arrived.park()
+                finally:
+                    self._parked -= 1
             waited = True
 
     async def read(self, read_once: Callable[[], Awaitable[None]]) -> None:
@@ -134,4 +140,5 @@ class Inbox:
             finally:
                 self._reading = False
                 self._read_scope = None
-                self._arrived.unpark_all()
+                if self._parked:
+                    self._arrived.unpark_all()
