@@ -42,6 +42,27 @@ def test_each_frame_has_its_own_mask() -> None:
     assert encode_client_frame(OP_TEXT, b"same") != encode_client_frame(OP_TEXT, b"same")
 
 
+def test_masks_come_from_the_secure_source_4_kib_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each mask is the next 4 bytes of ``os.urandom`` output, read in 4 KiB blocks: one
+    system call per 1,024 frames, no key used twice."""
+    from trio_sio.protocol import websocket
+
+    blocks: list[bytes] = []
+
+    def urandom(size: int) -> bytes:
+        block = bytes((len(blocks) * 7 + i) % 251 for i in range(size))
+        blocks.append(block)
+        return block
+
+    monkeypatch.setattr(websocket.os, "urandom", urandom)
+    masks = websocket._Masks()
+    got = b"".join(masks.next() for _ in range(1025))
+    assert [len(b) for b in blocks] == [4096, 4096]
+    assert got == blocks[0] + blocks[1][:4]
+
+
 @pytest.mark.parametrize("size", [0, 5, 125, 126, 70_000])
 def test_server_frames_are_read_by_the_client(size: int) -> None:
     text = "é" * size

@@ -393,10 +393,36 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
+class _Masks:
+    """Masking keys for a client's frames: 4 bytes each from the system's secure random
+    source (RFC 6455 asks for unpredictable keys), read 4 KiB at a time rather than with a
+    system call per frame."""
+
+    __slots__ = ("_at", "_pool")
+
+    _SIZE = 4096
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = self._SIZE
+
+    def next(self) -> bytes:
+        at = self._at
+        if at >= self._SIZE:
+            self._pool = os.urandom(self._SIZE)
+            at = 0
+        self._at = at + 4
+        return self._pool[at : at + 4]
+
+
+_masks = _Masks()
+_mask_payload = _apply_mask if _apply_mask is not None else _unmask_python
+
+
 def encode_client_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
     """One masked, final frame (what a client sends), with a fresh random mask; ``rsv1``
     marks a payload compressed with permessage-deflate."""
-    mask = os.urandom(4)
+    mask = _masks.next()
     size = len(payload)
     first = (0x80 | RSV1 if rsv1 else 0x80) | opcode
     if size < 126:
@@ -405,7 +431,7 @@ def encode_client_frame(opcode: int, payload: bytes, rsv1: bool = False) -> byte
         header = struct.pack("!BBH", first, 0xFE, size)
     else:
         header = struct.pack("!BBQ", first, 0xFF, size)
-    return header + mask + _unmask(payload, mask)
+    return header + mask + _mask_payload(payload, mask)
 
 
 def encode_client_close(code: int = 1000, reason: str = "") -> bytes:
