@@ -186,9 +186,12 @@ async def test_pings_are_answered_and_keep_the_session(
 # ---------------------------------------------------------------- heartbeat, websocket
 
 
+@pytest.mark.parametrize("read_in_receive", [False, True])
 async def test_silent_websocket_server_is_a_ping_timeout(
-    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock, read_in_receive: bool
 ) -> None:
+    """Also when the task that receives is the one reading the socket (no cancel scope
+    around its read: closing the socket at the session's end wakes it)."""
     frames: list[str | bytes] = []
 
     async def handler(request: trio_websocket.WebSocketRequest) -> None:
@@ -200,7 +203,9 @@ async def test_silent_websocket_server_is_a_ping_timeout(
 
     server = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
     url = f"ws://127.0.0.1:{server.port}"
-    async with open_engine_client(url, transports=("websocket",)) as client:
+    async with open_engine_client(
+        url, transports=("websocket",), read_in_receive=read_in_receive
+    ) as client:
         opened = trio.current_time()
         assert client.transport == "websocket"
         await client.wait_upgraded()  # already there

@@ -27,6 +27,7 @@ class Inbox:
 
     Attributes:
         direct: the WebSocket is read by the task that receives (see :meth:`take`).
+        wakes_on_close: a read under way ends when the WebSocket's stream is closed.
         read_ended: the WebSocket will bring nothing more.
     """
 
@@ -40,6 +41,7 @@ class Inbox:
         self._reading = False
         self._read_scope: trio.CancelScope | None = None
         self.direct = False
+        self.wakes_on_close = False
         self.read_ended = False
 
     def put(self, data: str | bytes) -> None:
@@ -48,9 +50,12 @@ class Inbox:
         if self._parked:
             self._arrived.unpark_all()
 
-    def go_direct(self) -> None:
-        """From now on the task that receives reads the WebSocket."""
+    def go_direct(self, wakes_on_close: bool) -> None:
+        """From now on the task that receives reads the WebSocket; ``wakes_on_close``: a
+        read under way ends when the session closes the WebSocket's stream (see
+        :meth:`read`)."""
         self.direct = True
+        self.wakes_on_close = wakes_on_close
         self._arrived.unpark_all()
 
     def end(self) -> None:
@@ -121,8 +126,9 @@ class Inbox:
 
     async def read(self, read_once: Callable[[], Awaitable[None]]) -> None:
         """Run ``read_once`` (one read of the WebSocket, its packets handled) as the only
-        reader, in a cancel scope that :meth:`end` cancels: the read stops when the session
-        ends, even on a stream that does not notice being closed by another task.
+        reader. Unless :attr:`wakes_on_close` (closing the stream wakes a read under way),
+        the read runs in a cancel scope that :meth:`end` cancels: it stops when the session
+        ends even on a stream that does not notice being closed by another task.
 
         Raises:
             what ``read_once`` raises; after an ``Exception`` nothing more is read.
@@ -130,15 +136,17 @@ class Inbox:
         Cancellation: safe; nothing read is lost.
         """
         self._reading = True
-        scope = self._read_scope = trio.CancelScope()
-        with scope:
-            try:
+        try:
+            if self.wakes_on_close:  # no cancel scope to make (the hot path)
                 await read_once()
-            except Exception:
-                self.read_ended = True
-                raise
-            finally:
-                self._reading = False
-                self._read_scope = None
-                if self._parked:
-                    self._arrived.unpark_all()
+            else:
+                with trio.CancelScope() as self._read_scope:
+                    await read_once()
+        except Exception:
+            self.read_ended = True
+            raise
+        finally:
+            self._reading = False
+            self._read_scope = None
+            if self._parked:
+                self._arrived.unpark_all()

@@ -110,7 +110,8 @@ class Receiver:
                     if not self._read_in_receive:
                         await self._websocket_loop()
                         return
-                    self._inbox.go_direct()
+                    assert isinstance(transport, ClientWebSocket)
+                    self._inbox.go_direct(transport.wakes_on_close)
                     return
                 if self._closing():  # our CLOSE may already have ended the session
                     await trio.sleep_forever()

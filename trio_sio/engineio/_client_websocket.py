@@ -98,6 +98,12 @@ class ClientWebSocket:
         self._closed_reason: str | None = None
 
     @property
+    def wakes_on_close(self) -> bool:
+        """Whether closing the stream (:meth:`abort`) wakes a read under way: a plain TCP
+        socket, read directly, does (Trio wakes its waiter); other streams may not."""
+        return self._socket is not None
+
+    @property
     def deflate(self) -> bool:
         """Whether permessage-deflate was agreed with the server."""
         return self._deflate is not None
