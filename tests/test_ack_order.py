@@ -24,7 +24,7 @@ async def _waiters(
         async def wait(n: int = n, slot: AckSlot = slot, scope: trio.CancelScope = scope) -> None:
             with scope:
                 try:
-                    args = await slot.wait()
+                    args = await slot.wait_in_turn()
                 except ConnectionClosed:
                     log.append(-n - 1)
                     return
@@ -95,3 +95,26 @@ async def test_an_ack_that_came_before_its_waiter_returns_at_once() -> None:
         with pytest.raises(trio.BusyResourceError):
             await other.wait()
         nursery.cancel_scope.cancel()
+
+
+async def test_plain_waiters_are_woken_together_and_leave_no_turn() -> None:
+    """``emit_with_ack`` waits with :meth:`AckSlot.wait`: the waiters of one read's acks go
+    on in the same step (the reader never yields for them)."""
+    acks = AckRegistry()
+    slots = [acks.new() for _ in range(4)]
+    woke: list[int] = []
+    async with trio.open_nursery() as nursery:
+        for n, (_, slot) in enumerate(slots):
+
+            async def wait(n: int = n, slot: AckSlot = slot) -> None:
+                await slot.wait()
+                woke.append(n)
+
+            nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        for n, (ack_id, _) in enumerate(slots):
+            acks.resolve(ack_id, [n])
+            assert not acks.turn_pending
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(woke) == [0, 1, 2, 3]
+        assert not acks.turn_pending

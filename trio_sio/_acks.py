@@ -23,12 +23,14 @@ log = logging.getLogger("trio_sio")
 
 
 class _Turn:
-    """Which waiter of one registry's acks was woken and has not run yet.
+    """Which waiter in turn (:meth:`AckSlot.wait_in_turn`) of one registry's acks was
+    woken and has not run yet.
 
     Trio may run the tasks woken in one step in any order, so a reader that resolves
-    several acks of one read must let each woken waiter run before it wakes the next, for
-    the waiters to go on in the order the acks came: :attr:`AckRegistry.turn_pending`
-    tells it when it has to yield first (only then: one ack a read costs no extra step).
+    several acks of one read must let each woken waiter in turn run before it wakes the
+    next, for those waiters to go on in the order the acks came:
+    :attr:`AckRegistry.turn_pending` tells it when it has to yield first (only then: one
+    ack a read costs no extra step).
     """
 
     __slots__ = ("woken",)
@@ -44,7 +46,7 @@ class AckSlot:
     lot: a slot has at most one waiter, and acks are the hot path of a request/reply).
     """
 
-    __slots__ = ("_args", "_done", "_error", "_task", "_turn")
+    __slots__ = ("_args", "_done", "_error", "_in_turn", "_task", "_turn")
 
     def __init__(self, turn: _Turn) -> None:
         self._done = False
@@ -52,6 +54,7 @@ class AckSlot:
         self._args: list[Any] = []
         self._error: BaseException | None = None
         self._turn = turn
+        self._in_turn = False
 
     def set(self, args: list[Any]) -> None:
         """Deliver the ack's arguments (first delivery wins)."""
@@ -60,7 +63,8 @@ class AckSlot:
             self._done = True
             if self._task is not None:
                 self._resume()
-                self._turn.woken = self
+                if self._in_turn:
+                    self._turn.woken = self
 
     def fail(self, error: BaseException) -> None:
         """Make the waiter raise ``error`` (unless the ack already came)."""
@@ -82,6 +86,8 @@ class AckSlot:
 
     async def wait(self) -> list[Any]:
         """Wait for the ack's arguments (a checkpoint even when they are already here).
+        Waiters of acks that came in one read are woken together, and Trio runs them in
+        any order (see :meth:`wait_in_turn`).
 
         Raises:
             ConnectionClosed: the socket disconnected first.
@@ -101,6 +107,13 @@ class AckSlot:
         if self._error is not None:
             raise self._error
         return self._args
+
+    async def wait_in_turn(self) -> list[Any]:
+        """As :meth:`wait`, and the waiters in turn of one registry go on in the order
+        their acks came (as the JS client calls ack callbacks), if the reader yields while
+        :attr:`AckRegistry.turn_pending`."""
+        self._in_turn = True
+        return await self.wait()
 
 
 class AckRegistry:
@@ -261,7 +274,7 @@ async def emit_with_callback(
 
     async def wait_and_call() -> None:
         try:
-            await await_callback(acks, ack_id, slot.wait, callback, timeout)
+            await await_callback(acks, ack_id, slot.wait_in_turn, callback, timeout)
         finally:
             done()
 
