@@ -9,10 +9,15 @@ each client, in turn, round after round:
 
 - **receive**: the server emits ``--events`` events (``tick(i, "hello")``) back to back; the
   client's handler counts them: events/s from the request to the last one handled;
-- **echo**: ``emit_with_ack("echo", {...})`` one at a time for ``--seconds``: acks/s.
+- **echo**: ``emit_with_ack("echo", {...})`` one at a time for ``--seconds``: acks/s (a
+  round trip each: the server's turn and two wake-ups are in every figure);
+- **echo, 32 in flight**: the same from 32 tasks at once: acks/s, where the client's own
+  cost per message shows.
 
-The table shows medians and the ratio to python-socketio. Needs ``npm ci --prefix bench``
-and ``pip install -r bench/requirements.txt`` (uvloop).
+A last row, **bare Trio**, is the ceiling of any Trio client here: one task writing a
+prebuilt WebSocket frame on a raw socket and reading the reply, with no protocol work at
+all (it counts acks only). The table shows medians and the ratio to python-socketio. Needs
+``npm ci --prefix bench`` and ``pip install -r bench/requirements.txt`` (uvloop).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CLIENTS = ("trio_sio", "python-socketio", "socket.io-client")
+CLIENTS = ("trio_sio", "python-socketio", "socket.io-client", "bare Trio")
+DEPTH = 32
+KEYS = ("receive", "echo", "echo32")
 
 
 # -- the Python clients (run as `client_bench.py --client NAME URL EVENTS SECONDS`) ----------
@@ -66,6 +73,20 @@ def run_trio_sio(url: str, events: int, seconds: float) -> dict[str, float]:
                 await client.emit_with_ack("echo", {"n": acks, "text": "hello"})
                 acks += 1
             result["echo"] = acks / (time.perf_counter() - start)
+            acks = 0
+            start = time.perf_counter()
+            until = start + seconds
+
+            async def echoes() -> None:
+                nonlocal acks
+                while time.perf_counter() < until:
+                    await client.emit_with_ack("echo", {"n": acks, "text": "hello"})
+                    acks += 1
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(DEPTH):
+                    nursery.start_soon(echoes)
+            result["echo32"] = acks / (time.perf_counter() - start)
 
     trio.run(main)
     return result
@@ -103,9 +124,64 @@ def run_python_socketio(url: str, events: int, seconds: float) -> dict[str, floa
             await sio.call("echo", {"n": acks, "text": "hello"}, timeout=10)
             acks += 1
         result["echo"] = acks / (time.perf_counter() - start)
+        acks = 0
+        start = time.perf_counter()
+        until = start + seconds
+
+        async def echoes() -> None:
+            nonlocal acks
+            while time.perf_counter() < until:
+                await sio.call("echo", {"n": acks, "text": "hello"}, timeout=10)
+                acks += 1
+
+        await asyncio.gather(*(echoes() for _ in range(DEPTH)))
+        result["echo32"] = acks / (time.perf_counter() - start)
         await sio.disconnect()
 
     uvloop.run(main())
+    return result
+
+
+def run_bare_trio(url: str, events: int, seconds: float) -> dict[str, float]:
+    """The ceiling: one Trio task, a raw socket, the same echo bytes each time (masked with
+    a zero key), no parsing beyond finding the ack's prefix."""
+    import trio  # noqa: PLC0415
+
+    host, _, port = url.removeprefix("http://").partition(":")
+    result: dict[str, float] = {}
+
+    def frame(text: str) -> bytes:
+        data = text.encode()
+        assert len(data) < 126
+        return bytes((0x81, 0x80 | len(data))) + bytes(4) + data
+
+    async def main() -> None:
+        sock = trio.socket.socket()
+        await sock.connect((host, int(port)))
+        await sock.send(
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        data = b""
+        while b'0{"sid"' not in data:  # the HTTP answer, then OPEN
+            data += await sock.recv(65536)
+        await sock.send(frame("40"))
+        while b"40{" not in data:  # the namespace's CONNECT
+            data += await sock.recv(65536)
+        echo = frame('421["echo",{"n":0,"text":"hello"}]')
+        acks = 0
+        start = time.perf_counter()
+        until = start + seconds
+        while time.perf_counter() < until:
+            await sock.send(echo)
+            while b"431[" not in await sock.recv(65536):
+                pass
+            acks += 1
+        result["echo"] = acks / (time.perf_counter() - start)
+        sock.close()
+
+    trio.run(main)
     return result
 
 
@@ -154,7 +230,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.client:
         url, events, seconds = args.rest
-        run = run_trio_sio if args.client == "trio_sio" else run_python_socketio
+        run = {
+            "trio_sio": run_trio_sio,
+            "python-socketio": run_python_socketio,
+            "bare Trio": run_bare_trio,
+        }[args.client]
         print(json.dumps(run(url, int(events), float(seconds))))
         return
 
@@ -179,7 +259,7 @@ def main() -> None:
         server.stdin.close()
         server.wait(10)
     medians = {
-        name: {k: statistics.median(r[k] for r in runs) for k in ("receive", "echo")}
+        name: {k: statistics.median(r[k] for r in runs) for k in KEYS if k in runs[0]}
         for name, runs in results.items()
     }
     base = medians.get("python-socketio")
@@ -187,12 +267,20 @@ def main() -> None:
         f"\nclient benchmark: {args.events} events received, echo for {args.seconds} s, "
         f"median of {args.rounds} rounds (Node socket.io 4.8 server, WebSocket)\n"
     )
-    print("| client | events/s received | vs python-socketio | echo acks/s | vs python-socketio |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| client | events/s received | vs python-socketio | echo acks/s | vs python-socketio "
+        f"| echo, {DEPTH} in flight, acks/s | vs python-socketio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, m in medians.items():
-        r = f"{m['receive'] / base['receive']:.2f}x" if base else "-"
-        e = f"{m['echo'] / base['echo']:.2f}x" if base else "-"
-        print(f"| {name} | {m['receive']:,.0f} | {r} | {m['echo']:,.0f} | {e} |")
+        cells = []
+        for key in KEYS:
+            if key not in m:
+                cells += ["-", "-"]
+                continue
+            ratio = f"{m[key] / base[key]:.2f}x" if base else "-"
+            cells += [f"{m[key]:,.0f}", ratio]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps({"runs": results, "medians": medians}, indent=2))
 
