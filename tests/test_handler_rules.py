@@ -212,3 +212,34 @@ async def test_at_most_max_concurrent_handlers_run_and_the_rest_wait(
         release.set()
         await trio.sleep(5)
         assert (peak, sorted(replies)) == (2, [0, 1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("round_no", range(10))  # Trio's order of one step varies by run
+async def test_callbacks_run_in_the_order_the_acks_came(
+    pair: Pair, autojump_clock: trio.testing.MockClock, round_no: int
+) -> None:
+    """The receiver's handlers answer in an order of Trio's choosing, all at about once (so
+    acks arrive together); the sender's callbacks run in the order the acks came."""
+    count = 12
+    answered: list[int] = []
+    called: list[int] = []
+    async with pair() as (receiver, sender):
+        arrived = 0
+        all_in = trio.Event()
+
+        async def answer(n: int) -> int:
+            nonlocal arrived
+            arrived += 1
+            if arrived == count:
+                all_in.set()
+            await all_in.wait()
+            answered.append(n)
+            return n
+
+        receiver.on("answer", answer)
+        for n in range(count):
+            await sender.emit("answer", n, callback=called.append)
+        while len(called) < count:
+            await trio.sleep(0.01)
+    assert sorted(answered) == list(range(count))
+    assert called == answered

@@ -217,8 +217,13 @@ class Connection:
                     self._room = None
         elif ptype is PacketType.ACK:
             socket = self.sockets.get(packet.namespace)
-            if socket is not None and not socket._acks.resolve(packet.id, packet.data):
-                log.debug("%r: ack %s matches no emit", socket, packet.id)
+            if socket is not None:
+                if socket._acks.turn_pending:
+                    # The previous ack's callback runs first: callbacks go on in the order
+                    # the acks came (Trio may run the tasks woken in one step in any order).
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                if not socket._acks.resolve(packet.id, packet.data):
+                    log.debug("%r: ack %s matches no emit", socket, packet.id)
         elif ptype is PacketType.CONNECT:
             # Middleware may wait (a database, a token check): reading goes on meanwhile,
             # so pongs and other namespaces' packets are not held up.
