@@ -34,9 +34,9 @@ async def test_acked_emits_leave_no_bookkeeping(
         with trio.move_on_after(1):
             await client.emit_with_ack("nobody listens")
         await trio.sleep(0.1)
-        assert socket._sent_acks == set()
-        assert socket._pending == set()
-        assert len(socket._acks) == 0
+        assert socket._state.sent_acks == set()
+        assert socket._state.pending == set()
+        assert len(socket._state.acks) == 0
 
 
 @pytest.mark.parametrize("transports", [("websocket",), ("polling",)])
@@ -70,7 +70,7 @@ async def test_volatile_emit_dropped_rather_than_queued(
         network.freeze()
         for n in range(100):  # more than the connection's send queue holds
             await client.emit("n", n)
-        assert len(client.main._buffer) > 0
+        assert len(client.main._state.buffer) > 0
         await client.volatile.emit("n", -1)
         await client.emit("n", 100)
         network.thaw()

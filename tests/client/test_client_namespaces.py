@@ -53,13 +53,13 @@ async def test_server_disconnect_fails_acks_buffered_and_waiting_emits(
             for i in range(100):
                 tasks.start_soon(ask, i)
             await trio.sleep(1)
-            assert len(chat._buffer) == 20  # the rest: 64 in the send queue, 16 waiting
+            assert len(chat._state.buffer) == 20  # the rest: 64 in the send queue, 16 waiting
             await server_socket.disconnect()
             t0 = trio.current_time()
             network.thaw()
         assert trio.current_time() - t0 < 0.1
         assert outcomes == ["io server disconnect"] * 100
-        assert not chat._pending and not chat._sent_acks and len(chat._acks) == 0
+        assert not chat._state.pending and not chat._state.sent_acks and len(chat._state.acks) == 0
         assert not chat.connected and chat.server_disconnected
         with pytest.raises(ConnectionClosed, match="io server disconnect"):
             await chat.emit("after")
@@ -121,7 +121,7 @@ async def test_refusal_on_reconnection_fails_buffered_emits(
             for i in range(3):  # two buffered, one waiting for room
                 tasks.start_soon(ask, i)
             await trio.sleep(0.1)
-            assert len(admin._buffer) == 2
+            assert len(admin._state.buffer) == 2
             allowed = False
             network.server = sio
         assert outcomes == ["io server disconnect"] * 3

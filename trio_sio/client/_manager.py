@@ -187,11 +187,11 @@ class Manager:
         session = self._session
         with trio.move_on_after(DRAIN_GRACE):
             if session is not None:
-                connected = [s for s in self.sockets.values() if s.connected]
-                for socket in connected:
-                    await socket._drain("io client disconnect")
-                for socket in connected:
-                    if not await socket._say_goodbye():
+                connected = [s._state for s in self.sockets.values() if s.connected]
+                for state in connected:
+                    await state.drain("io client disconnect")
+                for state in connected:
+                    if not await state.say_goodbye():
                         break
                 await session.engine.aclose()
         sockets = list(self.sockets.values())
@@ -247,7 +247,7 @@ class Manager:
         return self._nursery
 
     def _wanted(self) -> bool:
-        return any(socket._want for socket in self.sockets.values())
+        return any(socket._state.want for socket in self.sockets.values())
 
     def wake(self) -> None:
         """A namespace wants connecting (or the client is closing): wake an idle manager."""
@@ -313,8 +313,8 @@ class Manager:
                 except ConnectError as exc:
                     last_error = exc
                     for socket in list(self.sockets.values()):
-                        if socket._want and not socket.connected:
-                            socket._lifecycle_event("connect_error", exc)
+                        if socket._state.want and not socket.connected:
+                            socket._dispatcher.lifecycle("connect_error", exc)
                     await self._fire("error", exc)
                     if attempt:
                         await self._fire("reconnect_error", exc)
@@ -351,10 +351,10 @@ class Manager:
 
     def _lose(self, reason: str) -> None:
         for socket in list(self.sockets.values()):
-            socket._on_transport_lost(reason)
+            socket._state.on_transport_lost(reason)
 
     def _all_connected(self) -> bool:
-        wanted = [s for s in self.sockets.values() if s._want]
+        wanted = [s for s in self.sockets.values() if s._state.want]
         return bool(wanted) and all(s.connected for s in wanted)
 
     async def _serve(self, session: Session, task_status: trio.TaskStatus[None] | None) -> str:
@@ -362,8 +362,8 @@ class Manager:
         ends; returns the disconnect reason."""
         auth = await self.auth()
         for socket in list(self.sockets.values()):
-            if socket._want:
-                await socket._request_connect(session, auth)
+            if socket._state.want:
+                await socket._state.request_connect(session, auth)
         packet_hook = self._on_packet if self._has("packet") else None
         reader = Reader(
             session, self.parser.decoder(), self._route, self._all_connected, packet_hook
@@ -390,26 +390,27 @@ class Manager:
         socket = self.sockets.get(packet.namespace)
         if socket is None:
             return
+        state = socket._state
         ptype = packet.type
         if ptype is PacketType.EVENT:
-            await socket._on_event(packet, on_wait)
+            await state.on_event(packet, on_wait)
         elif ptype is PacketType.ACK:
-            if socket._acks.turn_pending:
+            if state.acks.turn_pending:
                 # The waiter of the previous ack runs first: waiters go on in the order
                 # the acks came (Trio may run the tasks woken in one step in any order).
                 await trio.lowlevel.cancel_shielded_checkpoint()
-            socket._on_ack(packet)
+            state.on_ack(packet)
         elif ptype is PacketType.CONNECT:
             data = packet.data if isinstance(packet.data, dict) else {}
             sid, pid = data.get("sid"), data.get("pid")
             if not isinstance(sid, str):
                 raise RemoteProtocolError("CONNECT without a sid")
-            await socket._on_connect(sid, session, pid if isinstance(pid, str) else None)
+            await state.on_connect(sid, session, pid if isinstance(pid, str) else None)
         elif ptype is PacketType.CONNECT_ERROR:
             if not self._started and packet.namespace in self._initial:
                 raise _Refused(packet.data)
-            socket._on_connect_error(packet.data)
+            state.on_connect_error(packet.data)
             self.release_if_unused()
         elif ptype is PacketType.DISCONNECT:
-            socket._on_server_disconnect()
+            state.on_server_disconnect()
             self.release_if_unused()  # no namespace left: close, do not reconnect

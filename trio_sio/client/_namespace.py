@@ -19,8 +19,9 @@ are handled first, before the ``"connect"`` handlers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -31,14 +32,11 @@ from ..protocol.serialize import to_wire
 from ..protocol.socketio import Packet, PacketType
 from ._dispatch import Dispatcher
 from ._link import Link, Session
+from ._parts import ManagerPort
 from ._queues import Incoming, SendBuffer
 from ._reader import OnWait
 
-if TYPE_CHECKING:
-    from ._manager import Manager
-    from .client import Client
-
-__all__ = ["DRAIN_GRACE", "NamespaceState"]
+__all__ = ["DRAIN_GRACE", "NamespaceState", "link_acks"]
 
 log = logging.getLogger("trio_sio.client")
 
@@ -51,20 +49,22 @@ MAX_EARLY_EVENTS = 10_000
 
 
 class NamespaceState:
-    """Connection state, send buffer and pending acks of one namespace socket."""
+    """Connection state, send buffer and pending acks of one namespace socket.
 
-    def __init__(self, manager: Manager, client: Client, namespace: str) -> None:
+    The :class:`~trio_sio.ClientSocket` owns one; the manager drives it with the packets
+    it receives and the changes of its connection.
+
+    Args:
+        manager: the client's connection manager.
+        namespace: the namespace name.
+        dispatcher: the socket's handlers: events and lifecycle events go there.
+    """
+
+    def __init__(self, manager: ManagerPort, namespace: str, dispatcher: Dispatcher) -> None:
         options = manager.options
-        self.client = client
         self._manager = manager
         self.namespace = namespace
-        self._dispatcher = Dispatcher(
-            f"<ClientSocket {namespace}>",
-            self._ack_route,
-            queue_size=options.event_queue_size,
-            limit=options.max_concurrent_handlers,
-            ordered=options.ordered_handlers,
-        )
+        self._dispatcher = dispatcher
         self.id: str | None = None
         self.server_disconnected = False
         self.refused = False
@@ -73,17 +73,17 @@ class NamespaceState:
         self._offset: str | None = None  # the offset of the last event received
         self._early: list[Packet] = []  # events received before the CONNECT reply
         self._early_dropped = False
-        self._link: Link | None = None
+        self.link: Link | None = None  # the namespace connection, while connected
         self._ready = trio.Event()
-        self._changed = trio.Event()
-        self._want = not manager.is_running
+        self.changed = trio.Event()  # set (and replaced) at each change
+        self.want = not manager.is_running
         self._refusal: ConnectionRefused | None = None
         self._connect_sent_on: Session | None = None
         self._shut = False
-        self._buffer = SendBuffer(options.buffer_size)
-        self._acks = AckRegistry(options.max_pending_acks)
-        self._pending: set[int] = set()  # ack ids waited for
-        self._sent_acks: set[int] = set()  # ... whose packet went out on the current link
+        self.buffer = SendBuffer(options.buffer_size)
+        self.acks = AckRegistry(options.max_pending_acks)
+        self.pending: set[int] = set()  # ack ids waited for
+        self.sent_acks: set[int] = set()  # ... whose packet went out on the current link
 
     @property
     def connected(self) -> bool:
@@ -91,84 +91,54 @@ class NamespaceState:
         return self._ready.is_set()
 
     async def wait_connected(self) -> None:
-        """Block until the namespace is connected.
-
-        Cancellation: safe; it only waits.
-        """
+        """Block until the namespace is connected. Cancellation: safe; it only waits."""
         await self._ready.wait()
 
     async def connect(self) -> None:
-        """Connect this namespace on the client's connection, as socket.io-client's
-        ``socket.connect()``: for a namespace made with ``client.of()`` after the client
-        connected, or one disconnected by the server, a refusal, or :meth:`disconnect`.
-
-        ``auth`` is evaluated again. Emits are accepted (and buffered) again at once. If the
-        client's connection is down, the namespace connects once it is back; if the client
-        had closed its connection for want of namespaces, it opens a new one.
-
-        Raises:
-            ConnectionRefused: the server refused the namespace (its message and data).
-            ConnectionClosed: the client is closed or gave up reconnecting, or
-                :meth:`disconnect` was called meanwhile.
-            RuntimeError: the client is not running (use it inside ``async with client``).
-
-        Blocks: until the namespace is connected (returns at once if it is).
-
-        Cancellation: if cancelled, the request stands: the namespace still connects (call
-        :meth:`disconnect` to withdraw it).
-        """
+        """Ask for the namespace and wait until it is connected; see
+        :meth:`ClientSocket.connect <trio_sio.ClientSocket.connect>`."""
         manager = self._manager
         if self._shut:
             await trio.lowlevel.checkpoint()
-            raise ConnectionClosed(self._buffer.refused or "client is closed")
+            raise ConnectionClosed(self.buffer.refused or "client is closed")
         if not manager.is_running:
             raise RuntimeError("the client is not running: connect inside `async with client`")
         if not self.connected:
-            self._want = True
+            self.want = True
             self._refusal = None
             self.server_disconnected = self.refused = False
-            self._buffer.reopen()
+            self.buffer.reopen()
             self._notify()
             manager.wake()
             session = manager.session
             if session is not None and not session.closed.is_set():
-                await self._request_connect(session, await manager.auth())
+                await self.request_connect(session, await manager.auth())
         while True:
-            changed = self._changed
+            changed = self.changed
             if self.connected:
                 await trio.lowlevel.checkpoint()
                 return
             if self._refusal is not None:
                 raise ConnectionRefused(self._refusal.message, self._refusal.data)
             if self._shut:
-                raise ConnectionClosed(self._buffer.refused or "client is closed")
-            if not self._want:
+                raise ConnectionClosed(self.buffer.refused or "client is closed")
+            if not self.want:
                 raise ConnectionClosed("io client disconnect")
             await changed.wait()
 
     async def disconnect(self) -> None:
-        """Leave this namespace, as socket.io-client's ``socket.disconnect()``.
-
-        Emits already made go out first (for up to two seconds), then the server gets a
-        DISCONNECT for the namespace; the ``"disconnect"`` handlers get ``"io client
-        disconnect"``. Buffered emits left and pending acks fail with ConnectionClosed, and
-        later emits raise it, until :meth:`connect`. The namespace is not reconnected
-        automatically. The client's connection stays open while another namespace uses it.
-
-        Blocks: at most about two seconds.
-
-        Cancellation: the namespace is left even if cancelled; the goodbye may be skipped.
-        """
+        """Leave the namespace; see :meth:`ClientSocket.disconnect
+        <trio_sio.ClientSocket.disconnect>`."""
         if self._shut:
             await trio.lowlevel.checkpoint()
             return
-        self._want = False
+        self.want = False
         self._notify()
         try:
-            link = self._link
+            link = self.link
             if link is not None and not link.closed.is_set():
                 with trio.move_on_after(DRAIN_GRACE):
-                    await self._drain("io client disconnect")
+                    await self.drain("io client disconnect")
                     try:
                         await link.send(self._encode(PacketType.DISCONNECT))
                     except ConnectionClosed:
@@ -180,49 +150,41 @@ class NamespaceState:
             self._manager.release_if_unused()
 
     # -- acks -----------------------------------------------------------------------------
-    def _new_ack(self) -> tuple[int, AckSlot]:
-        ack_id, slot = self._acks.new()
-        self._pending.add(ack_id)
+    def new_ack(self) -> tuple[int, AckSlot]:
+        ack_id, slot = self.acks.new()
+        self.pending.add(ack_id)
         return ack_id, slot
 
-    def _ack_done(self, ack_id: int) -> None:
+    def ack_done(self, ack_id: int) -> None:
         """Forget an ack id: its ack came, or its waiter gave up."""
-        self._acks.discard(ack_id)
-        self._pending.discard(ack_id)
-        self._sent_acks.discard(ack_id)
+        self.acks.discard(ack_id)
+        self.pending.discard(ack_id)
+        self.sent_acks.discard(ack_id)
 
-    def _fail_acks(self, ack_ids: set[int], reason: str) -> None:
+    def fail_acks(self, ack_ids: set[int], reason: str) -> None:
         ack_ids = set(ack_ids)
-        self._acks.fail(ack_ids, reason)
-        self._pending -= ack_ids
-        self._sent_acks -= ack_ids
+        self.acks.fail(ack_ids, reason)
+        self.pending -= ack_ids
+        self.sent_acks -= ack_ids
 
-    def _on_ack(self, packet: Packet) -> None:
+    def on_ack(self, packet: Packet) -> None:
         if packet.id is not None:
-            self._acks.resolve(packet.id, packet.data)
-            self._pending.discard(packet.id)
-            self._sent_acks.discard(packet.id)
+            self.acks.resolve(packet.id, packet.data)
+            self.pending.discard(packet.id)
+            self.sent_acks.discard(packet.id)
 
     # -- state changes --------------------------------------------------------------------
     def _encode(self, ptype: PacketType, data: Any = None) -> list[str | bytes]:
         return self._manager.encode(Packet(ptype, self.namespace, data))
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        self.changed.set()
+        self.changed = trio.Event()
 
-    def _lifecycle_event(self, name: str, *args: Any) -> None:
-        self._dispatcher.lifecycle(name, *args)
-
-    def _ack_route(self, link: Link | None) -> AckRoute:
-        """Where the acks of events received on ``link`` go: that namespace connection
-        only (dropped silently once it is gone)."""
-        return _LinkAcks(self, link)
-
-    async def _say_goodbye(self) -> bool:
+    async def say_goodbye(self) -> bool:
         """Send DISCONNECT on the current namespace connection; False if the session is
         gone (then no other namespace can say it either)."""
-        link = self._link
+        link = self.link
         if link is not None:
             try:
                 await link.send(self._encode(PacketType.DISCONNECT))
@@ -232,15 +194,15 @@ class NamespaceState:
             await trio.lowlevel.checkpoint()
         return True
 
-    async def _drain(self, reason: str) -> None:
+    async def drain(self, reason: str) -> None:
         """Refuse new emits with ConnectionClosed(reason); wait until the buffered ones
         have gone to the connection."""
-        self._buffer.seal(reason)
-        await self._buffer.wait_empty()
+        self.buffer.seal(reason)
+        await self.buffer.wait_empty()
 
-    async def _request_connect(self, session: Session, auth: Any) -> None:
+    async def request_connect(self, session: Session, auth: Any) -> None:
         """Send CONNECT on ``session`` unless it was sent there already."""
-        if self._connect_sent_on is session or self.connected or not self._want:
+        if self._connect_sent_on is session or self.connected or not self.want:
             await trio.lowlevel.checkpoint()
             return
         self._connect_sent_on = session
@@ -278,7 +240,7 @@ class NamespaceState:
 
     def _keep_early(self, packet: Packet) -> bool:
         """Keep an event that came before the CONNECT reply; False if none is awaited."""
-        if self._connect_sent_on is None or self._link is not None:
+        if self._connect_sent_on is None or self.link is not None:
             return False
         if len(self._early) < MAX_EARLY_EVENTS:
             self._early.append(packet)
@@ -286,6 +248,19 @@ class NamespaceState:
             self._early_dropped = True
             log.warning("%s: too many events before the CONNECT reply; dropped", self.namespace)
         return True
+
+    async def on_event(self, packet: Packet, on_wait: OnWait | None = None) -> None:
+        """An EVENT for this namespace, from the reading task: its handler runs right here
+        until it waits (then ``on_wait`` is called), unless events wait before it or its
+        handler is ordered; then it is queued, and this blocks while the queue is full."""
+        link = self.link
+        if link is None:
+            # Before the CONNECT reply (a recovered session's missed events): kept until
+            # it comes; otherwise (not connected any more) ignored, as by the JS client.
+            self._keep_early(packet)
+            await trio.lowlevel.checkpoint()
+            return
+        await self._queue_event(packet, link, on_wait)
 
     async def _queue_event(self, packet: Packet, link: Link, on_wait: OnWait | None = None) -> None:
         """Hand an event to the handlers: inline in the reading task when it may (see
@@ -297,18 +272,18 @@ class NamespaceState:
             return
         await self._dispatcher.queue.put_event(item)
 
-    async def _on_connect(self, sid: str, session: Session, pid: str | None = None) -> None:
+    async def on_connect(self, sid: str, session: Session, pid: str | None = None) -> None:
         self._connect_sent_on = None
-        if not self._want:
+        if not self.want:
             # disconnect() was called while the CONNECT was on its way: leave at once.
             try:
                 await session.send(self._encode(PacketType.DISCONNECT))
             except ConnectionClosed:
                 pass
             return
-        if self._link is not None:
+        if self.link is not None:
             return
-        link = self._link = Link(session, sid)
+        link = self.link = Link(session, sid)
         self.id = sid
         self.recovered = pid is not None and pid == self._pid and not self._early_dropped
         self._pid = pid
@@ -319,25 +294,25 @@ class NamespaceState:
         self._notify()
         for packet in early:  # the events missed while disconnected come first
             await self._queue_event(packet, link)
-        self._lifecycle_event("connect")
+        self._dispatcher.lifecycle("connect")
 
-    def _on_connect_error(self, data: Any) -> None:
+    def on_connect_error(self, data: Any) -> None:
         self._connect_sent_on = None
         info = data if isinstance(data, dict) else {"message": data}
         self._refusal = ConnectionRefused(str(info.get("message", "refused")), info.get("data"))
         self.refused = True
-        self._want = False
+        self.want = False
         self._close_namespace("io server disconnect")
-        self._lifecycle_event("connect_error", data)
+        self._dispatcher.lifecycle("connect_error", data)
 
-    def _on_server_disconnect(self) -> None:
+    def on_server_disconnect(self) -> None:
         self.server_disconnected = True
-        self._want = False
+        self.want = False
         self._close_namespace("io server disconnect")
 
     def _drop_link(self) -> bool:
         """Forget the current namespace connection; returns whether there was one."""
-        link, self._link = self._link, None
+        link, self.link = self.link, None
         self._connect_sent_on = None
         self._early.clear()
         self.id = None
@@ -348,47 +323,72 @@ class NamespaceState:
             return True
         return False
 
-    def _on_transport_lost(self, reason: str) -> None:
+    def on_transport_lost(self, reason: str) -> None:
         """The Engine.IO connection ended: the packets that went out on it lose their acks;
         the buffered ones wait for the next connection."""
         was_connected = self._drop_link()
-        self._fail_acks(self._sent_acks, reason)
+        self.fail_acks(self.sent_acks, reason)
         self._notify()
         if was_connected:
-            self._lifecycle_event("disconnect", reason)
+            self._dispatcher.lifecycle("disconnect", reason)
 
     def _close_namespace(self, reason: str) -> None:
         """The namespace is disconnected for good (until connect()): discard the buffer,
         fail every pending ack, refuse emits."""
         was_connected = self._drop_link()
         self._pid = self._offset = None  # a server never keeps such a session
-        self._buffer.close(reason)
-        self._fail_acks(self._pending, reason)
+        self.buffer.close(reason)
+        self.fail_acks(self.pending, reason)
         self._notify()
         if was_connected:
-            self._lifecycle_event("disconnect", reason)
+            self._dispatcher.lifecycle("disconnect", reason)
 
-    def _shutdown(self, reason: str) -> None:
+    def shutdown(self, reason: str) -> None:
         """The client is closing or gave up: refuse new emits, fail every pending ack."""
         self._shut = True
-        self._want = False
+        self.want = False
         was_connected = self._drop_link()
-        self._buffer.close(reason)
-        self._acks.close(reason)
-        self._pending.clear()
-        self._sent_acks.clear()
+        self.buffer.close(reason)
+        self.acks.close(reason)
+        self.pending.clear()
+        self.sent_acks.clear()
         self._notify()
         if was_connected:
-            self._lifecycle_event("disconnect", reason)
+            self._dispatcher.lifecycle("disconnect", reason)
+
+    def reopen(self, want: bool) -> None:
+        """The client is entered again after it ended: accept emits again, with fresh
+        pending acks; connect with the client if ``want``."""
+        self._shut = False
+        self.want = want
+        self._refusal = None
+        self.server_disconnected = self.refused = self.recovered = False
+        self._pid = self._offset = None
+        self.buffer.reopen()
+        self.acks = AckRegistry(self._manager.options.max_pending_acks)
+        self.pending.clear()
+        self.sent_acks.clear()
+        self._notify()
+
+
+def link_acks(manager: ManagerPort, namespace: str) -> Callable[[Link | None], AckRoute]:
+    """Where the acks of events received on a namespace connection go: that connection
+    only (dropped silently once it is gone)."""
+
+    def route(link: Link | None) -> AckRoute:
+        return _LinkAcks(manager, namespace, link)
+
+    return route
 
 
 class _LinkAcks:
     """The acks of events received on one namespace connection (see ``AckRoute``)."""
 
-    __slots__ = ("_link", "_state")
+    __slots__ = ("_link", "_manager", "_namespace")
 
-    def __init__(self, state: NamespaceState, link: Link | None) -> None:
-        self._state = state
+    def __init__(self, manager: ManagerPort, namespace: str, link: Link | None) -> None:
+        self._manager = manager
+        self._namespace = namespace
         self._link = link
 
     async def _send_ack(self, ack_id: int, args: tuple[Any, ...]) -> None:
@@ -397,8 +397,7 @@ class _LinkAcks:
         if link is None or link.closed.is_set():
             await trio.lowlevel.checkpoint()
             return
-        state = self._state
-        frames = state._manager.encode(Packet(PacketType.ACK, state.namespace, data, ack_id))
+        frames = self._manager.encode(Packet(PacketType.ACK, self._namespace, data, ack_id))
         try:
             await link.send(frames)
         except ConnectionClosed:

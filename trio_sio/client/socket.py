@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import trio
 
-from .._acks import AckRegistry, emit_with_callback, unpack_ack
+from .._acks import emit_with_callback, unpack_ack
 from .._emitter import Callback, SocketEmitter, event_data
 from .._handlers import Handler
 from ..protocol.errors import AckTimeoutError, ConnectionClosed
 from ..protocol.socketio import Packet, PacketType
-from ._dispatch import LIFECYCLE
-from ._link import Link, Session
-from ._namespace import NamespaceState
-from ._queues import Outgoing
-from ._reader import OnWait
+from ._dispatch import LIFECYCLE, Dispatcher
+from ._link import Session
+from ._namespace import NamespaceState, link_acks
+from ._outbox import Outbox
+from ._parts import ClientLike, ManagerPort
 from ._retry import RetryLane
 
-if TYPE_CHECKING:
-    from ._manager import Manager
-    from .client import Client
-
 __all__ = ["LIFECYCLE", "ClientSocket", "Session"]
-
-log = logging.getLogger("trio_sio.client")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class ClientSocket(NamespaceState):
+class ClientSocket:
     """The client side of one namespace: ``client.of("/chat")``.
 
     Emits made while disconnected wait in a bounded buffer (``buffer_size`` packets) and are
@@ -46,33 +39,113 @@ class ClientSocket(NamespaceState):
     Handlers start in arrival order and run concurrently (see the client's
     ``max_concurrent_handlers`` and ``ordered_handlers``).
 
+    Its connection state (connecting, disconnecting, the send buffer, pending acks,
+    recovery) is a part it owns; the properties below read it.
+
     Attributes:
         namespace: the namespace name.
-        id: the socket id the server gave, while connected.
-        server_disconnected: the server disconnected the namespace (until :meth:`connect`).
-        refused: the server refused the namespace (until :meth:`connect`).
-        recovered: the last connection got the session back after a lost connection, and
-            with it the events missed meanwhile (connection state recovery, when the server
-            has it on); they are handled before the ``"connect"`` handlers run.
+        client: the client this socket belongs to.
     """
 
-    def __init__(self, manager: Manager, client: Client, namespace: str) -> None:
-        super().__init__(manager, client, namespace)
-        self._outgoing_hooks: list[Handler] = []
-        self._flush_blocked = False  # the flush task waits for room to send the first packet
+    def __init__(self, manager: ManagerPort, client: ClientLike, namespace: str) -> None:
         options = manager.options
+        self.namespace = namespace
+        self.client = client
+        self._manager = manager
+        self._dispatcher = Dispatcher(
+            f"<ClientSocket {namespace}>",
+            link_acks(manager, namespace),
+            queue_size=options.event_queue_size,
+            limit=options.max_concurrent_handlers,
+            ordered=options.ordered_handlers,
+        )
+        self._state = state = NamespaceState(manager, namespace, self._dispatcher)
+        self._outbox = Outbox(state, manager.encode)
+        self._outgoing_hooks: list[Handler] = []
         self._retries = RetryLane(
             namespace,
             retries=options.retries,
             ack_timeout=options.ack_timeout or 5.0,
             size=options.buffer_size,
-            new_ack=self._new_ack,
-            ack_done=self._ack_done,
-            put=self._put,
+            new_ack=state.new_ack,
+            ack_done=state.ack_done,
+            put=self._outbox.put,
         )
 
     def __repr__(self) -> str:
-        return f"<ClientSocket {self.namespace} {self.id or '(disconnected)'}>"
+        return f"<ClientSocket {self.namespace} {self._state.id or '(disconnected)'}>"
+
+    # -- connection state -----------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """Whether the namespace is connected right now."""
+        return self._state.connected
+
+    @property
+    def id(self) -> str | None:
+        """The socket id the server gave, while connected."""
+        return self._state.id
+
+    @property
+    def server_disconnected(self) -> bool:
+        """The server disconnected the namespace (until :meth:`connect`)."""
+        return self._state.server_disconnected
+
+    @property
+    def refused(self) -> bool:
+        """The server refused the namespace (until :meth:`connect`)."""
+        return self._state.refused
+
+    @property
+    def recovered(self) -> bool:
+        """The last connection got the session back after a lost connection, and with it
+        the events missed meanwhile (connection state recovery, when the server has it
+        on); they are handled before the ``"connect"`` handlers run."""
+        return self._state.recovered
+
+    async def wait_connected(self) -> None:
+        """Block until the namespace is connected.
+
+        Cancellation: safe; it only waits.
+        """
+        await self._state.wait_connected()
+
+    async def connect(self) -> None:
+        """Connect this namespace on the client's connection, as socket.io-client's
+        ``socket.connect()``: for a namespace made with ``client.of()`` after the client
+        connected, or one disconnected by the server, a refusal, or :meth:`disconnect`.
+
+        ``auth`` is evaluated again. Emits are accepted (and buffered) again at once. If the
+        client's connection is down, the namespace connects once it is back; if the client
+        had closed its connection for want of namespaces, it opens a new one.
+
+        Raises:
+            ConnectionRefused: the server refused the namespace (its message and data).
+            ConnectionClosed: the client is closed or gave up reconnecting, or
+                :meth:`disconnect` was called meanwhile.
+            RuntimeError: the client is not running (use it inside ``async with client``).
+
+        Blocks: until the namespace is connected (returns at once if it is).
+
+        Cancellation: if cancelled, the request stands: the namespace still connects (call
+        :meth:`disconnect` to withdraw it).
+        """
+        await self._state.connect()
+
+    async def disconnect(self) -> None:
+        """Leave this namespace, as socket.io-client's ``socket.disconnect()``.
+
+        Emits already made go out first (for up to two seconds), then the server gets a
+        DISCONNECT for the namespace; the ``"disconnect"`` handlers get ``"io client
+        disconnect"``. Buffered emits left and pending acks fail with ConnectionClosed, and
+        later emits raise it, until :meth:`connect`. The namespace is not reconnected
+        automatically. The client's connection stays open while another namespace uses it.
+
+        Blocks: at most about two seconds.
+
+        Cancellation: the namespace is left even if cancelled; the goodbye may be skipped.
+        """
+        await self._state.disconnect()
 
     # -- handlers -------------------------------------------------------------------------
     @overload
@@ -208,28 +281,30 @@ class ClientSocket(NamespaceState):
         if self._manager.options.retries and not volatile:
             await self._queue_retry(data, callback, None)
             return
+        outbox = self._outbox
         packet = Packet(PacketType.EVENT, self.namespace, data)
         if callback is None:
             if volatile:
-                self._send_volatile(packet, compress)
+                outbox.send_volatile(packet, compress)
                 await trio.lowlevel.checkpoint()
             else:
-                await self._put(packet, compress)
+                await outbox.put(packet, compress)
             return
         nursery = self._manager.running_nursery()
+        state = self._state
 
         async def send(ack_id: int) -> bool:
-            self._pending.add(ack_id)
+            state.pending.add(ack_id)
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
             if volatile:
-                sent = self._send_volatile(packet, compress)
+                sent = outbox.send_volatile(packet, compress)
                 await trio.lowlevel.checkpoint()
                 return sent
-            await self._put(packet, compress)
+            await outbox.put(packet, compress)
             return True
 
         await emit_with_callback(
-            self._acks, send, nursery.start_soon, callback, timeout, forget=self._ack_done
+            state.acks, send, nursery.start_soon, callback, timeout, forget=state.ack_done
         )
 
     async def _emit_with_ack(
@@ -250,178 +325,51 @@ class ClientSocket(NamespaceState):
             if isinstance(outcome, BaseException):
                 raise outcome
             return outcome
-        ack_id, slot = self._new_ack()
+        state = self._state
+        ack_id, slot = state.new_ack()
         try:
             packet = Packet(PacketType.EVENT, self.namespace, data, ack_id)
             if timeout is None and not volatile:  # the common case: no cancel scope
-                await self._put(packet, compress, schedule=False)  # the wait is the one
+                await self._outbox.put(packet, compress, schedule=False)  # the wait is the one
                 return unpack_ack(await slot.wait())
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 if volatile:
-                    if not self._send_volatile(packet, compress) and timeout is None:
+                    if not self._outbox.send_volatile(packet, compress) and timeout is None:
                         raise AckTimeoutError("volatile emit dropped")
                 else:
-                    await self._put(packet, compress)
+                    await self._outbox.put(packet, compress)
                 return unpack_ack(await slot.wait())
             raise AckTimeoutError()
         finally:
-            self._ack_done(ack_id)
-
-    def _send_volatile(self, packet: Packet, compress: bool = True) -> bool:
-        """Write a volatile packet now, behind what this socket has buffered, if the
-        connection takes all of it without waiting; else drop it (as the JS client drops a
-        volatile packet when the transport is not writable). Returns whether it went."""
-        link = self._link
-        if link is None or link.closed.is_set() or self._flush_blocked:
-            return False
-        try:
-            if not self._flush_now(link):
-                return False
-            link.send_nowait(self._manager.encode(packet), compress)
-        except (trio.WouldBlock, ConnectionClosed):
-            return False
-        if packet.id is not None:
-            self._sent_acks.add(packet.id)
-        return True
-
-    def _flush_now(self, link: Link) -> bool:
-        """Hand buffered packets to ``link`` while it takes them without waiting; returns
-        whether the buffer is empty. Only while the flush task is not blocked on a send.
-
-        Raises:
-            ConnectionClosed: the link ended.
-        """
-        while (item := self._buffer.peek()) is not None:
-            try:
-                link.send_nowait(item.frames, item.compress)
-            except trio.WouldBlock:
-                return False
-            self._sent(item)
-        return True
-
-    def _sent(self, item: Outgoing) -> None:
-        self._buffer.remove(item)
-        if item.ack_id is not None and item.ack_id in self._pending:
-            self._sent_acks.add(item.ack_id)
-
-    async def _put(self, packet: Packet, compress: bool = True, *, schedule: bool = True) -> None:
-        """Send ``packet`` at once when nothing is buffered before it and the connection
-        takes it without waiting (no task switch); else buffer it for the flush task.
-
-        With ``schedule=False`` a packet written at once costs no schedule point either: for
-        a caller that waits right after (for the packet's ack), so the wait is the one.
-
-        Cancellation: if cancelled, the packet was not queued.
-        """
-        frames = tuple(self._manager.encode(packet))
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._send_now(frames, packet.id, compress):
-            if schedule:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        await self._buffer.put(Outgoing(frames, packet.id, compress))
-
-    def _send_now(
-        self, frames: tuple[str | bytes, ...], ack_id: int | None, compress: bool
-    ) -> bool:
-        """Write ``frames`` now if nothing is buffered before them and the link takes them
-        without waiting; returns whether they went. Never blocks."""
-        link = self._link
-        if link is None or self._flush_blocked or len(self._buffer) or link.closed.is_set():
-            return False
-        try:
-            link.send_nowait(frames, compress)
-        except (trio.WouldBlock, ConnectionClosed):
-            return False
-        if ack_id is not None:
-            self._sent_acks.add(ack_id)
-        return True
+            state.ack_done(ack_id)
 
     async def _queue_retry(
         self, data: list[Any], callback: Callback | None, result: trio.MemorySendChannel[Any] | None
     ) -> None:
-        if self._buffer.refused is not None:
+        refused = self._state.buffer.refused
+        if refused is not None:
             await trio.lowlevel.checkpoint()
-            raise ConnectionClosed(self._buffer.refused)
+            raise ConnectionClosed(refused)
         await self._retries.put(data, callback, result)
 
-    # -- background tasks (started by the client) ---------------------------------------
+    # -- driven by the client's manager ---------------------------------------------------
     def _start_tasks(self, nursery: trio.Nursery) -> None:
+        """Start the socket's tasks (handler dispatch, flush, retries if set) in the
+        client's nursery."""
         nursery.start_soon(self._dispatcher.run, nursery)
-        nursery.start_soon(self._flush_loop)
+        nursery.start_soon(self._outbox.run)
         if self._manager.options.retries:  # no idle task for a feature not in use
             nursery.start_soon(self._retries.run)
-
-    async def _flush_loop(self) -> None:
-        """Move buffered packets to the connection, in order, whenever connected.
-
-        A packet leaves the buffer only once the connection has taken it, so the buffer
-        holds exactly ``buffer_size`` packets while disconnected, and a packet whose send a
-        disconnection cut short is sent first on the next connection.
-        """
-        while True:
-            changed = self._changed
-            link = self._link
-            if link is None or link.closed.is_set():
-                await changed.wait()
-                continue
-            try:
-                if self._flush_now(link):
-                    await self._buffer.wait_item()
-                    continue
-            except ConnectionClosed:
-                await link.closed.wait()  # the session is ending: wait for the next one
-                continue
-            item = self._buffer.peek()
-            assert item is not None
-            self._flush_blocked = True
-            try:
-                await link.send(item.frames, item.compress)
-            except ConnectionClosed:
-                await link.closed.wait()
-                continue
-            except ValueError:  # more binary attachments than the send queue holds
-                log.exception("%r: a packet cannot be sent; dropped", self)
-                self._buffer.remove(item)
-                if item.ack_id is not None:
-                    self._fail_acks({item.ack_id}, "packet too large")
-                continue
-            finally:
-                self._flush_blocked = False
-            self._sent(item)
-
-    # -- driven by the client's receive loop ----------------------------------------------
-    async def _on_event(self, packet: Packet, on_wait: OnWait | None = None) -> None:
-        """An EVENT for this namespace, from the reading task: its handler runs right here
-        until it waits (then ``on_wait`` is called), unless events wait before it or its
-        handler is ordered; then it is queued, and this blocks while the queue is full."""
-        link = self._link
-        if link is None:
-            # Before the CONNECT reply (a recovered session's missed events): kept until
-            # it comes; otherwise (not connected any more) ignored, as by the JS client.
-            self._keep_early(packet)
-            await trio.lowlevel.checkpoint()
-            return
-        await self._queue_event(packet, link, on_wait)
 
     def _reopen(self, want: bool) -> None:
         """The client is entered again after it ended: accept emits again, with fresh
         queues; connect with the client if ``want``."""
-        self._shut = False
-        self._want = want
-        self._refusal = None
-        self.server_disconnected = self.refused = self.recovered = False
-        self._pid = self._offset = None
-        self._buffer.reopen()
-        self._acks = AckRegistry(self._manager.options.max_pending_acks)
-        self._pending.clear()
-        self._sent_acks.clear()
+        self._state.reopen(want)
         self._dispatcher.reopen()
         self._retries.reopen()
-        self._notify()
 
     def _shutdown(self, reason: str) -> None:
         """The client is closing or gave up: refuse new emits, fail every pending ack."""
-        super()._shutdown(reason)
+        self._state.shutdown(reason)
         self._retries.close()
         self._dispatcher.close_waiters()
