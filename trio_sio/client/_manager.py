@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
@@ -111,17 +112,13 @@ class Manager:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Connect; the block runs once every wanted namespace is connected; leaving it
-        disconnects and ends every task (handlers still running are cancelled).
-
-        May be entered again once a previous block ended (a fresh start, handlers and
-        cookies kept).
+        disconnects and ends every task (handlers still running are cancelled). May be
+        entered again once a previous block ended (handlers and cookies kept).
 
         Raises:
             ConnectionRefused: a namespace was refused by the server.
             ConnectError: the server could not be reached and reconnection is off or
-                gave up.
-
-        An ``ExceptionGroup`` escapes only when several exceptions happen at once.
+                gave up. (An ``ExceptionGroup`` only when several happen at once.)
 
         Cancellation: cancelling while connecting leaves nothing running; leaving the
         block shields the goodbye (bounded: a few seconds).
@@ -220,9 +217,6 @@ class Manager:
     def _has(self, event: str) -> bool:
         return bool(self.handlers.get(event))
 
-    async def _on_ping(self) -> None:
-        await self._fire("ping")
-
     # -- for the sockets ----------------------------------------------------------------
     def encode(self, packet: Packet) -> list[str | bytes]:
         """Encode a packet with the client's parser."""
@@ -285,7 +279,7 @@ class Manager:
                 try:
                     async with open_engine(self.options, self._transports, self.cookies) as engine:
                         if self._has("ping"):
-                            engine.on_ping = self._on_ping
+                            engine.on_ping = partial(self._fire, "ping")
                         session = Session(engine)
                         self._session = session
                         self.backoff.reset()
@@ -364,7 +358,7 @@ class Manager:
         for socket in list(self.sockets.values()):
             if socket._state.want:
                 await socket._state.request_connect(session, auth)
-        packet_hook = self._on_packet if self._has("packet") else None
+        packet_hook = partial(self._fire, "packet") if self._has("packet") else None
         reader = Reader(
             session, self.parser.decoder(), self._route, self._all_connected, packet_hook
         )
@@ -382,9 +376,6 @@ class Manager:
         if reader.reason == "parse error":
             return "parse error"
         return REASONS.get(reader.reason, "transport close")
-
-    async def _on_packet(self, packet: Packet) -> None:
-        await self._fire("packet", packet)
 
     async def _route(self, packet: Packet, session: Session, on_wait: OnWait) -> None:
         socket = self.sockets.get(packet.namespace)
