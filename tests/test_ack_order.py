@@ -78,6 +78,7 @@ async def test_a_cancelled_or_failed_waiter_leaves_no_turn_pending() -> None:
         await trio.testing.wait_all_tasks_blocked()
         acks.fail({ids[1]}, "gone")  # a failure is no turn: the order of failures is free
         assert not acks.turn_pending
+        await trio.testing.wait_all_tasks_blocked()  # so the log's order is fixed
         await _resolve_as_a_reader(acks, ids[2], [2])
     assert log == [-2, 2]
     assert not acks.turn_pending
