@@ -14,14 +14,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol, TypeVar
 
 import trio
 
 from ..protocol.engineio import Packet, may_compress
-
-if TYPE_CHECKING:
-    from .config import HttpResponse, RequestHead
 
 __all__ = ["HttpCompression", "accepted_coding", "compress_poll_response"]
 
@@ -96,17 +93,34 @@ def accepted_coding(accept_encoding: str | None) -> str | None:
     return "gzip" if gzip_q >= deflate_q else "deflate"
 
 
+class _Response(Protocol):
+    """What is compressed of a response (``config.HttpResponse`` is one)."""
+
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+class _Head(Protocol):
+    """What is read of a request (``config.RequestHead`` is one)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+R = TypeVar("R", bound=_Response)
+
+
 def _compress(body: bytes, coding: str, level: int) -> bytes:
     compressor = zlib.compressobj(level, zlib.DEFLATED, _WBITS[coding])
     return compressor.compress(body) + compressor.flush()
 
 
 async def compress_poll_response(
-    response: HttpResponse,
-    head: RequestHead,
+    response: R,
+    head: _Head,
     packets: Sequence[Packet],
     settings: HttpCompression | None,
-) -> HttpResponse:
+) -> R:
     """``response`` (a polling GET's answer carrying ``packets``), compressed if it should be.
 
     Blocks: while a body of ``THREAD_FROM`` bytes or more is compressed in a worker thread
