@@ -31,15 +31,20 @@ class Outbox:
     Args:
         state: the socket's connection state.
         encode: encodes a packet with the client's parser.
+        name: how log messages name the socket (its ``repr``).
     """
 
-    __slots__ = ("_encode", "_flush_blocked", "_state")
+    __slots__ = ("_encode", "_flush_blocked", "_name", "_state")
 
     def __init__(
-        self, state: NamespaceState, encode: Callable[[Packet], list[str | bytes]]
+        self,
+        state: NamespaceState,
+        encode: Callable[[Packet], list[str | bytes]],
+        name: Callable[[], str],
     ) -> None:
         self._state = state
         self._encode = encode
+        self._name = name
         self._flush_blocked = False  # the flush task waits for room to send the first packet
 
     def send_volatile(self, packet: Packet, compress: bool = True) -> bool:
@@ -153,8 +158,7 @@ class Outbox:
                 await link.closed.wait()
                 continue
             except ValueError:  # more binary attachments than the send queue holds
-                name = f"<ClientSocket {state.namespace} {state.id or '(disconnected)'}>"
-                log.exception("%s: a packet cannot be sent; dropped", name)
+                log.exception("%s: a packet cannot be sent; dropped", self._name())
                 state.buffer.remove(item)
                 if item.ack_id is not None:
                     state.fail_acks({item.ack_id}, "packet too large")

@@ -60,7 +60,7 @@ class ClientSocket:
             ordered=options.ordered_handlers,
         )
         self._state = state = NamespaceState(manager, namespace, self._dispatcher)
-        self._outbox = Outbox(state, manager.encode)
+        self._outbox = Outbox(state, manager.encode, self.__repr__)
         self._outgoing_hooks: list[Handler] = []
         self._retries = RetryLane(
             namespace,
